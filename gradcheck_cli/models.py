@@ -1,0 +1,279 @@
+"""Models: scalar functions f(X, W) with a hand-written gradient to check.
+
+A model is anything with `value(X, W)` (the forward pass, a scalar) and `gradient(X, W)`
+(the analytic gradient, a pair (dF/dX, dF/dW)). The built-in family is
+f(X, W) = reduction(activation(X @ W)); because the activation is elementwise and the reduction
+linear, perturbing one entry of X or W changes one row or one column of X @ W only, which
+`ElementwiseModel.entry_shift_differences` exploits (see differences.py).
+
+Pure numpy: nothing here knows about click or rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gradcheck_cli.errors import InputError
+
+Array = NDArray[np.floating] | NDArray[np.complexfloating]
+Wrt = Literal["X", "W"]
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A scalar function of two matrices with an analytic gradient."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def formula(self) -> str: ...
+
+    @property
+    def complex_analytic(self) -> bool:
+        """True when `value` accepts complex input and is holomorphic (complex-step is exact)."""
+        ...
+
+    def value(self, X: Array, W: Array) -> float | complex: ...
+
+    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]: ...
+
+
+# --- activations -----------------------------------------------------------------------------
+# Each works for real and, where `complex_analytic`, complex input. The stable forms only ever
+# exponentiate a number whose real part is <= 0, so no input overflows or warns.
+
+
+def _sigmoid(z: Array) -> Array:
+    nonneg = z.real >= 0
+    e = np.exp(np.where(nonneg, -z, z))  # |e| <= 1
+    return np.where(nonneg, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _sigmoid_derivative(z: Array) -> Array:
+    # s(1 - s) loses everything once s rounds to 1 (|z| > ~37); e / (1 + e)^2 does not.
+    e = np.exp(-np.abs(z))
+    return e / (1.0 + e) ** 2
+
+
+def _tanh(z: Array) -> Array:
+    return np.tanh(z)
+
+
+def _tanh_derivative(z: Array) -> Array:
+    # 1 - tanh^2 underflows to 0 early for the same reason; 4e / (1 + e)^2 with e = exp(-2|z|).
+    e = np.exp(-2.0 * np.abs(z))
+    return 4.0 * e / (1.0 + e) ** 2
+
+
+def _softplus(z: Array) -> Array:
+    nonneg = z.real >= 0
+    e = np.exp(np.where(nonneg, -z, z))
+    return np.where(nonneg, z, 0.0) + np.log1p(e)
+
+
+def _relu(z: Array) -> Array:
+    return np.maximum(z, 0.0)
+
+
+def _relu_derivative(z: Array) -> Array:
+    # At the kink we take 0, as PyTorch does; finite differences there see 1/2 (a kink).
+    return (z > 0).astype(z.dtype)
+
+
+def _identity(z: Array) -> Array:
+    return z
+
+
+def _identity_derivative(z: Array) -> Array:
+    return np.ones_like(z)
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    formula: str
+    derivative_formula: str
+    function: Callable[[Array], Array]
+    derivative: Callable[[Array], Array]
+    complex_analytic: bool
+    kinks: tuple[float, ...] = ()
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation(
+            "sigmoid", "sigmoid(z) = 1 / (1 + exp(-z))", "sigmoid(z) * (1 - sigmoid(z))",
+            _sigmoid, _sigmoid_derivative, complex_analytic=True,
+        ),
+        Activation(
+            "tanh", "tanh(z)", "1 - tanh(z)^2", _tanh, _tanh_derivative, complex_analytic=True
+        ),
+        Activation(
+            "softplus", "softplus(z) = log(1 + exp(z))", "sigmoid(z)",
+            _softplus, _sigmoid, complex_analytic=True,
+        ),
+        Activation(
+            "relu", "relu(z) = max(z, 0)", "1 if z > 0 else 0",
+            _relu, _relu_derivative, complex_analytic=False, kinks=(0.0,),
+        ),
+        Activation(
+            "identity", "identity(z) = z", "1", _identity, _identity_derivative,
+            complex_analytic=True,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Reduction:
+    name: str
+    """sum or mean: both linear, so f's change is the scaled change of the touched terms."""
+
+    def scale(self, n_terms: int) -> float:
+        return 1.0 if self.name == "sum" else 1.0 / n_terms
+
+
+REDUCTIONS: dict[str, Reduction] = {r.name: r for r in (Reduction("sum"), Reduction("mean"))}
+
+
+@dataclass(frozen=True)
+class ElementwiseModel:
+    """f(X, W) = reduction(activation(X @ W)), with its closed-form gradient."""
+
+    activation: Activation
+    reduction: Reduction
+
+    @property
+    def name(self) -> str:
+        return f"{self.activation.name}-{self.reduction.name}"
+
+    @property
+    def formula(self) -> str:
+        return f"{self.reduction.name}({self.activation.name}(X @ W))"
+
+    @property
+    def gradient_formula(self) -> str:
+        d = f"{self.activation.name}'(X @ W)"
+        if self.reduction.name == "mean":
+            d = f"{d} / (n*m)"
+        return f"dF/dX = {d} @ W.T;  dF/dW = X.T @ {d}"
+
+    @property
+    def complex_analytic(self) -> bool:
+        return self.activation.complex_analytic
+
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        return self.activation.kinks
+
+    def value(self, X: Array, W: Array) -> float | complex:
+        G = X @ W
+        total = np.sum(self.activation.function(G)) * self.reduction.scale(G.size)
+        return complex(total) if np.iscomplexobj(total) else float(total)
+
+    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
+        G = X @ W
+        D = self.activation.derivative(G) * self.reduction.scale(G.size)
+        return D @ W.T, X.T @ D
+
+    def entry_shift_differences(
+        self,
+        X: Array,
+        W: Array,
+        G: Array,
+        wrt: Wrt,
+        rows: NDArray[np.intp],
+        cols: NDArray[np.intp],
+        shifts: Array,
+    ) -> Array:
+        """f(x + shifts[b, k] * e_b) - f(x) for a chunk of entries b = (rows[b], cols[b]).
+
+        Only the touched row (wrt X) or column (wrt W) of G = X @ W changes, so each difference
+        costs O(m) or O(n) and sums only the terms that changed: no round-off from re-summing
+        the unchanged ones. `shifts` is (B, K), real or complex (complex-step).
+        """
+        if wrt == "X":
+            base = G[rows, :]  # (B, m): row i of G for entry X[i, j]
+            direction = W[cols, :]  # (B, m): row j of W
+        else:
+            base = G[:, cols].T  # (B, n): column c of G for entry W[j, c]
+            direction = X[:, rows].T  # (B, n): column j of X
+        act = self.activation.function
+        base_values = act(base)
+        scale = self.reduction.scale(G.size)
+        dtype = np.result_type(base, shifts)
+        out = np.empty(shifts.shape, dtype=dtype)
+        for k in range(shifts.shape[1]):
+            moved = base + shifts[:, k, None] * direction
+            out[:, k] = np.sum(act(moved) - base_values, axis=1) * scale
+        return out
+
+    def kink_within(
+        self,
+        X: Array,
+        W: Array,
+        G: Array,
+        wrt: Wrt,
+        rows: NDArray[np.intp],
+        cols: NDArray[np.intp],
+        reach: NDArray[np.floating],
+    ) -> NDArray[np.bool_]:
+        """True for entries whose shifts up to +-reach move a touched pre-activation across a kink."""
+        if not self.kinks:
+            return np.zeros(rows.shape, dtype=bool)
+        if wrt == "X":
+            base, direction = G[rows, :], W[cols, :]
+        else:
+            base, direction = G[:, cols].T, X[:, rows].T
+        span = np.abs(direction) * reach[:, None]
+        hit = np.zeros(base.shape, dtype=bool)
+        for kink in self.kinks:
+            hit |= np.abs(base.real - kink) <= span
+        return np.asarray(np.any(hit, axis=1))
+
+
+DEFAULT_MODEL = "sigmoid-sum"
+
+
+def builtin_model_names() -> list[str]:
+    return [f"{a}-{r}" for a in ACTIVATIONS for r in REDUCTIONS]
+
+
+def builtin_model(name: str) -> ElementwiseModel:
+    """The built-in model called `activation-reduction`, e.g. sigmoid-sum or tanh-mean."""
+    activation, _, reduction = name.partition("-")
+    if activation not in ACTIVATIONS or reduction not in REDUCTIONS:
+        known = ", ".join(builtin_model_names())
+        raise InputError(
+            f"unknown model {name!r}: expected one of {known}, or a path to a .py model file"
+        )
+    return ElementwiseModel(ACTIVATIONS[activation], REDUCTIONS[reduction])
+
+
+@dataclass(frozen=True)
+class ContractedModel:
+    """A vector-valued model seen through one cotangent v: the scalar <forward(X, W), v>.
+
+    Checking its gradient checks the user's vector-Jacobian product backward(X, W, v).
+    """
+
+    name: str
+    formula: str
+    forward: Callable[[Array, Array], Array]
+    vjp: Callable[[Array, Array, Array], tuple[Array, Array]]
+    cotangent: Array
+    complex_analytic: bool = False
+
+    def value(self, X: Array, W: Array) -> float | complex:
+        total = np.sum(self.forward(X, W) * self.cotangent)
+        return complex(total) if np.iscomplexobj(total) else float(total)
+
+    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
+        return self.vjp(X, W, self.cotangent)

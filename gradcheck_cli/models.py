@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError
 
-Array = NDArray[np.floating] | NDArray[np.complexfloating]
+Array = NDArray[Any]
+"""A float or complex numpy array (complex for complex-step)."""
 Wrt = Literal["X", "W"]
 
 
@@ -109,22 +110,39 @@ ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
         Activation(
-            "sigmoid", "sigmoid(z) = 1 / (1 + exp(-z))", "sigmoid(z) * (1 - sigmoid(z))",
-            _sigmoid, _sigmoid_derivative, complex_analytic=True,
+            "sigmoid",
+            "sigmoid(z) = 1 / (1 + exp(-z))",
+            "sigmoid(z) * (1 - sigmoid(z))",
+            _sigmoid,
+            _sigmoid_derivative,
+            complex_analytic=True,
         ),
         Activation(
             "tanh", "tanh(z)", "1 - tanh(z)^2", _tanh, _tanh_derivative, complex_analytic=True
         ),
         Activation(
-            "softplus", "softplus(z) = log(1 + exp(z))", "sigmoid(z)",
-            _softplus, _sigmoid, complex_analytic=True,
+            "softplus",
+            "softplus(z) = log(1 + exp(z))",
+            "sigmoid(z)",
+            _softplus,
+            _sigmoid,
+            complex_analytic=True,
         ),
         Activation(
-            "relu", "relu(z) = max(z, 0)", "1 if z > 0 else 0",
-            _relu, _relu_derivative, complex_analytic=False, kinks=(0.0,),
+            "relu",
+            "relu(z) = max(z, 0)",
+            "1 if z > 0 else 0",
+            _relu,
+            _relu_derivative,
+            complex_analytic=False,
+            kinks=(0.0,),
         ),
         Activation(
-            "identity", "identity(z) = z", "1", _identity, _identity_derivative,
+            "identity",
+            "identity(z) = z",
+            "1",
+            _identity,
+            _identity_derivative,
             complex_analytic=True,
         ),
     )
@@ -192,12 +210,13 @@ class ElementwiseModel:
         rows: NDArray[np.intp],
         cols: NDArray[np.intp],
         shifts: Array,
-    ) -> Array:
+    ) -> tuple[Array, NDArray[np.floating]]:
         """f(x + shifts[b, k] * e_b) - f(x) for a chunk of entries b = (rows[b], cols[b]).
 
         Only the touched row (wrt X) or column (wrt W) of G = X @ W changes, so each difference
         costs O(m) or O(n) and sums only the terms that changed: no round-off from re-summing
-        the unchanged ones. `shifts` is (B, K), real or complex (complex-step).
+        the unchanged ones. `shifts` is (B, K), real or complex (complex-step). Also returns,
+        per entry, the size of the terms whose difference was taken (for the round-off budget).
         """
         if wrt == "X":
             base = G[rows, :]  # (B, m): row i of G for entry X[i, j]
@@ -213,7 +232,7 @@ class ElementwiseModel:
         for k in range(shifts.shape[1]):
             moved = base + shifts[:, k, None] * direction
             out[:, k] = np.sum(act(moved) - base_values, axis=1) * scale
-        return out
+        return out, np.sum(np.abs(base_values), axis=1) * scale
 
     def kink_within(
         self,
@@ -225,7 +244,7 @@ class ElementwiseModel:
         cols: NDArray[np.intp],
         reach: NDArray[np.floating],
     ) -> NDArray[np.bool_]:
-        """True for entries whose shifts up to +-reach move a touched pre-activation across a kink."""
+        """True where shifts up to +-reach carry a touched pre-activation over a kink."""
         if not self.kinks:
             return np.zeros(rows.shape, dtype=bool)
         if wrt == "X":

@@ -346,11 +346,15 @@ def emit(
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def prepare_output(output_path: Path | None) -> None:
+def prepare_output(output_path: Path | None, option: str = "--output") -> None:
+    """Refuse an unwritable report path before any work is done."""
     if output_path is not None:
-        from gradcheck_cli.output import check_output_path
+        from gradcheck_cli.output import OutputError, check_output_path
 
-        check_output_path(output_path)
+        try:
+            check_output_path(output_path)
+        except OutputError as error:
+            raise OutputError(f"{option} {error}") from None
 
 
 class ProgressReporter:
@@ -706,7 +710,7 @@ def sweep(
         from gradcheck_cli.plot import check_plot_available
 
         check_plot_available()
-        prepare_output(plot_path)
+        prepare_output(plot_path, "--plot")
     subject = load_subject(x_path, w_path, model_spec, dtype)
     matrices = ["X", "W"] if wrt == "both" else [wrt]
     vectors: dict[str, Array] = {}

@@ -1,0 +1,530 @@
+"""Loading --x / --w matrices from .csv, .npy and .npz files, and the errors for bad ones."""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import array_shapes, arrays
+from numpy.typing import NDArray
+
+from gradcheck_cli.loading import LoadedMatrix, LoadError, check_shapes, load_matrix
+from gradcheck_cli.seed import SEED_SOURCE, seed_matrices
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def write_text(directory: Path, name: str, text: str) -> str:
+    """Write `text` to directory/name and return the path as the string a user would give."""
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def save(matrix: NDArray[Any], directory: Path, fmt: str) -> str:
+    """Save `matrix` the way numpy users do and return the spec that loads it back."""
+    if fmt == "csv":
+        path = directory / "m.csv"
+        np.savetxt(path, matrix, fmt="%.17g", delimiter=",")
+    elif fmt == "npy":
+        path = directory / "m.npy"
+        np.save(path, matrix)
+    else:
+        path = directory / "m.npz"
+        np.savez(path, only=matrix)
+    return str(path)
+
+
+def load_error(spec: str, *, name: str = "X") -> str:
+    """The message of the LoadError that loading `spec` raises."""
+    with pytest.raises(LoadError) as caught:
+        load_matrix(spec, name=name)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# --- what loads -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "npy", "npz"])
+def test_numpy_written_file_loads_back_bit_for_bit(tmp_path: Path, fmt: str) -> None:
+    """A matrix saved by numpy (CSV with %.17g) loads back with identical bits, as float64."""
+    matrix = np.random.default_rng(0).standard_normal((4, 3)) * 10.0 ** np.arange(-6, 6).reshape(
+        4, 3
+    )
+    matrix[0, 0], matrix[1, 1], matrix[2, 2] = -0.0, 5e-324, -1.7976931348623157e308
+    loaded = load_matrix(save(matrix, tmp_path, fmt), name="X")
+    assert loaded.array.dtype == np.float64
+    assert loaded.array.shape == (4, 3)
+    assert loaded.array.tobytes() == matrix.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    matrix=arrays(
+        np.float64,
+        array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=6),
+        elements=st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    fmt=st.sampled_from(["csv", "npy", "npz"]),
+)
+def test_any_finite_matrix_round_trips(matrix: NDArray[np.float64], fmt: str) -> None:
+    """Any finite float64 matrix of any 2-D shape survives save-then-load exactly."""
+    with tempfile.TemporaryDirectory() as directory:
+        loaded = load_matrix(save(matrix, Path(directory), fmt), name="W")
+    assert loaded.array.shape == matrix.shape
+    assert np.ascontiguousarray(loaded.array).tobytes() == np.ascontiguousarray(matrix).tobytes()
+
+
+def test_seed_fixtures_equal_builtin_seed() -> None:
+    """fixtures/seed_X.csv and seed_W.csv hold exactly the built-in seed matrices."""
+    seed_x, seed_w = seed_matrices()
+    loaded_x = load_matrix(str(FIXTURES / "seed_X.csv"), name="X")
+    loaded_w = load_matrix(str(FIXTURES / "seed_W.csv"), name="W")
+    np.testing.assert_array_equal(loaded_x.array, seed_x)
+    np.testing.assert_array_equal(loaded_w.array, seed_w)
+    assert loaded_x.array.shape == (3, 3)
+    assert loaded_w.array.shape == (3, 2)
+
+
+def test_csv_source_is_the_path_as_given(tmp_path: Path) -> None:
+    """The source of a CSV matrix is the path string exactly as the user gave it."""
+    spec = write_text(tmp_path, "x.csv", "1,2\n")
+    assert load_matrix(spec, name="X").source == spec
+
+
+def test_single_row_csv_is_one_by_k(tmp_path: Path) -> None:
+    """A one-line CSV is a (1, k) matrix, not a vector."""
+    loaded = load_matrix(write_text(tmp_path, "row.csv", "1,2,3\n"), name="X")
+    np.testing.assert_array_equal(loaded.array, [[1.0, 2.0, 3.0]])
+    assert loaded.array.shape == (1, 3)
+
+
+def test_single_column_csv_is_n_by_one(tmp_path: Path) -> None:
+    """A one-column CSV is an (n, 1) matrix."""
+    loaded = load_matrix(write_text(tmp_path, "col.csv", "1\n2\n3\n"), name="W")
+    assert loaded.array.shape == (3, 1)
+    np.testing.assert_array_equal(loaded.array[:, 0], [1.0, 2.0, 3.0])
+
+
+def test_single_number_csv_is_one_by_one(tmp_path: Path) -> None:
+    """A CSV holding one number is a (1, 1) matrix."""
+    loaded = load_matrix(write_text(tmp_path, "one.csv", "4.5"), name="W")
+    assert loaded.array.shape == (1, 1)
+    assert loaded.array[0, 0] == 4.5
+
+
+def test_csv_blank_lines_spaces_crlf_and_bom_are_accepted(tmp_path: Path) -> None:
+    """Blank (or all-space) lines, spaces around cells, CRLF and a UTF-8 BOM do not matter."""
+    path = tmp_path / "messy.csv"
+    path.write_bytes(b"\xef\xbb\xbf 1 , 2\r\n\r\n   \r\n3,4 \r\n\n\n  \n")
+    loaded = load_matrix(str(path), name="X")
+    np.testing.assert_array_equal(loaded.array, [[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_, np.float32])
+def test_npy_of_int_bool_or_float32_becomes_float64(tmp_path: Path, dtype: type) -> None:
+    """Integer, bool and float32 arrays load, converted exactly to float64."""
+    original: NDArray[Any] = np.array([[1, 0], [1, 1]], dtype=dtype)
+    np.save(tmp_path / "m.npy", original)
+    loaded = load_matrix(str(tmp_path / "m.npy"), name="X")
+    assert loaded.array.dtype == np.float64
+    np.testing.assert_array_equal(loaded.array, original.astype(np.float64))
+
+
+def test_npz_with_one_array_needs_no_key(tmp_path: Path) -> None:
+    """An .npz holding one array loads it; the source names the array as path:key."""
+    np.savez(tmp_path / "w.npz", weights=np.eye(2))
+    loaded = load_matrix(str(tmp_path / "w.npz"), name="W")
+    np.testing.assert_array_equal(loaded.array, np.eye(2))
+    assert loaded.source == f"{tmp_path / 'w.npz'}:weights"
+
+
+def test_npz_key_selects_one_of_several_arrays(tmp_path: Path) -> None:
+    """`file.npz:key` picks that array out of several."""
+    np.savez(tmp_path / "m.npz", X=np.ones((2, 3)), W=np.full((3, 1), 7.0))
+    spec = f"{tmp_path / 'm.npz'}:W"
+    loaded = load_matrix(spec, name="W")
+    np.testing.assert_array_equal(loaded.array, np.full((3, 1), 7.0))
+    assert loaded.source == spec
+
+
+def test_colon_splits_off_a_key_only_after_npz(tmp_path: Path) -> None:
+    """A ':' elsewhere in a path is part of the path, not a key separator."""
+    directory = tmp_path / "run:1"
+    directory.mkdir()
+    spec = write_text(directory, "x.csv", "1,2\n")
+    assert load_matrix(spec, name="X").source == spec
+    np.savez(directory / "m.npz", a=np.ones((1, 1)))
+    assert load_matrix(f"{directory / 'm.npz'}:a", name="X").source == f"{directory}/m.npz:a"
+
+
+def test_extension_is_case_insensitive(tmp_path: Path) -> None:
+    """X.CSV is read as CSV."""
+    assert load_matrix(write_text(tmp_path, "X.CSV", "1,2\n"), name="X").array.shape == (1, 2)
+
+
+# --- file-level errors ---------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A path that does not exist is a LoadError naming it and the option."""
+    spec = str(tmp_path / "nope.csv")
+    assert load_error(spec) == f"{spec}: no such file (given to --x)"
+
+
+def test_option_in_messages_follows_name(tmp_path: Path) -> None:
+    """name="W" makes messages speak of --w."""
+    spec = str(tmp_path / "nope.npy")
+    assert load_error(spec, name="W") == f"{spec}: no such file (given to --w)"
+
+
+def test_directory(tmp_path: Path) -> None:
+    """A directory given as a matrix file is refused by name."""
+    (tmp_path / "d.csv").mkdir()
+    spec = str(tmp_path / "d.csv")
+    assert load_error(spec) == f"{spec}: is a directory (--x expects a file)"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy", ".npz"])
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str) -> None:
+    """A file that cannot be opened for lack of permission says so (simulated: we run as root)."""
+    target = tmp_path / f"secret{suffix}"
+    target.write_text("1,2\n")
+    real_open = Path.open
+
+    def refusing_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == target:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing_open)
+    message = load_error(str(target))
+    assert message == f"{target}: permission denied, cannot read the file (given to --x)"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy", ".npz"])
+def test_empty_file(tmp_path: Path, suffix: str) -> None:
+    """A zero-byte file is reported as empty, whatever its type."""
+    spec = write_text(tmp_path, f"empty{suffix}", "")
+    assert load_error(spec) == f"{spec}: the file is empty (--x expects a 2-D matrix)"
+
+
+@pytest.mark.parametrize(("name", "shown"), [("x.txt", "extension '.txt'"), ("x", "no extension")])
+def test_unknown_extension_names_the_supported_ones(tmp_path: Path, name: str, shown: str) -> None:
+    """An unsupported extension is refused with the list of supported ones."""
+    spec = write_text(tmp_path, name, "1,2\n")
+    assert load_error(spec) == (
+        f"{spec}: unsupported file type ({shown}); --x expects a file ending in "
+        ".csv, .npy or .npz (.npz may be followed by :KEY)"
+    )
+
+
+# --- CSV content errors --------------------------------------------------------------------------
+
+
+def test_non_numeric_cell_names_line_column_and_text(tmp_path: Path) -> None:
+    """A non-numeric cell is reported with its 1-based line, column and text."""
+    spec = write_text(tmp_path, "x.csv", "1,2\n3,oops\n")
+    assert load_error(spec) == (
+        f"{spec}: line 2, column 2: 'oops' is not a number (--x expects comma-separated numbers)"
+    )
+
+
+def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
+    """Line numbers are the file's own, blank lines included."""
+    spec = write_text(tmp_path, "x.csv", "\n1,2,3\n\n   \n4,5,x7\n")
+    assert load_error(spec).startswith(f"{spec}: line 5, column 3: 'x7' is not a number")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a,b\n", "a,b\n1,2\n3,4\n"],
+    ids=["header-only", "header-then-numbers"],
+)
+def test_header_line_is_refused(tmp_path: Path, text: str) -> None:
+    """A line of column names is not supported and is reported as line 1, column 1."""
+    spec = write_text(tmp_path, "x.csv", text)
+    assert load_error(spec) == (
+        f"{spec}: line 1, column 1: 'a' is not a number "
+        "(--x expects comma-separated numbers; header lines are not supported)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [("1,2,\n", 1, 3), ("1,,2\n", 1, 2), ("1,2\n ,4\n", 2, 1)],
+    ids=["trailing-comma", "double-comma", "blank-cell"],
+)
+def test_empty_cell(tmp_path: Path, text: str, line: int, column: int) -> None:
+    """An empty cell is reported with its line and column."""
+    spec = write_text(tmp_path, "x.csv", text)
+    assert load_error(spec) == (
+        f"{spec}: line {line}, column {column}: empty cell (--x expects comma-separated numbers)"
+    )
+
+
+@pytest.mark.parametrize("cell", ["1;2", "0x10", "1_000", "١"])
+def test_numbers_numpy_refuses_are_located(tmp_path: Path, cell: str) -> None:
+    """Cells that Python's float() might take but numpy's CSV reader refuses are still located."""
+    spec = write_text(tmp_path, "x.csv", f"1,2\n3,{cell}\n")
+    assert load_error(spec).startswith(f"{spec}: line 2, column 2: {cell!r} is not a number")
+
+
+def test_long_cell_is_shortened(tmp_path: Path) -> None:
+    """A very long bad cell is cut so that the message stays short."""
+    spec = write_text(tmp_path, "x.csv", "1," + "z" * 500 + "\n")
+    message = load_error(spec)
+    assert f"'{'z' * 37}...' is not a number" in message
+    assert len(message) < len(spec) + 120
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "got"),
+    [("1,2\n3,4,5\n", 2, 3), ("1,2\n\n3\n", 3, 1)],
+    ids=["too-many", "too-few"],
+)
+def test_ragged_row(tmp_path: Path, text: str, line: int, got: int) -> None:
+    """A row with a different number of columns names its line, its count and the expected one."""
+    spec = write_text(tmp_path, "x.csv", text)
+    assert load_error(spec) == (
+        f"{spec}: line {line} has {got} columns, expected 2 like line 1 "
+        "(--x expects the same number of columns on every line)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cell", "kind"),
+    [("nan", "NaN"), ("NaN", "NaN"), ("inf", "inf"), ("-inf", "-inf"), ("1e400", "inf")],
+)
+def test_csv_non_finite_names_entry_line_and_column(tmp_path: Path, cell: str, kind: str) -> None:
+    """NaN, ±inf and overflowing numbers name the entry [i, j] and the CSV line and column."""
+    spec = write_text(tmp_path, "x.csv", f"1,2,3\n\n4,5,6\n7,{cell},9\n")
+    assert load_error(spec) == (
+        f"{spec}: line 4, column 2: {cell!r} makes entry [2, 1] {kind} (--x expects finite numbers)"
+    )
+
+
+def test_csv_of_blank_lines_only(tmp_path: Path) -> None:
+    """A CSV with only blank lines holds no numbers and says so."""
+    spec = write_text(tmp_path, "x.csv", "\n  \n\n")
+    assert load_error(spec) == (
+        f"{spec}: holds only blank lines, no numbers (--x expects comma-separated numbers)"
+    )
+
+
+def test_csv_that_is_not_utf8(tmp_path: Path) -> None:
+    """Binary or non-UTF-8 bytes in a CSV are reported as such, not as a crash."""
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"1,2\n3,\xff\n")
+    assert load_error(str(path)) == (
+        f"{path}: is not UTF-8 text (--x expects comma-separated numbers)"
+    )
+
+
+# --- .npy / .npz content errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "ndim"), [((3,), 1), ((2, 2, 2), 3), ((), 0)], ids=["1-D", "3-D", "0-D"]
+)
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+def test_array_that_is_not_2d(tmp_path: Path, fmt: str, shape: tuple[int, ...], ndim: int) -> None:
+    """A .npy/.npz array that is not 2-D is refused, naming its shape."""
+    spec = save(np.ones(shape), tmp_path, fmt)
+    source = f"{spec}:only" if fmt == "npz" else spec
+    assert load_error(spec) == (
+        f"{source}: has shape {shape}, a {ndim}-D array (--x expects a numeric 2-D array)"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+def test_zero_size_array(tmp_path: Path, fmt: str) -> None:
+    """A 2-D array with no entries is refused."""
+    spec = save(np.ones((0, 3)), tmp_path, fmt)
+    source = f"{spec}:only" if fmt == "npz" else spec
+    assert load_error(spec) == (
+        f"{source}: is empty, shape (0, 3) (--x expects a numeric 2-D array)"
+    )
+
+
+def test_complex_array(tmp_path: Path) -> None:
+    """A complex array is refused rather than silently dropping the imaginary part."""
+    spec = save(np.ones((2, 2), dtype=np.complex128), tmp_path, "npy")
+    assert load_error(spec) == (
+        f"{spec}: holds complex numbers (complex128) (--x expects real numbers)"
+    )
+
+
+def test_string_array(tmp_path: Path) -> None:
+    """An array of strings is refused, naming its dtype."""
+    spec = save(np.array([["a", "b"]]), tmp_path, "npy")
+    assert load_error(spec) == (
+        f"{spec}: holds <U1 data, not numbers (--x expects a numeric 2-D array)"
+    )
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz"])
+@pytest.mark.parametrize(("value", "kind"), [(np.nan, "NaN"), (np.inf, "inf"), (-np.inf, "-inf")])
+def test_array_non_finite_names_first_entry(
+    tmp_path: Path, fmt: str, value: float, kind: str
+) -> None:
+    """The first NaN or ±inf in row-major order is named by its [i, j]."""
+    matrix = np.ones((3, 4))
+    matrix[1, 2] = value
+    matrix[2, 0] = np.nan
+    spec = save(matrix, tmp_path, fmt)
+    source = f"{spec}:only" if fmt == "npz" else spec
+    assert load_error(spec) == f"{source}: entry [1, 2] is {kind} (--x expects finite numbers)"
+
+
+def test_npz_with_several_arrays_and_no_key_lists_them(tmp_path: Path) -> None:
+    """Several arrays and no key: the message lists the keys and how to choose one."""
+    np.savez(tmp_path / "m.npz", X=np.ones((1, 1)), W=np.ones((1, 1)))
+    spec = str(tmp_path / "m.npz")
+    assert load_error(spec, name="W") == (
+        f"{spec}: holds 2 arrays ('X', 'W'); choose one with --w {spec}:KEY"
+    )
+
+
+def test_npz_missing_key_lists_available(tmp_path: Path) -> None:
+    """A key the archive lacks is named, with the keys it has."""
+    np.savez(tmp_path / "m.npz", X=np.ones((1, 1)), W=np.ones((1, 1)))
+    path = str(tmp_path / "m.npz")
+    assert load_error(f"{path}:B") == (
+        f"{path}: no array named 'B'; the archive holds 'X', 'W' (given to --x)"
+    )
+
+
+def test_npz_without_arrays(tmp_path: Path) -> None:
+    """An archive with no arrays is refused."""
+    np.savez(tmp_path / "m.npz")
+    spec = str(tmp_path / "m.npz")
+    assert load_error(spec) == f"{spec}: the archive holds no arrays (--x expects one)"
+
+
+def test_npz_that_is_not_a_zip(tmp_path: Path) -> None:
+    """A .npz that is not a zip archive (here: a .npy) is refused."""
+    np.save(tmp_path / "m.npy", np.ones((1, 1)))
+    (tmp_path / "m.npy").rename(tmp_path / "m.npz")
+    spec = str(tmp_path / "m.npz")
+    assert load_error(spec) == (
+        f"{spec}: is not an .npz (zip) archive (--x expects a numeric 2-D array)"
+    )
+
+
+def test_npy_that_is_a_zip(tmp_path: Path) -> None:
+    """A .npy that is really an .npz archive says so."""
+    np.savez(tmp_path / "m.npz", a=np.ones((1, 1)))
+    (tmp_path / "m.npz").rename(tmp_path / "m.npy")
+    spec = str(tmp_path / "m.npy")
+    assert load_error(spec) == (
+        f"{spec}: is a zip archive (an .npz?), not a .npy file (--x expects a numeric 2-D array)"
+    )
+
+
+def test_npy_without_numpy_header(tmp_path: Path) -> None:
+    """A text file named .npy is refused for lacking the NumPy header."""
+    spec = write_text(tmp_path, "m.npy", "1,2\n")
+    assert load_error(spec) == (
+        f"{spec}: is not a .npy file (no NumPy header) (--x expects a numeric 2-D array)"
+    )
+
+
+def test_truncated_npy(tmp_path: Path) -> None:
+    """A .npy cut short is refused as invalid, not loaded partly."""
+    spec = save(np.ones((10, 10)), tmp_path, "npy")
+    data = Path(spec).read_bytes()
+    Path(spec).write_bytes(data[:200])
+    message = load_error(spec)
+    assert message.startswith(f"{spec}: not a valid .npy file: ")
+    assert message.endswith("(given to --x)")
+
+
+# --- pickles are refused, never unpickled -------------------------------------------------------
+
+
+class _Canary:
+    """Unpickling this creates the file at `path`: proof that a pickle was executed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return (Path.touch, (self.path,))
+
+
+def _write_pickle_file(kind: str, directory: Path, canary: Path) -> str:
+    if kind == "raw-pickle.npy":
+        path = directory / "evil.npy"
+        path.write_bytes(pickle.dumps(_Canary(canary), protocol=4))
+    elif kind == "object-array.npy":
+        path = directory / "evil.npy"
+        np.save(path, np.array([[_Canary(canary)]], dtype=object), allow_pickle=True)
+    else:
+        path = directory / "evil.npz"
+        np.savez(path, a=np.array([[_Canary(canary)]], dtype=object), allow_pickle=True)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["raw-pickle.npy", "object-array.npy", "object-array.npz"])
+def test_canary_pickle_files_are_live(tmp_path: Path, kind: str) -> None:
+    """Control for the test below: loading these files with pickles allowed runs the canary."""
+    canary = tmp_path / "unpickled"
+    spec = _write_pickle_file(kind, tmp_path, canary)
+    loaded = np.load(spec, allow_pickle=True)
+    if kind.endswith(".npz"):
+        with loaded as archive:
+            assert archive["a"].shape == (1, 1)
+    assert canary.exists()
+
+
+@pytest.mark.parametrize("kind", ["raw-pickle.npy", "object-array.npy", "object-array.npz"])
+def test_pickled_data_is_refused_and_never_unpickled(tmp_path: Path, kind: str) -> None:
+    """Pickles and object arrays are refused with a clear message and are never unpickled."""
+    canary = tmp_path / "unpickled"
+    spec = _write_pickle_file(kind, tmp_path, canary)
+    message = load_error(spec)
+    assert message.startswith(f"{spec}")
+    assert "pickle" in message
+    assert "refused" in message
+    assert not canary.exists()
+
+
+# --- check_shapes ---------------------------------------------------------------------------------
+
+
+def _matrix(shape: tuple[int, int], source: str) -> LoadedMatrix:
+    return LoadedMatrix(array=np.zeros(shape), source=source)
+
+
+def test_check_shapes_accepts_matching_inner_dimension() -> None:
+    """X (n, k) with W (k, m) fits, for any n and m."""
+    check_shapes(_matrix((5, 3), "x.csv"), _matrix((3, 1), "w.csv"))
+    check_shapes(_matrix((1, 1), "x.csv"), _matrix((1, 7), "w.csv"))
+
+
+def test_check_shapes_names_both_sources_and_shapes() -> None:
+    """A mismatch names both sources, both shapes and which dimensions disagree."""
+    seed_x, _ = seed_matrices()
+    with pytest.raises(LoadError) as caught:
+        check_shapes(LoadedMatrix(seed_x, SEED_SOURCE), _matrix((4, 2), "w4.csv"))
+    assert str(caught.value) == (
+        "X (3, 3) from builtin:seed and W (4, 2) from w4.csv do not fit: "
+        "X's 3 columns must equal W's 4 rows"
+    )
+
+
+def test_check_shapes_on_loaded_files(tmp_path: Path) -> None:
+    """check_shapes works on what load_matrix returns, naming the files."""
+    x = load_matrix(write_text(tmp_path, "x.csv", "1,2\n3,4\n"), name="X")
+    w = load_matrix(write_text(tmp_path, "w.csv", "1,2\n3,4\n5,6\n"), name="W")
+    with pytest.raises(LoadError, match=r"X \(2, 2\) from .*x\.csv and W \(3, 2\) from .*w\.csv"):
+        check_shapes(x, w)

@@ -435,6 +435,21 @@ def cli() -> None:
     " auto (all up to 1000 entries, else worst).",
 )
 @click.option(
+    "--mode",
+    type=click.Choice(["full", "fast"]),
+    default="full",
+    show_default=True,
+    help="full: every selected entry; fast: random directions, then bisection to the wrong "
+    "entries (for big black-box models).",
+)
+@click.option(
+    "--directions",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="--mode fast: random directions to test.",
+)
+@click.option(
     "--top",
     type=click.IntRange(min=1),
     default=10,
@@ -473,6 +488,8 @@ def run(
     delta: float | None,
     entries_spec: tuple[str, Any],
     details: str,
+    mode: str,
+    directions: int,
     top: int,
     seed: int,
     cotangents: int,
@@ -491,6 +508,10 @@ def run(
     """
     from gradcheck_cli.checks import run_check
 
+    if mode == "fast" and delta is not None:
+        raise click.UsageError("--mode fast picks its own step per direction; drop --delta")
+    if mode == "fast" and reference is not None:
+        raise click.UsageError("--reference needs --mode full")
     prepare_output(output_path)
     subject = load_subject(x_path, w_path, model_spec, dtype, cotangents=cotangents, seed=seed)
     matrices = ["X", "W"] if wrt == "both" else [wrt]
@@ -507,30 +528,47 @@ def run(
 
         reference_gradients = torch_gradients(model, subject.X, subject.W)
     progress = ProgressReporter(output_format == "table", "checking entries")
+    settings = {"wrt": wrt, "entries": _spec_text(entries_spec), "seed": seed}
     try:
-        report = run_check(
-            subject.models,
-            subject.X,
-            subject.W,
-            model_info=subject.info,
-            sources=subject.sources,
-            wrt=matrices,  # type: ignore[arg-type]
-            entries=selection,
-            method=method,
-            delta=delta,
-            rtol=rtol,
-            atol=atol,
-            details=details,
-            top=top,
-            reference=reference_gradients,
-            progress=progress,
-            extra_settings={
-                "wrt": wrt,
-                "entries": _spec_text(entries_spec),
-                "seed": seed,
-                "reference": reference,
-            },
-        )
+        if mode == "fast":
+            from gradcheck_cli.fast import fast_check
+
+            report = fast_check(
+                subject.models,
+                subject.X,
+                subject.W,
+                model_info=subject.info,
+                sources=subject.sources,
+                wrt=matrices,  # type: ignore[arg-type]
+                entries=selection,
+                method=method,
+                rtol=rtol,
+                atol=atol,
+                directions=directions,
+                seed=seed,
+                top=top,
+                progress=progress,
+                extra_settings=settings,
+            )
+        else:
+            report = run_check(
+                subject.models,
+                subject.X,
+                subject.W,
+                model_info=subject.info,
+                sources=subject.sources,
+                wrt=matrices,  # type: ignore[arg-type]
+                entries=selection,
+                method=method,
+                delta=delta,
+                rtol=rtol,
+                atol=atol,
+                details=details,
+                top=top,
+                reference=reference_gradients,
+                progress=progress,
+                extra_settings={**settings, "mode": "full", "reference": reference},
+            )
     finally:
         progress.close()
 

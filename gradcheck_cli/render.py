@@ -123,6 +123,8 @@ def render_run(report: RunReport, console: Console, *, top: int = 10) -> None:
             cells.append(_num(s.max_reference_diff, 3))
         summary.add_row(*cells)
     console.print(summary)
+    if report.directions:
+        _render_directions(report, console)
 
     worst_first = sorted(report.checks, key=lambda c: (c.passed, -c.excess))[:top]
     if worst_first:
@@ -174,6 +176,51 @@ def render_run(report: RunReport, console: Console, *, top: int = 10) -> None:
         doubtful = sum(s.doubtful for s in report.summary.values())
         note = f" ({doubtful} doubtful, see the reasons above)" if doubtful else ""
         console.print(Text(f"PASSED: all {total} entries agree{note}.", style="bold green"))
+
+
+def _render_directions(report: RunReport, console: Console) -> None:
+    """--mode fast: the random directions, and what the bisection found."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title="Random directions (fast mode): directional difference vs <g, v>",
+        title_justify="left",
+    )
+    for column in (
+        "direction",
+        "entries",
+        "<g, v>",
+        "numerical",
+        "abs error",
+        "tolerance",
+        "verdict",
+    ):
+        table.add_column(column, justify="left" if column in ("direction", "verdict") else "right")
+    top_level = [d for d in report.directions if d.depth == 0]
+    for number, d in enumerate(top_level, start=1):
+        table.add_row(
+            f"v{number} in {d.wrt}",
+            str(d.entries),
+            _num(d.analytic, 10),
+            _num(d.numerical, 10),
+            _num(d.abs_error, 3),
+            _num(d.tolerance, 3),
+            _verdict(d.passed, "ok" if d.passed else "mismatch"),
+        )
+    console.print(table)
+    bisections = len(report.directions) - len(top_level)
+    if bisections or report.checks:
+        limit = report.settings.extra.get("localise_limit")
+        failed = sum(s.failed for s in report.summary.values())
+        console.print(
+            f"Bisection: {bisections} directional checks on blocks, "
+            f"{len(report.checks)} entries checked one by one, {failed} wrong"
+            + (
+                f" (localising stops after {limit}: there may be more)"
+                if failed >= (limit or 0)
+                else ""
+            )
+            + "."
+        )
 
 
 def _legend(console: Console, reasons: set[str]) -> None:

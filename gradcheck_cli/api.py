@@ -53,6 +53,11 @@ def check_gradients(
     what the CLI options of the same name mean; `entries` maps "X"/"W" to (i, j) pairs.
     Bad input raises `gradcheck_cli.errors.InputError`.
     """
+    _choice("wrt", wrt, ("X", "W", "both"))
+    _choice("dtype", dtype, ("float64", "float32"))
+    _choice("details", details, ("auto", "all", "worst"))
+    if cotangents < 1 or top < 1:
+        raise InputError(f"cotangents and top must be at least 1; got {cotangents} and {top}")
     x_array = _matrix(X, "X").astype(np.dtype(dtype))
     w_array = _matrix(W, "W").astype(np.dtype(dtype))
     if x_array.shape[1] != w_array.shape[0]:
@@ -71,18 +76,7 @@ def check_gradients(
     )
     models = bind_models(model_file, x_array, w_array, cotangents=cotangents, seed=seed)
     matrices: list[Wrt] = ["X", "W"] if wrt == "both" else [wrt]
-    selection = None
-    if entries is not None:
-        selection = {
-            key: np.asarray(
-                [
-                    np.ravel_multi_index(p, (x_array if key == "X" else w_array).shape)
-                    for p in pairs
-                ],
-                dtype=np.intp,
-            )
-            for key, pairs in entries.items()
-        }
+    selection = None if entries is None else _selection(entries, x_array, w_array)
     return run_check(
         models,
         x_array,
@@ -115,13 +109,40 @@ def assert_gradients_close(
         total = sum(s.failed for s in report.summary.values())
         lines = [f"{total} gradient entries disagree with finite differences; worst first:"]
         lines += [
-            f"  d{c.wrt}[{c.index[0]}, {c.index[1]}]: analytic {c.analytic:.10g}, "
-            f"numerical {c.numerical:.10g}, |diff| {c.abs_error:.3g} > tolerance "
-            f"{c.tolerance:.3g} ({c.reason})"
+            f"  d{c.wrt}[{c.index[0]}, {c.index[1]}]"
+            + ("" if c.cotangent is None else f" (cotangent v{c.cotangent})")
+            + f": analytic {c.analytic:.10g}, numerical {c.numerical:.10g},"
+            f" |diff| {c.abs_error:.3g} > tolerance {c.tolerance:.3g} ({c.reason})"
             for c in failed
         ]
         raise AssertionError("\n".join(lines))
     return report
+
+
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _selection(
+    entries: Mapping[str, Sequence[tuple[int, int]]],
+    X: np.ndarray[Any, Any],
+    W: np.ndarray[Any, Any],
+) -> dict[str, np.ndarray[Any, Any]]:
+    selection = {}
+    for key, pairs in entries.items():
+        _choice("entries key", key, ("X", "W"))
+        shape = (X if key == "X" else W).shape
+        flat = []
+        for i, j in pairs:
+            if not (0 <= i < shape[0] and 0 <= j < shape[1]):
+                raise InputError(
+                    f"entry {key}[{i}, {j}] is out of range for shape {shape}: "
+                    f"i must be 0..{shape[0] - 1} and j 0..{shape[1] - 1}"
+                )
+            flat.append(i * shape[1] + j)
+        selection[key] = np.asarray(sorted(set(flat)), dtype=np.intp)
+    return selection
 
 
 def _matrix(value: ArrayLike, label: str) -> np.ndarray[Any, Any]:

@@ -10,9 +10,10 @@ for neither.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,9 +27,12 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from gradcheck_cli.models import Array, Model
-    from gradcheck_cli.report import AnyReport, ModelInfo
+    from gradcheck_cli.report import AnyReport, ModelInfo, RunReport
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+SWEEP_RANGE = {"float64": (1e-1, 1e-10), "float32": (1.0, 1e-4)}
+"""The Taylor test's default deltas: the range where the O(delta^2) remainder stands clear of
+round-off for an f of order 1."""
 METHODS = ("forward", "backward", "central", "five-point", "complex-step")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,6 +119,10 @@ class GradcheckGroup(click.Group):
             code = result if isinstance(result, int) else EXIT_OK
         except click.exceptions.Exit as done:
             code = done.exit_code
+        except click.exceptions.NoArgsIsHelpError as shown:
+            # Bare `gradcheck`: the help, in full, as a first step rather than an error.
+            click.echo(shown.ctx.get_help())
+            code = EXIT_OK
         except (Interrupted, KeyboardInterrupt, click.exceptions.Abort):
             click.echo("gradcheck: interrupted", err=True)
             code = EXIT_INTERRUPTED
@@ -255,6 +263,13 @@ class Subject:
     builtin: bool
 
 
+@contextlib.contextmanager
+def user_prints_to_stderr() -> Iterator[None]:
+    """A model file may print; its output goes to stderr so stdout stays the report alone."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def load_subject(
     x_path: str | None,
     w_path: str | None,
@@ -266,6 +281,7 @@ def load_subject(
 ) -> Subject:
     import numpy as np
 
+    from gradcheck_cli.errors import InputError
     from gradcheck_cli.loading import LoadedMatrix, check_shapes, load_matrix
     from gradcheck_cli.models import builtin_model
     from gradcheck_cli.report import ModelInfo
@@ -285,7 +301,10 @@ def load_subject(
         models = bind_models(model_file, x_array, w_array, cotangents=cotangents, seed=seed)
         info = ModelInfo(model_file.name, model_file.formula, str(model_file.path))
         return Subject(list(models), info, x_array, w_array, sources, builtin=False)
-    model = builtin_model(model_spec)
+    try:
+        model = builtin_model(model_spec)
+    except InputError as error:
+        raise InputError(f"--model {error}") from None
     info = ModelInfo(model.name, model.formula, "builtin", model.gradient_formula)
     return Subject([model], info, x_array, w_array, sources, builtin=True)
 
@@ -506,13 +525,63 @@ def run(
       gradcheck run --x X.csv --w W.npy --wrt X --method five-point
       gradcheck run --model fixtures/models/dense_tanh.py --format json
     """
-    from gradcheck_cli.checks import run_check
-
     if mode == "fast" and delta is not None:
         raise click.UsageError("--mode fast picks its own step per direction; drop --delta")
     if mode == "fast" and reference is not None:
         raise click.UsageError("--reference needs --mode full")
     prepare_output(output_path)
+    with user_prints_to_stderr():
+        report = _run_report(
+            x_path,
+            w_path,
+            model_spec,
+            dtype,
+            method,
+            rtol,
+            atol,
+            wrt,
+            delta,
+            entries_spec,
+            details,
+            mode,
+            directions,
+            top,
+            seed,
+            cotangents,
+            reference,
+            output_format,
+        )
+
+    def draw(console: Any) -> None:
+        from gradcheck_cli.render import render_run
+
+        render_run(report, console, top=top)
+
+    return emit(report, output_format, output_path, draw)
+
+
+def _run_report(
+    x_path: str | None,
+    w_path: str | None,
+    model_spec: str,
+    dtype: str,
+    method: str,
+    rtol: float | None,
+    atol: float | None,
+    wrt: str,
+    delta: float | None,
+    entries_spec: tuple[str, Any],
+    details: str,
+    mode: str,
+    directions: int,
+    top: int,
+    seed: int,
+    cotangents: int,
+    reference: str | None,
+    output_format: str,
+) -> RunReport:
+    from gradcheck_cli.checks import run_check
+
     subject = load_subject(x_path, w_path, model_spec, dtype, cotangents=cotangents, seed=seed)
     matrices = ["X", "W"] if wrt == "both" else [wrt]
     selection = resolve_entries(entries_spec, subject, matrices, seed)
@@ -571,13 +640,7 @@ def run(
             )
     finally:
         progress.close()
-
-    def draw(console: Any) -> None:
-        from gradcheck_cli.render import render_run
-
-        render_run(report, console, top=top)
-
-    return emit(report, output_format, output_path, draw)
+    return report
 
 
 def _spec_text(spec: tuple[str, Any]) -> str:
@@ -643,24 +706,25 @@ def perturb(
     from gradcheck_cli.checks import perturb_check
 
     prepare_output(output_path)
-    subject = load_subject(x_path, w_path, model_spec, dtype)
-    chosen = entries or ((0, 0),)
-    target = subject.X if wrt == "X" else subject.W
-    for pair in chosen:
-        check_entry(pair, target.shape, wrt, "--entry")
-    report = perturb_check(
-        subject.models[0],
-        subject.X,
-        subject.W,
-        model_info=subject.info,
-        sources=subject.sources,
-        wrt=wrt,  # type: ignore[arg-type]
-        entries=chosen,
-        delta=delta,
-        method=method,
-        rtol=rtol,
-        atol=atol,
-    )
+    with user_prints_to_stderr():
+        subject = load_subject(x_path, w_path, model_spec, dtype)
+        chosen = entries or ((0, 0),)
+        target = subject.X if wrt == "X" else subject.W
+        for pair in chosen:
+            check_entry(pair, target.shape, wrt, "--entry")
+        report = perturb_check(
+            subject.models[0],
+            subject.X,
+            subject.W,
+            model_info=subject.info,
+            sources=subject.sources,
+            wrt=wrt,  # type: ignore[arg-type]
+            entries=chosen,
+            delta=delta,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+        )
 
     def draw(console: Any) -> None:
         from gradcheck_cli.render import render_perturb
@@ -689,14 +753,15 @@ def perturb(
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
-    "--largest", type=PositiveFloat(), default=1e-1, show_default=True, help="The largest delta."
+    "--largest",
+    type=PositiveFloat(),
+    help="The largest delta [default: 1e-1 for float64, 1 for float32].",
 )
 @click.option(
     "--smallest",
     type=PositiveFloat(),
-    default=1e-10,
-    show_default=True,
-    help="The smallest delta (deltas go down by decades).",
+    help="The smallest delta; deltas go down by decades "
+    "[default: 1e-10 for float64, 1e-4 for float32, whose round-off hides smaller ones].",
 )
 @click.option(
     "--plot",
@@ -715,8 +780,8 @@ def sweep(
     entry: tuple[int, int] | None,
     direction: str,
     seed: int,
-    largest: float,
-    smallest: float,
+    largest: float | None,
+    smallest: float | None,
     plot_path: Path | None,
     output_format: str,
     output_path: Path | None,
@@ -741,6 +806,9 @@ def sweep(
         raise click.UsageError("use just one of --entry or --direction random")
     if direction == "entry" and wrt == "both":
         raise click.UsageError("--wrt both needs --direction random (an entry lies in one matrix)")
+    default_largest, default_smallest = SWEEP_RANGE[dtype]
+    largest = default_largest if largest is None else largest
+    smallest = default_smallest if smallest is None else smallest
     if smallest >= largest:
         raise click.BadParameter(f"must be below --largest {largest:g}", param_hint="--smallest")
     prepare_output(output_path)
@@ -749,38 +817,39 @@ def sweep(
 
         check_plot_available()
         prepare_output(plot_path, "--plot")
-    subject = load_subject(x_path, w_path, model_spec, dtype)
-    matrices = ["X", "W"] if wrt == "both" else [wrt]
-    vectors: dict[str, Array] = {}
-    info: dict[str, Any]
-    if direction == "entry":
-        pair = entry or (0, 0)
-        target = subject.X if wrt == "X" else subject.W
-        check_entry(pair, target.shape, wrt, "--entry")
-        unit = np.zeros_like(target)
-        unit[pair] = 1
-        vectors[wrt] = unit
-        info = {"kind": "entry", "wrt": wrt, "index": list(pair)}
-    else:
-        rng = np.random.default_rng(seed)
-        for name in matrices:
-            shape = (subject.X if name == "X" else subject.W).shape
-            vectors[name] = rng.standard_normal(shape).astype(subject.X.dtype)
-        info = {"kind": "random", "wrt": wrt, "seed": seed}
-    decades = int(np.floor(np.log10(largest / smallest) + 1e-9))
+    decades = int(np.floor(np.log10(largest) - np.log10(smallest) + 1e-9))
     if decades > 30:
         raise InputError(f"--largest/--smallest span {decades} decades; at most 30")
     deltas = [largest / 10**k for k in range(decades + 1)]
-    report = sweep_check(
-        subject.models[0],
-        subject.X,
-        subject.W,
-        model_info=subject.info,
-        sources=subject.sources,
-        direction=vectors,
-        direction_info=info,
-        deltas=deltas,
-    )
+    with user_prints_to_stderr():
+        subject = load_subject(x_path, w_path, model_spec, dtype)
+        matrices = ["X", "W"] if wrt == "both" else [wrt]
+        vectors: dict[str, Array] = {}
+        info: dict[str, Any]
+        if direction == "entry":
+            pair = entry or (0, 0)
+            target = subject.X if wrt == "X" else subject.W
+            check_entry(pair, target.shape, wrt, "--entry")
+            unit = np.zeros_like(target)
+            unit[pair] = 1
+            vectors[wrt] = unit
+            info = {"kind": "entry", "wrt": wrt, "index": list(pair)}
+        else:
+            rng = np.random.default_rng(seed)
+            for name in matrices:
+                shape = (subject.X if name == "X" else subject.W).shape
+                vectors[name] = rng.standard_normal(shape).astype(subject.X.dtype)
+            info = {"kind": "random", "wrt": wrt, "seed": seed}
+        report = sweep_check(
+            subject.models[0],
+            subject.X,
+            subject.W,
+            model_info=subject.info,
+            sources=subject.sources,
+            direction=vectors,
+            direction_info=info,
+            deltas=deltas,
+        )
     if plot_path is not None:
         from gradcheck_cli.plot import write_sweep_plot
 

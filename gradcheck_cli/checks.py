@@ -26,7 +26,7 @@ from gradcheck_cli.differences import (
     DerivativeEstimates,
     FloatArray,
     Scheme,
-    default_steps,
+    estimate_at_default_steps,
     estimate_derivatives,
     machine_epsilon,
 )
@@ -152,22 +152,25 @@ def _judge(
     estimates: DerivativeEstimates,
     tolerance: Tolerance,
     *,
-    recheck: Callable[[NDArray[np.intp]], tuple[DerivativeEstimates, FloatArray]] | None,
+    recheck: Callable[[NDArray[np.intp]], DerivativeEstimates] | None,
     user_step: bool,
 ) -> Verdicts:
     """Verdict and reason per entry; `recheck` recomputes entries at the default step."""
     numerical = estimates.numerical
     with np.errstate(invalid="ignore"):
         abs_error = np.abs(analytic - numerical)
-        estimate = estimates.truncation + estimates.roundoff
+        estimate = estimates.error
         tol = tolerance.atol + tolerance.rtol * np.abs(numerical)
         if tolerance.mode == "estimate":
             tol = tol + SAFETY * estimate
         within = abs_error <= tol
     finite = np.isfinite(numerical)
     size = np.maximum(np.abs(analytic), np.abs(numerical))
-    saturated = finite & (size <= SAFETY / 2 * estimates.roundoff)
-    doubtful = finite & ~saturated & (estimate > DOUBT * size)
+    # Below the noise floor the difference cannot see the gradient. An exact zero on both sides
+    # (a dead relu, a zero weight) is no doubt: f did not move at all, and the gradient says so.
+    seen = finite & (size > 0)
+    saturated = seen & (size < SAFETY / 2 * estimates.roundoff)
+    doubtful = seen & ~saturated & (estimate > DOUBT * size)
     step_reason = np.where(
         estimates.roundoff >= estimates.truncation, "step-too-small", "step-too-large"
     )
@@ -185,9 +188,8 @@ def _judge(
         target = X if wrt == "X" else W
         rows, cols = np.unravel_index(flat, target.shape)
         if isinstance(model, ElementwiseModel):
-            reach = estimates.steps * 4  # the widest shift evaluated (2h of the 2h estimate)
             kink = failing & model.kink_within(
-                X, W, X @ W, wrt, np.asarray(rows), np.asarray(cols), reach
+                X, W, X @ W, wrt, np.asarray(rows), np.asarray(cols), estimates.reach
             )
         else:
             gap, growth = estimates.one_sided_gap, estimates.gap_growth
@@ -200,11 +202,13 @@ def _judge(
     reasons[kink] = "kink"
     passed[kink] = True
 
-    # At a step the user chose, a failing or doubtful entry gets a second opinion at the default
-    # step: if the gradient agrees there, the step was the problem, not the gradient.
-    suspect = (failing & ~kink) | (doubtful & within)
+    # At a step the user chose, every entry that is not plainly "ok" gets a second opinion at the
+    # default step: a user's step can be the very reason for a noise floor, a kink within reach or
+    # a mismatch. If the gradient passes there, the step was the problem, not the gradient
+    # (unless the default step has its own reason: a kink, saturation); if it fails, it is wrong.
+    suspect = finite & ((reasons != "ok") | ~passed)
     if user_step and recheck is not None and suspect.any():
-        again, default = recheck(flat[suspect])
+        again = recheck(flat[suspect])
         second = _judge(
             model,
             X,
@@ -217,12 +221,12 @@ def _judge(
             recheck=None,
             user_step=False,
         )
-        fine = second.passed & (second.reasons == "ok")
-        too_small = estimates.steps[suspect] < default
-        reasons[suspect] = np.where(
-            fine, np.where(too_small, "step-too-small", "step-too-large"), "mismatch"
-        )
-        passed[suspect] = fine
+        blame_step = np.isin(second.reasons, ("ok", "step-too-small", "step-too-large"))
+        # Which way the user's step was off; a kink within it stays the better explanation.
+        blame = np.where(estimates.steps[suspect] < again.steps, "step-too-small", "step-too-large")
+        blame = np.where(kink[suspect], "kink", blame)
+        reasons[suspect] = np.where(second.passed & blame_step, blame, second.reasons)
+        passed[suspect] = second.passed
     else:
         reasons[failing & ~kink] = "mismatch"
     reasons[~finite] = "non-finite"
@@ -245,33 +249,20 @@ def _check_matrix(
     structured: bool,
     progress: Callable[[int], None] | None,
 ) -> Verdicts:
-    target = X if wrt == "X" else W
-    values = target.ravel()[flat]
-
-    def estimate(indices: NDArray[np.intp], steps: FloatArray) -> DerivativeEstimates:
-        return estimate_derivatives(
-            model,
-            X,
-            W,
-            wrt,
-            indices,
-            steps,
-            scheme,
-            f0=f0,
-            structured=structured,
-            progress=progress,
+    def at_default_steps(
+        indices: NDArray[np.intp], report: Callable[[int], None] | None = None
+    ) -> DerivativeEstimates:
+        return estimate_at_default_steps(
+            model, X, W, wrt, indices, scheme, f0=f0, structured=structured, progress=report
         )
 
-    def recheck(indices: NDArray[np.intp]) -> tuple[DerivativeEstimates, FloatArray]:
-        steps = default_steps(scheme, target.ravel()[indices])
-        return estimate_derivatives(
-            model, X, W, wrt, indices, steps, scheme, f0=f0, structured=structured
-        ), steps
-
     if delta is None:
-        steps = default_steps(scheme, values)
+        estimates = at_default_steps(flat, progress)
     else:
-        steps = np.full(values.shape, delta, dtype=np.float64)
+        steps = np.full(flat.shape, delta, dtype=np.float64)
+        estimates = estimate_derivatives(
+            model, X, W, wrt, flat, steps, scheme, f0=f0, structured=structured, progress=progress
+        )
     analytic = np.asarray(analytic_full.ravel()[flat], dtype=np.float64)
     return _judge(
         model,
@@ -280,9 +271,9 @@ def _check_matrix(
         wrt,
         flat,
         analytic,
-        estimate(flat, steps),
+        estimates,
         tolerance,
-        recheck=recheck,
+        recheck=at_default_steps,
         user_step=delta is not None,
     )
 
@@ -551,11 +542,8 @@ def perturb_check(
     # Whole forward passes, as one does by hand: f at the perturbed input is a real evaluation.
     estimates = estimate_derivatives(model, X, W, wrt, flat, steps, scheme, f0=f0, structured=False)
 
-    def recheck(indices: NDArray[np.intp]) -> tuple[DerivativeEstimates, FloatArray]:
-        default = default_steps(scheme, target.ravel()[indices])
-        return estimate_derivatives(
-            model, X, W, wrt, indices, default, scheme, f0=f0, structured=False
-        ), default
+    def recheck(indices: NDArray[np.intp]) -> DerivativeEstimates:
+        return estimate_at_default_steps(model, X, W, wrt, indices, scheme, f0=f0, structured=False)
 
     analytic = np.asarray(gradient.ravel()[flat], dtype=np.float64)
     verdicts = _judge(

@@ -5,10 +5,18 @@ differences rather than the values lets the built-in models compute them from th
 or column alone (models.ElementwiseModel.entry_shift_differences) and lets any model skip f(x).
 
 Each estimate carries its error budget:
-- truncation: Richardson's estimate from the same scheme at step 2h,
-  |D(2h) - D(h)| / (2^p - 1) for a scheme of order p;
+- truncation: Richardson's estimates from the same scheme at half and at twice the step, the
+  larger of |D(h/2) - D(h)| / (1 - 2^-p) and |D(2h) - D(h)| / (2^p - 1) for a scheme of order p.
+  Both agree in the asymptotic range; beyond it, either can land near D(h) by chance.
 - round-off: eps * F * sum|w_k| / h, where F is the size of the function values whose difference
-  was taken (the touched terms for the structured path, |f| for whole forward passes).
+  was taken (the touched terms for the structured path, |f| for whole forward passes), plus
+  eps * S, where S is the size of the derivative's terms (sum_j |d term_j / dx|): where they
+  cancel, their sum, and the analytic gradient's, rounds in proportion to S rather than to |D|.
+
+The textbook step eps^(1/(p+1)) * max(1, |x|) assumes f varies on the scale of |x|; f(X @ W) varies
+on the scale of 1/|W| (or 1/|X|), so for large entries that step can be far too long.
+`estimate_at_default_steps` starts from it and shrinks it, entry by entry, where the estimate
+says truncation dominates round-off (the step-selection idea of Gill, Murray, Saunders & Wright).
 
 Pure numpy: nothing here knows about click or rich.
 """
@@ -51,21 +59,42 @@ class Scheme:
 COMPLEX_STEP = 1e-20
 """Complex-step has no subtraction, so no round-off to balance: any tiny step is exact."""
 
+COMPLEX_STEPS = {"float64": COMPLEX_STEP, "float32": 1e-10}
+"""Per dtype. The imaginary part h * f' must stay a normal number to keep its digits: in float32
+(smallest normal 1.2e-38) h = 1e-20 leaves a saturated f' ~ 1e-20 with a handful of bits. Any h
+with (h * scale)^2 far below eps is still exact there, and 1e-10 is."""
+
+REFINE_ROUNDS = 3
+"""At most this many times an entry's step is shrunk towards the balance of the error terms."""
+REFINE_BELOW = 0.5
+"""Shrink only a step more than twice the estimated best one: not worth a re-evaluation else."""
+REFINE_LIMIT = 1e-2
+"""Shrink by at most this factor per round: the estimate that suggests it is itself rough."""
+
+_SHRUNK = ", shrunk where truncation dominates"
+
 SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in (
-        Scheme("forward", (1,), (1.0,), 1, 1 / 2, "eps^(1/2) * max(1, |x|)"),
-        Scheme("backward", (-1,), (-1.0,), 1, 1 / 2, "eps^(1/2) * max(1, |x|)"),
-        Scheme("central", (1, -1), (0.5, -0.5), 2, 1 / 3, "eps^(1/3) * max(1, |x|)"),
+        Scheme("forward", (1,), (1.0,), 1, 1 / 2, f"eps^(1/2) * max(1, |x|){_SHRUNK}"),
+        Scheme("backward", (-1,), (-1.0,), 1, 1 / 2, f"eps^(1/2) * max(1, |x|){_SHRUNK}"),
+        Scheme("central", (1, -1), (0.5, -0.5), 2, 1 / 3, f"eps^(1/3) * max(1, |x|){_SHRUNK}"),
         Scheme(
             "five-point",
             (2, 1, -1, -2),
             (-1 / 12, 8 / 12, -8 / 12, 1 / 12),
             4,
             1 / 5,
-            "eps^(1/5) * max(1, |x|)",
+            f"eps^(1/5) * max(1, |x|){_SHRUNK}",
         ),
-        Scheme("complex-step", (1j,), (1.0,), 2, None, f"{COMPLEX_STEP:g} (fixed)"),
+        Scheme(
+            "complex-step",
+            (1j,),
+            (1.0,),
+            2,
+            None,
+            " or ".join(f"{h:g} ({name})" for name, h in COMPLEX_STEPS.items()) + ", fixed",
+        ),
     )
 }
 METHOD_NAMES = tuple(SCHEMES)
@@ -82,7 +111,8 @@ def machine_epsilon(dtype: np.dtype[Any]) -> float:
 def default_steps(scheme: Scheme, values: FloatArray) -> FloatArray:
     """The textbook step per entry: eps^(1/(p+1)) scaled by the entry's magnitude."""
     if scheme.step_power is None:
-        return np.full(values.shape, COMPLEX_STEP, dtype=np.float64)
+        step = COMPLEX_STEPS.get(np.dtype(values.dtype).name, COMPLEX_STEP)
+        return np.full(values.shape, step, dtype=np.float64)
     eps = machine_epsilon(values.dtype)
     return np.asarray(eps**scheme.step_power * np.maximum(1.0, np.abs(values)), dtype=np.float64)
 
@@ -96,20 +126,48 @@ class DerivativeEstimates:
     truncation: FloatArray
     roundoff: FloatArray
     one_sided_gap: FloatArray
-    """|forward - backward| slope at h, and its growth from h to 2h: used to spot kinks."""
+    """|forward - backward| slope at h, and its growth from h/2 to h: used to spot kinks."""
     gap_growth: FloatArray
+    reach: FloatArray
+    """The farthest any evaluation moved the entry: a kink within it may explain a mismatch."""
+
+    @property
+    def error(self) -> FloatArray:
+        return np.asarray(self.truncation + self.roundoff)
+
+    def replaced(self, where: NDArray[np.intp], other: DerivativeEstimates) -> DerivativeEstimates:
+        """A copy with the entries at positions `where` taken from `other` (of that length)."""
+        fields: dict[str, FloatArray] = {}
+        for name in self.__dataclass_fields__:
+            column = np.array(getattr(self, name), copy=True)
+            column[where] = getattr(other, name)
+            fields[name] = column
+        return DerivativeEstimates(**fields)
 
 
-def _richardson_offsets(scheme: Scheme) -> tuple[list[complex], list[int], list[int]]:
-    """The offsets needed for D(h) and D(2h), and where each scheme offset sits among them."""
+def _stencil(
+    scheme: Scheme, ratios: tuple[float, ...]
+) -> tuple[list[complex], list[int], list[list[int]]]:
+    """The offsets needed for D(h) and each D(r h), and where the scheme's offsets sit in them.
+
+    Real schemes also get +-1 and +-r for the first ratio r: one-sided slopes that spot kinks.
+    """
     needed: list[complex] = []
-    for o in (*scheme.offsets, *(2 * o for o in scheme.offsets), 1, -1, 2, -2):
+    wanted: list[complex] = [*scheme.offsets, 1, -1, ratios[0], -ratios[0]]
+    for r in ratios:
+        wanted += [r * o for o in scheme.offsets]
+    for o in wanted:
         if scheme.imaginary and not (isinstance(o, complex) and o.imag != 0):
             continue  # complex-step never evaluates real shifts
         if o not in needed:
             needed.append(o)
     at_h = [needed.index(o) for o in scheme.offsets]
-    at_2h = [needed.index(2 * o) for o in scheme.offsets]
+    return needed, at_h, [[needed.index(r * o) for o in scheme.offsets] for r in ratios]
+
+
+def _richardson_offsets(scheme: Scheme) -> tuple[list[complex], list[int], list[int]]:
+    """The offsets needed for D(h) and D(2h) alone (a single directional check needs no more)."""
+    needed, at_h, (at_2h,) = _stencil(scheme, (2.0,))
     return needed, at_h, at_2h
 
 
@@ -139,7 +197,7 @@ def estimate_derivatives(
     rows, cols = np.unravel_index(flat_indices, target.shape)
     rows = np.asarray(rows, dtype=np.intp)
     cols = np.asarray(cols, dtype=np.intp)
-    offsets, at_h, at_2h = _richardson_offsets(scheme)
+    offsets, at_h, (at_half, at_2h) = _stencil(scheme, (0.5, 2.0))
     offset_array = np.asarray(offsets, dtype=np.complex128 if scheme.imaginary else np.float64)
     shifts = steps[:, None] * offset_array[None, :]
     # Shifts in the working precision, so a float32 check is float32 throughout.
@@ -147,29 +205,41 @@ def estimate_derivatives(
     shifts = shifts.astype(working)
 
     if structured and isinstance(model, ElementwiseModel):
-        diffs, magnitudes = _structured_differences(model, X, W, wrt, rows, cols, shifts, progress)
+        diffs, values, terms = _structured_differences(
+            model, X, W, wrt, rows, cols, shifts, progress
+        )
     else:
-        diffs, magnitudes = _black_box_differences(
+        diffs, values, terms = _black_box_differences(
             model, X, W, wrt, rows, cols, shifts, f0, progress
         )
 
     eps = machine_epsilon(target.dtype)
     at_h_value = _combine(scheme, diffs, at_h, steps)
+    at_half_value = _combine(scheme, diffs, at_half, steps / 2)
     at_2h_value = _combine(scheme, diffs, at_2h, 2 * steps)
-    truncation = np.abs(at_2h_value - at_h_value) / (2.0**scheme.order - 1.0)
+    # Richardson from both sides: from h/2 (the better estimate, which still moves towards the
+    # truth where h is beyond the asymptotic range) and from 2h (which leaves that range first,
+    # so it flags a step barely inside). Either alone can miss, by chance, where D(h) lies.
+    from_half = np.abs(at_half_value - at_h_value) / (1.0 - 2.0**-scheme.order)
+    from_double = np.abs(at_2h_value - at_h_value) / (2.0**scheme.order - 1.0)
+    truncation = np.maximum(from_half, from_double)
+    # Summing the derivative's terms (here, and in the analytic gradient) rounds in proportion
+    # to their size, which exceeds |D| wherever they cancel.
+    summed = terms + np.abs(at_h_value)
     if scheme.imaginary:
-        # No cancellation: the imaginary part carries the derivative to a few ulps.
-        roundoff = 4 * eps * np.abs(at_h_value)
+        # No subtraction of nearby values: that summation is the only round-off.
+        roundoff = 4 * eps * summed
     else:
         weight_sum = float(sum(abs(w) for w in scheme.weights))
         # The terms' own rounding, plus the rounding of the shift itself (x + h is not exact).
-        values = np.abs(target.ravel()[flat_indices])
+        magnitudes = np.abs(target.ravel()[flat_indices])
         roundoff = (
             4
             * eps
             * (
-                magnitudes * weight_sum / steps
-                + np.maximum(1.0, values) / steps * np.abs(at_h_value)
+                values * weight_sum / steps
+                + np.maximum(1.0, magnitudes) / steps * np.abs(at_h_value)
+                + summed
             )
         )
 
@@ -177,14 +247,80 @@ def estimate_derivatives(
         gap = np.zeros_like(at_h_value)
         growth = np.zeros_like(at_h_value)
     else:
-        # One-sided slopes at h and 2h: for smooth f their gap grows like h; across a kink it
+        # One-sided slopes at h/2 and h: for smooth f their gap grows like h; across a kink it
         # stays of the size of the jump in slope.
-        p1, m1, p2, m2 = (offsets.index(o) for o in (1, -1, 2, -2))
+        p1, m1, p2, m2 = (offsets.index(o) for o in (1, -1, 0.5, -0.5))
         gap_h = (diffs[:, p1].real + diffs[:, m1].real) / steps
-        gap_2h = (diffs[:, p2].real + diffs[:, m2].real) / (2 * steps)
+        gap_half = (diffs[:, p2].real + diffs[:, m2].real) / (steps / 2)
         gap = np.abs(gap_h)
-        growth = np.abs(gap_2h - 2 * gap_h)
-    return DerivativeEstimates(at_h_value, steps, truncation, roundoff, gap, growth)
+        growth = np.abs(gap_h - 2 * gap_half)
+    reach = steps * max(abs(o) for o in offsets)
+    return DerivativeEstimates(at_h_value, steps, truncation, roundoff, gap, growth, reach)
+
+
+def best_step_ratio(scheme: Scheme, estimates: DerivativeEstimates) -> FloatArray:
+    """h_best / h per entry, from the estimated truncation (~ h^p) and round-off (~ 1/h).
+
+    Minimising c h^p + r / h gives h_best = (r / (p c))^(1/(p+1)); with c = T / h^p and
+    r = R h that is h (R / (p T))^(1/(p+1)). T is first cleared of the round-off that
+    D(h/2) - D(h) itself may carry (R at h, 2R at h/2), so only truncation that is surely there
+    shrinks a step. Entries without such truncation get 1 (keep the step).
+    """
+    p = scheme.order
+    noise = 3 * estimates.roundoff / (1.0 - 2.0**-p)
+    sure = np.maximum(estimates.truncation - noise, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (estimates.roundoff / (p * sure)) ** (1.0 / (p + 1))
+    # No round-off at all (every touched term exactly 0, a dead relu) gives 0: shrink freely.
+    return np.asarray(np.where(sure > 0, ratio, 1.0), dtype=np.float64)
+
+
+def estimate_at_default_steps(
+    model: Model,
+    X: Array,
+    W: Array,
+    wrt: Wrt,
+    flat_indices: NDArray[np.intp],
+    scheme: Scheme,
+    *,
+    f0: float,
+    structured: bool = True,
+    progress: ProgressCallback | None = None,
+) -> DerivativeEstimates:
+    """Estimates at the textbook step, shrunk per entry where truncation dominates.
+
+    The textbook step suits f varying on the scale of |x|; when it varies faster (a large entry
+    times a large weight) its truncation error dwarfs the round-off. Such entries are estimated
+    again at the step that balances the two. The new estimate replaces the old even when its
+    error estimate is larger: far outside the asymptotic range the old one was too optimistic.
+    """
+    target = X if wrt == "X" else W
+    steps = default_steps(scheme, target.ravel()[flat_indices])
+    estimates = estimate_derivatives(
+        model,
+        X,
+        W,
+        wrt,
+        flat_indices,
+        steps,
+        scheme,
+        f0=f0,
+        structured=structured,
+        progress=progress,
+    )
+    if scheme.imaginary:
+        return estimates  # the complex step has no round-off to balance
+    for _ in range(REFINE_ROUNDS):
+        ratio = best_step_ratio(scheme, estimates)
+        redo = np.flatnonzero(np.isfinite(estimates.numerical) & (ratio < REFINE_BELOW))
+        if not redo.size:
+            break
+        shorter = estimates.steps[redo] * np.maximum(ratio[redo], REFINE_LIMIT)
+        again = estimate_derivatives(
+            model, X, W, wrt, flat_indices[redo], shorter, scheme, f0=f0, structured=structured
+        )
+        estimates = estimates.replaced(redo, again)
+    return estimates
 
 
 def _structured_differences(
@@ -196,20 +332,21 @@ def _structured_differences(
     cols: NDArray[np.intp],
     shifts: Array,
     progress: ProgressCallback | None,
-) -> tuple[Array, FloatArray]:
+) -> tuple[Array, FloatArray, FloatArray]:
     G = X @ W
     length = G.shape[1] if wrt == "X" else G.shape[0]
     chunk = max(1, CHUNK_ELEMENTS // max(1, length * shifts.shape[1]))
     diffs = np.empty(shifts.shape, dtype=np.result_type(G, shifts))
-    magnitudes = np.empty(rows.shape, dtype=np.float64)
+    values = np.empty(rows.shape, dtype=np.float64)
+    terms = np.empty(rows.shape, dtype=np.float64)
     for start in range(0, rows.size, chunk):
         part = slice(start, start + chunk)
-        diffs[part], magnitudes[part] = model.entry_shift_differences(
+        diffs[part], values[part], terms[part] = model.entry_shift_differences(
             X, W, G, wrt, rows[part], cols[part], shifts[part]
         )
         if progress is not None:
             progress(rows[part].size)
-    return diffs, magnitudes
+    return diffs, values, terms
 
 
 def _black_box_differences(
@@ -222,8 +359,12 @@ def _black_box_differences(
     shifts: Array,
     f0: float,
     progress: ProgressCallback | None,
-) -> tuple[Array, FloatArray]:
-    """Whole forward passes, one per entry and shift: the only path for user models."""
+) -> tuple[Array, FloatArray, FloatArray]:
+    """Whole forward passes, one per entry and shift: the only path for user models.
+
+    Returns the differences, |f| at its largest, and zeros for the size of the derivative's
+    terms: a black box does not show its terms.
+    """
     diffs = np.empty(shifts.shape, dtype=np.result_type(np.asarray(f0), shifts))
     magnitudes = np.full(rows.shape, abs(f0), dtype=np.float64)
     moved_X = X.astype(np.result_type(X, shifts), copy=True)
@@ -236,8 +377,8 @@ def _black_box_differences(
                 target[i, j] = original[i, j] + shifts[b, k]
                 value = model.value(moved_X, moved_W)
                 diffs[b, k] = value - f0
-                magnitudes[b] = max(magnitudes[b], abs(value))
+                magnitudes[b] = max(magnitudes[b], abs(np.real(value)))
             target[i, j] = original[i, j]
             if progress is not None:
                 progress(1)
-    return diffs, magnitudes
+    return diffs, magnitudes, np.zeros(rows.shape, dtype=np.float64)

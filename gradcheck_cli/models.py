@@ -210,13 +210,14 @@ class ElementwiseModel:
         rows: NDArray[np.intp],
         cols: NDArray[np.intp],
         shifts: Array,
-    ) -> tuple[Array, NDArray[np.floating]]:
+    ) -> tuple[Array, NDArray[np.floating], NDArray[np.floating]]:
         """f(x + shifts[b, k] * e_b) - f(x) for a chunk of entries b = (rows[b], cols[b]).
 
         Only the touched row (wrt X) or column (wrt W) of G = X @ W changes, so each difference
         costs O(m) or O(n) and sums only the terms that changed: no round-off from re-summing
-        the unchanged ones. `shifts` is (B, K), real or complex (complex-step). Also returns,
-        per entry, the size of the terms whose difference was taken (for the round-off budget).
+        the unchanged ones. `shifts` is (B, K), real or complex (complex-step).
+
+        Also returns, per entry, the two sizes the round-off budget needs (see `_roundoff_sizes`).
         """
         if wrt == "X":
             base = G[rows, :]  # (B, m): row i of G for entry X[i, j]
@@ -227,12 +228,41 @@ class ElementwiseModel:
         act = self.activation.function
         base_values = act(base)
         scale = self.reduction.scale(G.size)
-        dtype = np.result_type(base, shifts)
-        out = np.empty(shifts.shape, dtype=dtype)
+        out = np.empty(shifts.shape, dtype=np.result_type(base, shifts))
+        first = base_values
         for k in range(shifts.shape[1]):
-            moved = base + shifts[:, k, None] * direction
-            out[:, k] = np.sum(act(moved) - base_values, axis=1) * scale
-        return out, np.sum(np.abs(base_values), axis=1) * scale
+            changes = act(base + shifts[:, k, None] * direction) - base_values
+            out[:, k] = np.sum(changes, axis=1) * scale
+            if k == 0:
+                first = changes
+        values, terms = self._roundoff_sizes(base, base_values, first, shifts[:, 0])
+        return out, values * scale, terms * scale
+
+    def _roundoff_sizes(
+        self, base: Array, base_values: Array, changes: Array, shift: Array
+    ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+        """Per entry: the size of what was differenced, and the size of the derivative's terms.
+
+        values: sum_j |a(g_j)| + |g_j a'(g_j)|. Each a(g_j) rounds by eps |a(g_j)|, and
+        g_j + s d_j rounds by eps |g_j|, which moves a by eps |g_j a'(g_j)| (larger than the
+        first where a saturates towards 0: sigmoid, softplus at g << 0). Summed in absolute value,
+        not in quadrature: where the activation saturates, every change rounds the same way (to
+        a multiple of ulp(a)), so the terms' errors need not be independent.
+        terms: sum_j |a(g_j + s d_j) - a(g_j)| / |s|, i.e. sum_j |a'(g_j) d_j|: summing those
+        (here and in the analytic gradient) rounds in proportion to it, which exceeds |f'| where
+        the terms cancel.
+        """
+        complex_step = np.iscomplexobj(shift)
+        # Complex-step reads the imaginary part only; the real part is rounding noise.
+        moves = np.abs(changes.imag if complex_step else changes)
+        # A change that underflows (a complex-step term of a saturated activation, a shift times
+        # a tiny weight) keeps only an absolute accuracy of ~tiny: counting each term as at least
+        # tiny / eps puts that into the eps-relative budget.
+        info = np.finfo(base.dtype)
+        moves = np.maximum(moves, float(info.tiny) / float(info.eps))
+        terms = np.sum(moves, axis=1) / np.abs(shift).astype(np.float64)
+        sizes = np.abs(base_values) + np.abs(base * self.activation.derivative(base))
+        return np.sum(sizes, axis=1), terms
 
     def kink_within(
         self,

@@ -1,0 +1,449 @@
+"""Finite differences, their error estimates and the verdicts built on them (differences.py,
+checks.py): accuracy per method, estimates that bound the observed error, every reason from a
+constructed case, and the seed's perturbation and Taylor sweep."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+
+from gradcheck_cli.checks import SAFETY, perturb_check, run_check, sweep_check
+from gradcheck_cli.differences import (
+    METHOD_NAMES,
+    SCHEMES,
+    DerivativeEstimates,
+    default_steps,
+    estimate_at_default_steps,
+)
+from gradcheck_cli.errors import InputError
+from gradcheck_cli.models import (
+    Array,
+    ElementwiseModel,
+    Model,
+    Wrt,
+    builtin_model,
+    builtin_model_names,
+)
+from gradcheck_cli.report import RunReport
+from gradcheck_cli.seed import seed_matrices
+
+FloatArray = NDArray[np.float64]
+NAMES = builtin_model_names()
+DTYPES = ("float64", "float32")
+SEED_F = 5.833329393581208
+SEED_F_PERTURBED = 5.833349179920838
+SEED_GRADIENT = 0.19787655855283736
+
+ACCURACY = {
+    "forward": 1e-6,
+    "backward": 1e-6,
+    "central": 1e-8,
+    "five-point": 1e-9,
+    "complex-step": 1e-14,
+}
+"""max |numerical - exact| / max |exact| in float64 at default steps, any built-in model."""
+SEED_TARGETS = {"central": 1e-9, "five-point": 1e-11, "complex-step": 1e-14}
+"""Issue 3's float64 targets, on the seed (benchmarks/accuracy.py also checks 64^3 inputs)."""
+
+
+def methods_for(model: Model) -> list[str]:
+    return [m for m in METHOD_NAMES if model.complex_analytic or not SCHEMES[m].imaginary]
+
+
+def random_inputs(seed: int, scale: float = 1.0, square: bool = False) -> tuple[FloatArray, ...]:
+    """X (n, k) ~ N(0, scale^2) and W (k, m) ~ N(0, 1), n, k, m in 1..12 (n = k if square)."""
+    rng = np.random.default_rng(seed)
+    n, k, m = (int(s) for s in rng.integers(2 if square else 1, 13, size=3))
+    n = k if square else n
+    return scale * rng.standard_normal((n, k)), rng.standard_normal((k, m))
+
+
+def saturating_inputs(seed: int) -> tuple[FloatArray, ...]:
+    """Random inputs with X scaled by 10..20, so |X @ W| reaches 40 and beyond."""
+    scale = float(np.random.default_rng(1000 + seed).uniform(10, 20))
+    return random_inputs(seed, scale)
+
+
+def inputs(kind: str, count: int) -> list[tuple[FloatArray, ...]]:
+    if kind == "seed":
+        return [seed_matrices()]
+    make = random_inputs if kind == "random" else saturating_inputs
+    return [make(seed) for seed in range(count)]
+
+
+def estimates(
+    model: Model, X: Array, W: Array, method: str
+) -> dict[str, tuple[DerivativeEstimates, FloatArray]]:
+    """Default-step estimates for every entry of X and W, with the float64 closed form."""
+    exact = dict(zip("XW", model.gradient(X.astype(np.float64), W.astype(np.float64)), strict=True))
+    f0 = float(np.real(model.value(X, W)))
+    out: dict[str, tuple[DerivativeEstimates, FloatArray]] = {}
+    pairs: list[tuple[Wrt, Array]] = [("X", X), ("W", W)]
+    for wrt, target in pairs:
+        flat = np.arange(target.size)
+        found = estimate_at_default_steps(model, X, W, wrt, flat, SCHEMES[method], f0=f0)
+        out[wrt] = (found, exact[wrt].ravel())
+    return out
+
+
+@dataclass(frozen=True)
+class Planted:
+    """A built-in model whose gradient passes through `bug`: a wrong gradient to catch."""
+
+    inner: ElementwiseModel
+    bug: Callable[[Array, Array], tuple[Array, Array]]
+
+    @property
+    def name(self) -> str:
+        return f"planted-{self.inner.name}"
+
+    @property
+    def formula(self) -> str:
+        return self.inner.formula
+
+    @property
+    def complex_analytic(self) -> bool:
+        return self.inner.complex_analytic
+
+    def value(self, X: Array, W: Array) -> float | complex:
+        return self.inner.value(X, W)
+
+    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
+        return self.bug(*self.inner.gradient(X, W))
+
+
+def scaled(dX: Array, dW: Array) -> tuple[Array, Array]:
+    return dX * 1.01, dW * 1.01
+
+
+def one_entry_off(dX: Array, dW: Array) -> tuple[Array, Array]:
+    wrong = dX.copy()
+    wrong[np.unravel_index(np.argmax(np.abs(dX)), dX.shape)] *= 1 + 1e-3
+    return wrong, dW
+
+
+def transposed(dX: Array, dW: Array) -> tuple[Array, Array]:
+    return dX.T.copy(), dW  # needs a square X
+
+
+BUGS = {"scaled by 1.01": scaled, "one entry off by 1e-3": one_entry_off, "transposed": transposed}
+
+
+@dataclass(frozen=True)
+class SqrtSum:
+    """f = sum(sqrt(X @ W)): NaN wherever a step carries an entry of X @ W below 0."""
+
+    name: str = "sqrt-sum"
+    formula: str = "sum(sqrt(X @ W))"
+    complex_analytic: bool = False
+
+    def value(self, X: Array, W: Array) -> float | complex:
+        with np.errstate(invalid="ignore"):
+            return float(np.sum(np.sqrt(X @ W)))
+
+    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
+        D = 0.5 / np.sqrt(X @ W)
+        return D @ W.T, X.T @ D
+
+
+def reasons(report: RunReport) -> Counter[str]:
+    return Counter(c.reason for c in report.checks)
+
+
+# --- accuracy of each method and of its error estimate -------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_each_method_matches_the_closed_form(method: str) -> None:
+    """Each method at its default steps lands within its order's accuracy of the closed form."""
+    for name in NAMES:
+        model = builtin_model(name)
+        if method not in methods_for(model):
+            continue
+        for X, W in [seed_matrices(), *inputs("random", 8)]:
+            found = estimates(model, X, W, method)
+            error = max(float(np.max(np.abs(e.numerical - x))) for e, x in found.values())
+            size = max(float(np.max(np.abs(x))) for _, x in found.values())
+            assert error <= ACCURACY[method] * size, (name, X.shape, W.shape)
+
+
+@pytest.mark.parametrize("method", sorted(SEED_TARGETS))
+def test_seed_meets_the_issue_targets(method: str) -> None:
+    """On the seed, central, five-point and complex-step meet issue 3's float64 targets."""
+    found = estimates(builtin_model("sigmoid-sum"), *seed_matrices(), method)
+    error = max(float(np.max(np.abs(e.numerical - x))) for e, x in found.values())
+    size = max(float(np.max(np.abs(x))) for _, x in found.values())
+    assert error <= SEED_TARGETS[method] * size
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_error_estimate_bounds_the_observed_error(method: str) -> None:
+    """|numerical - exact| <= SAFETY * error estimate, for every entry, model and input."""
+    for name in NAMES:
+        model = builtin_model(name)
+        if method not in methods_for(model):
+            continue
+        for X, W in [seed_matrices(), *inputs("random", 8)]:
+            for found, exact in estimates(model, X, W, method).values():
+                observed = np.abs(found.numerical - exact)
+                assert np.all(observed <= SAFETY * found.error), (name, X.shape, W.shape)
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_float32_error_estimate_bounds_its_observed_error(method: str) -> None:
+    """In float32 the estimate bounds the gap to the gradient computed alike, in float32."""
+    for name in NAMES:
+        model = builtin_model(name)
+        if method not in methods_for(model):
+            continue
+        for X, W in [seed_matrices(), *inputs("random", 6)]:
+            X32, W32 = X.astype(np.float32), W.astype(np.float32)
+            analytic = dict(zip("XW", model.gradient(X32, W32), strict=True))
+            for wrt, (found, _) in estimates(model, X32, W32, method).items():
+                observed = np.abs(found.numerical - analytic[wrt].ravel())
+                assert np.all(observed <= SAFETY * found.error), (name, X.shape, W.shape)
+
+
+def test_too_long_default_step_is_shrunk() -> None:
+    """Where the textbook step is far too long (float32, five-point, |X| ~ 30) it is shrunk."""
+    rng = np.random.default_rng(3)
+    X = (30 * rng.standard_normal((4, 4))).astype(np.float32)
+    W = rng.standard_normal((4, 3)).astype(np.float32)
+    model = builtin_model("tanh-sum")
+    found, _ = estimates(model, X, W, "five-point")["W"]
+    textbook = default_steps(SCHEMES["five-point"], W.ravel())
+    assert np.any(found.steps < textbook / 2)
+    observed = np.abs(found.numerical - model.gradient(X, W)[1].ravel())
+    assert np.all(observed <= SAFETY * found.error)
+
+
+def test_float32_complex_step_resolves_a_saturated_gradient() -> None:
+    """In float32 the complex step (1e-10) keeps tanh'(26) ~ 1e-22 to float32 accuracy."""
+    X = np.array([[2.0, 3.0]], dtype=np.float32)
+    W = np.array([[4.0], [6.0]], dtype=np.float32)  # X @ W == 26
+    model = builtin_model("tanh-sum")
+    found, _ = estimates(model, X, W, "complex-step")["X"]
+    assert found.steps[0] == 1e-10
+    np.testing.assert_allclose(found.numerical, model.gradient(X, W)[0].ravel(), rtol=1e-5)
+
+
+# --- correct gradients pass, wrong ones fail -----------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["seed", "random", "saturating"])
+@pytest.mark.parametrize("name", NAMES)
+def test_correct_gradient_passes(name: str, kind: str, dtype: str) -> None:
+    """Every built-in model's own gradient passes, by every method, at default settings."""
+    model = builtin_model(name)
+    for X, W in inputs(kind, 8):
+        for method in methods_for(model):
+            report = run_check(model, X.astype(dtype), W.astype(dtype), method=method)
+            assert report.passed, (method, X.shape, W.shape, report.summary)
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_doubtful_passes_are_rare_in_float64(method: str) -> None:
+    """On random inputs in float64, under 1% of entries pass with a reason other than "ok"."""
+    entries = doubtful = 0
+    for name in NAMES:
+        model = builtin_model(name)
+        if method not in methods_for(model):
+            continue
+        for X, W in inputs("random", 8):
+            report = run_check(model, X, W, method=method, details="all")
+            entries += len(report.checks)
+            doubtful += sum(c.passed and c.reason != "ok" for c in report.checks)
+    assert doubtful < 0.01 * entries
+
+
+@pytest.mark.parametrize(
+    ("bug", "dtype"),
+    [(bug, "float64") for bug in BUGS] + [("scaled by 1.01", "float32"), ("transposed", "float32")],
+)
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_gradient_fails(name: str, bug: str, dtype: str) -> None:
+    """A planted bug fails with "mismatch", on the seed and random inputs.
+
+    float64: every bug by every method. float32: the transposed derivative by every method, the
+    1% scale by five-point and complex-step only (one-sided and central differences in float32
+    cannot vouch for 1% where f's terms are large; 1e-3 in one entry is beyond float32 too).
+    """
+    model = Planted(builtin_model(name), BUGS[bug])
+    methods = methods_for(model)
+    if dtype == "float32" and bug == "scaled by 1.01":
+        methods = [m for m in methods if m in ("five-point", "complex-step")]
+    cases = [seed_matrices(), *(random_inputs(seed, square=True) for seed in range(4))]
+    for X, W in cases:
+        X, W = X.astype(dtype), W.astype(dtype)
+        right, wrong = model.inner.gradient(X, W), model.gradient(X, W)
+        if all(np.array_equal(a, b) for a, b in zip(right, wrong, strict=True)):
+            continue  # e.g. a symmetric dF/dX is its own transpose
+        for method in methods:
+            report = run_check(model, X, W, method=method, details="all")
+            assert not report.passed, (method, X.shape, W.shape)
+            assert "mismatch" in reasons(report)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    k=st.integers(1, 12),
+    m=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.sampled_from([0.1, 1.0, 10.0]),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_any_shape_correct_gradients_pass(
+    n: int, k: int, m: int, seed: int, scale: float, dtype: str
+) -> None:
+    """For any shapes up to 12 and entry scales, every model's own gradient passes (central)."""
+    rng = np.random.default_rng(seed)
+    X = (scale * rng.standard_normal((n, k))).astype(dtype)
+    W = rng.standard_normal((k, m)).astype(dtype)
+    for name in NAMES:
+        assert run_check(builtin_model(name), X, W).passed, name
+
+
+# --- every reason from a constructed case --------------------------------------------------------
+
+
+def test_mismatch_names_the_planted_bug() -> None:
+    """The entry planted 1e-3 off is the one that fails, with reason "mismatch"."""
+    X, W = seed_matrices()
+    model = Planted(builtin_model("sigmoid-sum"), one_entry_off)
+    report = run_check(model, X, W, details="all")
+    failed = [c for c in report.checks if not c.passed]
+    i, j = np.unravel_index(np.argmax(np.abs(model.inner.gradient(X, W)[0])), X.shape)
+    worst = (int(i), int(j))
+    assert [(c.wrt, c.index, c.reason) for c in failed] == [("X", worst, "mismatch")]
+
+
+def test_too_small_step_is_blamed_not_the_gradient() -> None:
+    """--delta 1e-13: a correct gradient passes as "step-too-small"; a wrong one still fails."""
+    X, W = seed_matrices()
+    report = run_check(builtin_model("sigmoid-sum"), X, W, delta=1e-13, details="all")
+    assert report.passed
+    assert reasons(report) == Counter({"step-too-small": 15})
+    wrong = run_check(Planted(builtin_model("sigmoid-sum"), scaled), X, W, delta=1e-13)
+    assert not wrong.passed
+    assert set(reasons(wrong)) == {"mismatch"}
+
+
+def test_too_large_step_is_blamed_not_the_gradient() -> None:
+    """--delta 0.5 on a curved model: a correct gradient passes, its doubtful entries as
+    "step-too-large"; a wrong one still fails."""
+    X, W = seed_matrices()
+    report = run_check(builtin_model("sigmoid-sum"), X, W, delta=0.5, details="all")
+    assert report.passed
+    assert set(reasons(report)) == {"ok", "step-too-large"}
+    wrong = run_check(Planted(builtin_model("sigmoid-sum"), scaled), X, W, delta=0.5)
+    assert not wrong.passed
+
+
+@pytest.mark.parametrize("method", ["forward", "backward", "central", "five-point"])
+def test_kink_within_the_step_passes_as_kink(method: str) -> None:
+    """relu-sum with an exact 0 in X @ W: the entries that move it pass with reason "kink"."""
+    X = np.array([[1.0, -1.0, 0.5], [0.3, 0.2, -0.7]])
+    W = np.array([[1.0, 0.4], [2.0, -0.2], [2.0, 0.9]])  # (X @ W)[0, 0] == 0 exactly
+    assert (X @ W)[0, 0] == 0
+    report = run_check(builtin_model("relu-sum"), X, W, method=method, details="all")
+    assert report.passed
+    by_entry = {(c.wrt, c.index): c.reason for c in report.checks}
+    touching = {("X", (0, j)) for j in range(3)} | {("W", (j, 0)) for j in range(3)}
+    assert {entry for entry, reason in by_entry.items() if reason != "ok"} <= touching
+    kinks = {entry for entry, reason in by_entry.items() if reason == "kink"}
+    if method in ("central", "five-point"):
+        assert kinks == touching  # both sides of the kink are sampled
+    else:
+        assert kinks  # one side only: where it points into the kink
+
+
+def test_saturated_gradient_passes_as_saturated() -> None:
+    """sigmoid-sum at X @ W = 40: sigmoid' ~ 4e-18 is below the differences' noise floor."""
+    X = np.array([[10.0, 10.0]])
+    W = np.array([[2.0], [2.0]])
+    report = run_check(builtin_model("sigmoid-sum"), X, W, details="all")
+    assert report.passed
+    assert set(reasons(report)) == {"saturated"}
+    # Complex-step has no subtraction and no such floor: it sees the gradient and agrees.
+    seen = run_check(builtin_model("sigmoid-sum"), X, W, method="complex-step", details="all")
+    assert set(reasons(seen)) == {"ok"}
+
+
+def test_non_finite_value_fails() -> None:
+    """A model whose value is NaN at a perturbed point fails there with reason "non-finite"."""
+    X = np.array([[1.0, 1.0]])
+    W = np.array([[1.0 + 1e-9], [-1.0]])  # X @ W ~ 1e-9: a step in X[0, 0] crosses 0
+    report = run_check(SqrtSum(), X, W, details="all")
+    assert not report.passed
+    assert {(c.wrt, c.index): c.reason for c in report.checks}[("X", (0, 0))] == "non-finite"
+    assert "non-finite" in {p.reason for p in perturb_check(SqrtSum(), X, W).perturbations}
+
+
+def test_complex_step_is_refused_for_relu() -> None:
+    """Complex-step on a model with a kink is refused, never silently wrong."""
+    with pytest.raises(InputError, match="complex-analytic"):
+        run_check(builtin_model("relu-sum"), *seed_matrices(), method="complex-step")
+
+
+# --- the seed's perturbation and the Taylor sweep ------------------------------------------------
+
+
+def test_perturb_reproduces_the_seed() -> None:
+    """perturb at X[0, 0], delta 1e-4 reproduces the seed post's f, f(x + delta) and gradient."""
+    X, W = seed_matrices()
+    row = perturb_check(builtin_model("sigmoid-sum"), X, W, entries=((0, 0),), delta=1e-4)
+    (p,) = row.perturbations
+    assert p.f == pytest.approx(SEED_F, rel=1e-12)
+    assert p.f_perturbed == pytest.approx(SEED_F_PERTURBED, rel=1e-12)
+    assert p.gradient == pytest.approx(SEED_GRADIENT, rel=1e-12)
+    assert p.predicted_change == pytest.approx(SEED_GRADIENT * 1e-4, rel=1e-12)
+    assert (p.passed, p.reason) == (True, "ok")
+
+
+@pytest.mark.parametrize("method", METHOD_NAMES)
+def test_perturb_fails_a_gradient_one_percent_off(method: str) -> None:
+    """On the seed, the correct gradient passes perturb by every method, 1% off fails."""
+    X, W = seed_matrices()
+    entries = ((0, 0), (2, 1))
+    right = perturb_check(builtin_model("sigmoid-sum"), X, W, entries=entries, method=method)
+    assert right.passed
+    wrong = Planted(builtin_model("sigmoid-sum"), scaled)
+    report = perturb_check(wrong, X, W, entries=entries, method=method)
+    assert [p.reason for p in report.perturbations] == ["mismatch", "mismatch"]
+
+
+DELTAS = [10.0**-k for k in range(1, 11)]
+
+
+@pytest.mark.parametrize("name", ["sigmoid-sum", "tanh-mean", "softplus-sum"])
+def test_sweep_slope_two_for_the_true_gradient(name: str) -> None:
+    """The Taylor residual of the true gradient falls like delta^2 (slope ~2), and passes."""
+    X, W = seed_matrices()
+    unit = np.zeros_like(X)
+    unit[0, 0] = 1.0
+    report = sweep_check(
+        builtin_model(name), X, W, direction={"X": unit}, direction_info={}, deltas=DELTAS
+    )
+    assert report.slope == pytest.approx(2.0, abs=0.2)
+    assert (report.passed, report.reason) == (True, "slope-2")
+
+
+@pytest.mark.parametrize("name", ["sigmoid-sum", "tanh-mean", "softplus-sum"])
+def test_sweep_slope_one_for_a_scaled_gradient(name: str) -> None:
+    """A gradient 1% off leaves a residual linear in delta (slope ~1), and fails."""
+    X, W = seed_matrices()
+    rng = np.random.default_rng(0)
+    direction = {"X": rng.standard_normal(X.shape), "W": rng.standard_normal(W.shape)}
+    model = Planted(builtin_model(name), scaled)
+    report = sweep_check(model, X, W, direction=direction, direction_info={}, deltas=DELTAS)
+    assert report.slope == pytest.approx(1.0, abs=0.2)
+    assert (report.passed, report.reason) == (False, "slope-1")

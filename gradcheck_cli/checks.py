@@ -63,7 +63,7 @@ FIXED_ATOL = {"float64": 1e-9, "float32": 1e-5}
 AUTO_LIST_LIMIT = 1000
 """--details auto lists every entry up to this many; beyond, the failed and the worst ones."""
 
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = Callable[[float, int], None]
 """progress(done, total), in entries."""
 
 
@@ -247,10 +247,10 @@ def _check_matrix(
     f0: float,
     *,
     structured: bool,
-    progress: Callable[[int], None] | None,
+    progress: Callable[[float], None] | None,
 ) -> Verdicts:
     def at_default_steps(
-        indices: NDArray[np.intp], report: Callable[[int], None] | None = None
+        indices: NDArray[np.intp], report: Callable[[float], None] | None = None
     ) -> DerivativeEstimates:
         return estimate_at_default_steps(
             model, X, W, wrt, indices, scheme, f0=f0, structured=structured, progress=report
@@ -340,9 +340,9 @@ def run_check(
         validate_delta(delta, (X if name == "X" else W).ravel()[selections[name]][None, :], name)
 
     total = len(models) * sum(s.size for s in selections.values())
-    done = 0
+    done = 0.0
 
-    def advance(count: int) -> None:
+    def advance(count: float) -> None:
         nonlocal done
         done += count
         if progress is not None:
@@ -388,6 +388,15 @@ def run_check(
     )
 
 
+def _worst(among: NDArray[np.intp] | None, badness: FloatArray, count: int) -> NDArray[np.intp]:
+    """Positions of the `count` largest badness values (among the given positions)."""
+    pool = np.arange(badness.size) if among is None else among
+    if pool.size <= count:
+        return np.asarray(pool, dtype=np.intp)
+    part = np.argpartition(-badness[pool], count - 1)[:count]
+    return np.asarray(pool[part], dtype=np.intp)
+
+
 def _assemble_run_report(
     model: Model,
     model_info: ModelInfo | None,
@@ -414,12 +423,14 @@ def _assemble_run_report(
     # the `top` worst overall.
     badness = np.concatenate([v.badness for *_, v in batches]) if batches else np.empty(0)
     failed_all = np.concatenate([~v.passed for *_, v in batches]) if batches else np.empty(0)
-    order = np.argsort(-badness, kind="stable")
     if list_all:
-        chosen = np.sort(order)
+        chosen = np.arange(total)
     else:
-        failed_order = order[failed_all[order]][:AUTO_LIST_LIMIT]
-        chosen = np.unique(np.concatenate([failed_order, order[:top]]))
+        # Partial selection, not a full sort: a million-entry check lists a few rows.
+        failed = np.flatnonzero(failed_all)
+        chosen = np.unique(
+            np.concatenate([_worst(failed, badness, AUTO_LIST_LIMIT), _worst(None, badness, top)])
+        )
         chosen = chosen[np.argsort(-badness[chosen], kind="stable")]
 
     checks: list[EntryCheck] = []

@@ -387,7 +387,7 @@ class ProgressReporter:
         self.bar: Any = None
         self.task: Any = None
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: float, total: int) -> None:
         if not self.enabled:
             return
         if self.bar is None:

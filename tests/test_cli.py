@@ -881,3 +881,16 @@ def test_bad_usage_is_one_line_exit_2(
     message = usage_error(invoke(*args))
     for phrase in phrases:
         assert phrase in message, message
+
+
+def test_sweep_plot_writes_a_png(invoke: Invoke, tmp_path: Path) -> None:
+    """sweep --plot FILE.png draws the Taylor test with matplotlib (the plot extra, which the
+    test extra installs): a real PNG appears and the verdict is unchanged."""
+    pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
+    target = tmp_path / "taylor.png"
+    result = invoke("sweep", "--plot", str(target), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert target.stat().st_size > 10_000
+    assert json.loads(result.stdout)["reason"] == "slope-2"
+    assert [p.name for p in tmp_path.iterdir()] == ["taylor.png"]  # no temporary file left

@@ -303,6 +303,18 @@ def validate_gradient(model: Model, X: Array, W: Array) -> tuple[Array, Array]:
     return dX, dW
 
 
+def select_entries(
+    X: Array, W: Array, wrt: Sequence[Wrt], entries: Mapping[str, NDArray[np.intp]] | None
+) -> dict[Wrt, NDArray[np.intp]]:
+    """Flat indices to check per matrix of `wrt`: the given ones, or every entry."""
+    selections: dict[Wrt, NDArray[np.intp]] = {}
+    for name in wrt:
+        chosen = None if entries is None else entries.get(name)
+        size = (X if name == "X" else W).size
+        selections[name] = np.arange(size, dtype=np.intp) if chosen is None else chosen
+    return selections
+
+
 def run_check(
     model: Model | Sequence[Model],
     X: Array,
@@ -332,12 +344,9 @@ def run_check(
     first = models[0]
     scheme = resolve_scheme(method, first)
     tolerance = Tolerance.resolve(X.dtype, rtol, atol)
-    selections: dict[Wrt, NDArray[np.intp]] = {}
-    for name in wrt:
-        size = (X if name == "X" else W).size
-        chosen = None if entries is None else entries.get(name)
-        selections[name] = np.arange(size, dtype=np.intp) if chosen is None else chosen
-        validate_delta(delta, (X if name == "X" else W).ravel()[selections[name]][None, :], name)
+    selections = select_entries(X, W, wrt, entries)
+    for name, flat in selections.items():
+        validate_delta(delta, (X if name == "X" else W).ravel()[flat][None, :], name)
 
     total = len(models) * sum(s.size for s in selections.values())
     done = 0.0

@@ -33,6 +33,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 
 SWEEP_RANGE = {"float64": (1e-1, 1e-10), "float32": (1.0, 1e-4)}
 """The Taylor test's default deltas: the range where the O(delta^2) remainder stands clear of
 round-off for an f of order 1."""
+# The same as differences.METHOD_NAMES (a test keeps them equal): importing it would load numpy
+# for --help.
 METHODS = ("forward", "backward", "central", "five-point", "complex-step")
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -26,6 +26,7 @@ from gradcheck_cli.checks import (
     assemble_run_report,
     check_matrix,
     resolve_scheme,
+    select_entries,
     validate_gradient,
 )
 from gradcheck_cli.differences import (
@@ -74,11 +75,7 @@ def fast_check(
     models = [model] if isinstance(model, Model) else list(model)
     scheme = resolve_scheme(method, models[0])
     tolerance = Tolerance.resolve(X.dtype, rtol, atol)
-    everything: Block = {}
-    for name in wrt:
-        size = (X if name == "X" else W).size
-        chosen = None if entries is None else entries.get(name)
-        everything[name] = np.arange(size, dtype=np.intp) if chosen is None else chosen
+    everything: Block = select_entries(X, W, wrt, entries)
     rng = np.random.default_rng(seed)
     f0 = float(np.real(models[0].value(X, W)))
     found: list[tuple[str, int | None, NDArray[np.intp], Verdicts]] = []

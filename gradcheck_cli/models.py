@@ -288,9 +288,6 @@ class ElementwiseModel:
         return np.asarray(np.any(hit, axis=1))
 
 
-DEFAULT_MODEL = "sigmoid-sum"
-
-
 def builtin_model_names() -> list[str]:
     return [f"{a}-{r}" for a in ACTIVATIONS for r in REDUCTIONS]
 

@@ -13,17 +13,8 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 
-Reason = Literal[
-    "ok",
-    "mismatch",
-    "step-too-small",
-    "step-too-large",
-    "kink",
-    "saturated",
-    "non-finite",
-]
-
 REASON_TEXT: dict[str, str] = {
+    # Every reason a verdict can carry; schema.json lists the same.
     "ok": "agrees within the error estimate",
     "mismatch": "gradient mismatch: the error exceeds what the finite difference can explain",
     "step-too-small": "step too small: round-off dominates the finite difference",
@@ -32,8 +23,6 @@ REASON_TEXT: dict[str, str] = {
     "saturated": "saturated: the true gradient is below the finite-difference noise floor",
     "non-finite": "the function is not finite at a perturbed point",
 }
-
-FAILING_REASONS = frozenset({"mismatch", "non-finite"})
 
 
 @dataclass(frozen=True)

@@ -894,3 +894,16 @@ def test_sweep_plot_writes_a_png(invoke: Invoke, tmp_path: Path) -> None:
     assert target.stat().st_size > 10_000
     assert json.loads(result.stdout)["reason"] == "slope-2"
     assert [p.name for p in tmp_path.iterdir()] == ["taylor.png"]  # no temporary file left
+
+
+def test_cli_lists_match_the_core() -> None:
+    """The CLI's own copies (kept so --help loads no numpy) match the core: methods, reasons."""
+    from gradcheck_cli.cli import METHODS
+    from gradcheck_cli.differences import METHOD_NAMES
+    from gradcheck_cli.report import REASON_TEXT
+
+    assert METHODS == METHOD_NAMES
+    schema_path = Path(__file__).resolve().parents[1] / "gradcheck_cli" / "schema.json"
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    reasons = schema["$defs"]["run"]["properties"]["checks"]["items"]["properties"]["reason"]
+    assert set(reasons["enum"]) == set(REASON_TEXT)

@@ -1,0 +1,66 @@
+"""The three ways to difference a built-in model agree: dense closed-form brackets (a full
+check), the gathered per-row path (a selection of entries), and whole forward passes (the
+black-box path, the only one for model files)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradcheck_cli import kernels
+from gradcheck_cli.checks import SAFETY, run_check
+from gradcheck_cli.models import Array, Wrt, builtin_model, builtin_model_names
+
+
+def inputs(seed: int, n: int = 6, k: int = 5, m: int = 4) -> tuple[Array, Array]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, k)) * 1.5, rng.standard_normal((k, m)) * 1.5
+
+
+WITH_BRACKETS = [
+    n for n in builtin_model_names() if builtin_model(n).activation.name in kernels.SUPPORTED
+]
+
+
+@pytest.mark.parametrize("name", WITH_BRACKETS)
+@pytest.mark.parametrize("wrt", ["X", "W"])
+def test_closed_form_brackets_equal_forward_differences(name: str, wrt: Wrt) -> None:
+    """kernels.central_brackets is f(x + h e) - f(x - h e) itself: it equals two whole forward
+    passes to the rounding of those passes, for several distinct steps at once."""
+    model = builtin_model(name)
+    X, W = inputs(1)
+    target = X if wrt == "X" else W
+    steps = np.exp2(np.floor(np.log2(1e-3 * np.maximum(1.0, np.abs(target)))))
+    brackets = kernels.central_brackets(model, X, W, X @ W, wrt, steps)
+    for index in np.ndindex(target.shape):
+        moved_X, moved_W = X.copy(), W.copy()
+        moved = moved_X if wrt == "X" else moved_W
+        moved[index] += steps[index]
+        plus = model.value(moved_X, moved_W)
+        moved[index] -= 2 * steps[index]
+        minus = model.value(moved_X, moved_W)
+        assert brackets[index] == pytest.approx(plus - minus, abs=64 * np.finfo(float).eps)
+
+
+@pytest.mark.parametrize("name", builtin_model_names())
+@pytest.mark.parametrize("method", ["central", "five-point", "forward"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_gathered_and_black_box_agree(name: str, method: str, seed: int) -> None:
+    """Per entry, the numerical derivatives of the three paths agree within their own error
+    estimates, and their verdicts on a correct gradient are the same: pass."""
+    X, W = inputs(seed)
+    model = builtin_model(name)
+    dense = run_check(model, X, W, method=method, details="all")
+    some = {"X": np.arange(0, X.size, 3), "W": np.arange(1, W.size, 2)}
+    gathered = run_check(model, X, W, method=method, details="all", entries=some)
+    black_box = run_check(model, X, W, method=method, details="all", structured=False)
+    assert dense.passed
+    assert gathered.passed
+    assert black_box.passed
+    by_entry = {(c.wrt, c.index): c for c in dense.checks}
+    for other in (gathered, black_box):
+        for check in other.checks:
+            mine = by_entry[(check.wrt, check.index)]
+            assert check.analytic == mine.analytic
+            bound = SAFETY * (check.error_estimate + mine.error_estimate)
+            assert abs(check.numerical - mine.numerical) <= bound, (check, mine)

@@ -262,7 +262,6 @@ class Subject:
     X: Array
     W: Array
     sources: dict[str, str]
-    builtin: bool
 
 
 @contextlib.contextmanager
@@ -302,13 +301,13 @@ def load_subject(
         model_file = load_model_file(Path(model_spec))
         models = bind_models(model_file, x_array, w_array, cotangents=cotangents, seed=seed)
         info = ModelInfo(model_file.name, model_file.formula, str(model_file.path))
-        return Subject(list(models), info, x_array, w_array, sources, builtin=False)
+        return Subject(list(models), info, x_array, w_array, sources)
     try:
         model = builtin_model(model_spec)
     except InputError as error:
         raise InputError(f"--model {error}") from None
     info = ModelInfo(model.name, model.formula, "builtin", model.gradient_formula)
-    return Subject([model], info, x_array, w_array, sources, builtin=True)
+    return Subject([model], info, x_array, w_array, sources)
 
 
 def check_entry(index: tuple[int, int], shape: tuple[int, ...], label: str, option: str) -> None:

@@ -87,6 +87,17 @@ def central_brackets(
     differences = np.empty(entry_steps.shape, dtype=np.float64)
     with np.errstate(over="ignore"):  # cosh(a) = inf for |a| > 710 gives a bracket of 0: right
         prepared = _prepare_base(activation, base)
+        if entry_steps.size and entry_steps.min() == entry_steps.max():
+            # The common case, one step for every entry: no grouping, no gathering.
+            tables = _prepare_direction(activation, direction, float(entry_steps.flat[0]))
+            size = entry_steps.size
+
+            def whole(fraction: float) -> None:
+                if progress is not None:
+                    progress(fraction * size)
+
+            shared = _pair_sum(activation, prepared, tables, progress=whole) * scale
+            return shared.T if wrt == "W" else shared
         for step in np.unique(entry_steps):
             in_group = entry_steps == step
             rows = np.flatnonzero(in_group.any(axis=1))

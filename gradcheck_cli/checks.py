@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from gradcheck_cli import kernels
 from gradcheck_cli.differences import (
     SCHEMES,
     DerivativeEstimates,
@@ -362,8 +363,15 @@ def run_check(
     for number, each in enumerate(models, start=1):
         f_each = each.value(X, W) if each is not first else f0
         gradients = dict(zip(("X", "W"), validate_gradient(each, X, W), strict=True))
-        for name, flat in selections.items():
-            verdicts = check_matrix(
+
+        def check(
+            item: tuple[Wrt, NDArray[np.intp]],
+            each: Model = each,
+            gradients: dict[str, Array] = gradients,
+            f_each: float | complex = f_each,
+        ) -> Verdicts:
+            name, flat = item
+            return check_matrix(
                 each,
                 X,
                 W,
@@ -377,6 +385,13 @@ def run_check(
                 structured=structured,
                 progress=advance,
             )
+
+        items = list(selections.items())
+        # The built-in models' numerics are pure numpy: X and W can be checked side by side.
+        # A user's model is called from this thread only: nobody promised it is thread-safe.
+        builtin = structured and isinstance(each, ElementwiseModel)
+        results = kernels.map_in_parallel(check, items) if builtin else [check(i) for i in items]
+        for (name, flat), verdicts in zip(items, results, strict=True):
             batches.append((name, number if len(models) > 1 else None, flat, verdicts))
 
     return assemble_run_report(

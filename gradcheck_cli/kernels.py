@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +37,8 @@ from numpy.typing import NDArray
 from gradcheck_cli.models import Array, ElementwiseModel, Wrt
 
 FloatArray = NDArray[np.floating]
+T = TypeVar("T")
+R = TypeVar("R")
 
 SUPPORTED = frozenset({"sigmoid", "tanh", "relu", "identity"})
 
@@ -182,6 +185,7 @@ def _prepare_direction(activation: str, direction: Array, step: float) -> tuple[
 
 
 _POOL: list[ThreadPoolExecutor] = []
+_WORKER = threading.local()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -189,6 +193,25 @@ def _pool() -> ThreadPoolExecutor:
     if not _POOL:
         _POOL.append(ThreadPoolExecutor(THREADS, thread_name_prefix="gradcheck"))
     return _POOL[0]
+
+
+def map_in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """work(item) for each item on the pool's threads, whose own tiles then run serially.
+
+    Coarse tasks (a whole matrix of entries each) keep both cores busy with less
+    synchronisation than tiles do; and a worker must not wait on tiles queued behind itself.
+    """
+    if THREADS == 1 or len(items) < 2 or getattr(_WORKER, "serial", False):
+        return [work(item) for item in items]
+
+    def serially(item: T) -> R:
+        _WORKER.serial = True
+        try:
+            return work(item)
+        finally:
+            _WORKER.serial = False
+
+    return list(_pool().map(serially, items))
 
 
 def _pair_sum(
@@ -239,7 +262,7 @@ def _pair_sum(
             progress((rows_here.stop - row) / rows * share)
 
     tiles = [(r, e) for r in range(0, rows, tile_rows) for e in range(0, entries, tile_entries)]
-    if THREADS > 1 and len(tiles) > 1:
+    if THREADS > 1 and len(tiles) > 1 and not getattr(_WORKER, "serial", False):
         for _ in _pool().map(work, tiles):
             pass
     else:

@@ -279,9 +279,15 @@ def estimate_derivatives(
 
 DENSE_RATIOS = {"central": (0.5, 1.0), "five-point": (0.5, 1.0, 2.0, 4.0)}
 """Central differences needed, as multiples of h: five-point is Richardson on central,
-(4 C(h) - C(2h)) / 3, and needs D(h/2), D(h), D(2h). Central needs D(h/2) and D(h); in place
-of D(2h) its second opinion on truncation is the leading term h^2/6 f''' in closed form (a
-matrix product), which spares a third pass over every entry."""
+(4 C(h) - C(2h)) / 3, and needs D(h/2), D(h), D(2h). Central needs D(h/2) and D(h) where its
+truncation is Richardson's (relu); for the smooth activations it needs D(h) alone, its
+truncation being bounded by Taylor's theorem in closed form (kernels.truncation_bound)."""
+
+
+def dense_ratios(scheme: Scheme, model: ElementwiseModel) -> tuple[float, ...]:
+    if scheme.name == "central" and model.activation.name in kernels.FOURTH_DERIVATIVE_BOUND:
+        return (1.0,)
+    return DENSE_RATIOS[scheme.name]
 
 
 def _dense_applies(
@@ -298,7 +304,9 @@ def _dense_applies(
         return False
     if not np.array_equal(flat_indices, np.arange(target.size)):
         return False
-    reach = float(np.max(steps)) * max(DENSE_RATIOS[scheme.name])
+    if not isinstance(model, ElementwiseModel):
+        return False
+    reach = float(np.max(steps)) * max(dense_ratios(scheme, model))
     return kernels.supports(model, X, W, reach)
 
 
@@ -311,13 +319,14 @@ def _dense_estimates(
     scheme: Scheme,
     progress: ProgressCallback | None,
 ) -> DerivativeEstimates:
-    """All entries at once from kernels.central_brackets: the same estimates as the structured
-    path (D at h/2, h, 2h; truncation by Richardson from both sides), with round-off from
-    summing the brackets, since the closed form subtracts nothing."""
+    """All entries at once from kernels.central_brackets. Truncation: for central differences of
+    the smooth activations, the Taylor bound (one difference per entry, at h); otherwise
+    Richardson, as on the structured path. Round-off: that of summing the brackets, since the
+    closed form subtracts nothing."""
     target = X if wrt == "X" else W
     grid = steps.reshape(target.shape)
     G = X @ W
-    ratios = DENSE_RATIOS[scheme.name]
+    ratios = dense_ratios(scheme, model)
 
     def share(amount: float) -> None:
         if progress is not None:
@@ -328,14 +337,17 @@ def _dense_estimates(
         for r in ratios
     }
     p = scheme.order
-    if scheme.name == "central":
+    if ratios == (1.0,):
         at = central
-        from_half = np.abs(at[0.5] - at[1.0]) / (1.0 - 2.0**-p)
-        second_opinion = kernels.leading_truncation(model, X, W, G, wrt, grid)
+        truncation = kernels.truncation_bound(model, X, W, G, wrt, grid)
+    elif scheme.name == "central":
+        at = central
+        # relu: piecewise linear, so D(h) is exact unless a kink lies within the step.
+        truncation = np.abs(at[0.5] - at[1.0]) / (1.0 - 2.0**-p)
     else:
         at = {r: (4 * central[r] - central[2 * r]) / 3 for r in (0.5, 1.0, 2.0)}
         from_half = np.abs(at[0.5] - at[1.0]) / (1.0 - 2.0**-p)
-        second_opinion = np.abs(at[2.0] - at[1.0]) / (2.0**p - 1.0)
+        truncation = np.maximum(from_half, np.abs(at[2.0] - at[1.0]) / (2.0**p - 1.0))
     # Each bracket rounds by a few ulps of itself, and a (an entry of X @ W, computed once)
     # carries ~eps |a| of its own, which moves the bracket by ~eps |a| relatively.
     eps = machine_epsilon(target.dtype)
@@ -364,7 +376,7 @@ def _dense_estimates(
     return DerivativeEstimates(
         numerical=at[1.0].ravel(),
         steps=steps,
-        truncation=np.maximum(from_half, second_opinion).ravel(),
+        truncation=truncation.ravel(),
         roundoff=roundoff.ravel(),
         one_sided_gap=zeros,
         gap_growth=zeros,

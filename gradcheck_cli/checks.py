@@ -15,13 +15,14 @@ Pure numpy: nothing here knows about click or rich.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli import kernels
+from gradcheck_cli import blas, kernels
 from gradcheck_cli.differences import (
     SCHEMES,
     DerivativeEstimates,
@@ -316,6 +317,62 @@ def select_entries(
     return selections
 
 
+Batch = tuple[str, int | None, NDArray[np.intp], Verdicts]
+"""(matrix name, cotangent number or None, flat indices, verdicts) for one checked matrix."""
+
+
+def _check_models(
+    models: Sequence[Model],
+    X: Array,
+    W: Array,
+    selections: Mapping[Wrt, NDArray[np.intp]],
+    scheme: Scheme,
+    delta: float | None,
+    tolerance: Tolerance,
+    structured: bool,
+    advance: Callable[[float], None],
+) -> tuple[float | complex, list[Batch]]:
+    """f at (X, W) and the verdicts for each model and each selected matrix."""
+    first = models[0]
+    f0 = first.value(X, W)
+    batches: list[Batch] = []
+    for number, each in enumerate(models, start=1):
+        f_each = each.value(X, W) if each is not first else f0
+        gradients = dict(zip(("X", "W"), validate_gradient(each, X, W), strict=True))
+
+        def check(
+            item: tuple[Wrt, NDArray[np.intp]],
+            each: Model = each,
+            gradients: dict[str, Array] = gradients,
+            f_each: float | complex = f_each,
+        ) -> Verdicts:
+            name, flat = item
+            return check_matrix(
+                each,
+                X,
+                W,
+                name,
+                flat,
+                gradients[name],
+                scheme,
+                delta,
+                tolerance,
+                float(np.real(f_each)),
+                structured=structured,
+                progress=advance,
+            )
+
+        items = list(selections.items())
+        # The built-in models' numerics are pure numpy: X and W can be checked side by side.
+        # A user's model is called from this thread only: nobody promised it is thread-safe.
+        builtin = structured and isinstance(each, ElementwiseModel)
+        results = kernels.map_in_parallel(check, items) if builtin else [check(i) for i in items]
+        for (name, flat), verdicts in zip(items, results, strict=True):
+            batches.append((name, number if len(models) > 1 else None, flat, verdicts))
+
+    return f0, batches
+
+
 def run_check(
     model: Model | Sequence[Model],
     X: Array,
@@ -358,42 +415,13 @@ def run_check(
         if progress is not None:
             progress(done, total)
 
-    f0 = first.value(X, W)
-    batches: list[tuple[str, int | None, NDArray[np.intp], Verdicts]] = []
-    for number, each in enumerate(models, start=1):
-        f_each = each.value(X, W) if each is not first else f0
-        gradients = dict(zip(("X", "W"), validate_gradient(each, X, W), strict=True))
-
-        def check(
-            item: tuple[Wrt, NDArray[np.intp]],
-            each: Model = each,
-            gradients: dict[str, Array] = gradients,
-            f_each: float | complex = f_each,
-        ) -> Verdicts:
-            name, flat = item
-            return check_matrix(
-                each,
-                X,
-                W,
-                name,
-                flat,
-                gradients[name],
-                scheme,
-                delta,
-                tolerance,
-                float(np.real(f_each)),
-                structured=structured,
-                progress=advance,
-            )
-
-        items = list(selections.items())
-        # The built-in models' numerics are pure numpy: X and W can be checked side by side.
-        # A user's model is called from this thread only: nobody promised it is thread-safe.
-        builtin = structured and isinstance(each, ElementwiseModel)
-        results = kernels.map_in_parallel(check, items) if builtin else [check(i) for i in items]
-        for (name, flat), verdicts in zip(items, results, strict=True):
-            batches.append((name, number if len(models) > 1 else None, flat, verdicts))
-
+    # Built-in models are checked on our thread pool; BLAS threads would compete with it for
+    # the cores from the first matrix product on (see blas.py).
+    parallel = structured and isinstance(first, ElementwiseModel)
+    with blas.single_threaded() if parallel else contextlib.nullcontext():
+        f0, batches = _check_models(
+            models, X, W, selections, scheme, delta, tolerance, structured, advance
+        )
     return assemble_run_report(
         first,
         model_info,

@@ -8,6 +8,8 @@ Each estimate carries its error budget:
 - truncation: Richardson's estimates from the same scheme at half and at twice the step, the
   larger of |D(h/2) - D(h)| / (1 - 2^-p) and |D(2h) - D(h)| / (2^p - 1) for a scheme of order p.
   Both agree in the asymptotic range; beyond it, either can land near D(h) by chance.
+  (A full central check of a built-in smooth model instead bounds it by Taylor's theorem in
+  closed form: kernels.truncation_bound.)
 - round-off: eps * F * sum|w_k| / h, where F is the size of the function values whose difference
   was taken (the touched terms for the structured path, |f| for whole forward passes), plus
   eps * S, where S is the size of the derivative's terms (sum_j |d term_j / dx|): where they

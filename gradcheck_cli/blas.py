@@ -1,9 +1,10 @@
 """Hold the BLAS library numpy uses to one thread while our own threads are busy.
 
-The dense check runs X and W side by side on a thread pool (kernels.map_in_parallel), and its
-matrix products go to OpenBLAS, which starts threads of its own that busy-wait between calls.
-On a machine with as many cores as pool threads they then fight ours for the cores: at 256^3
-on 2 cores a full check took 0.17-0.19 s with OpenBLAS at 2 threads and 0.10-0.14 s at 1.
+A check of a built-in model runs X and W side by side on a thread pool (checks.run_check holds
+this around kernels.map_in_parallel), and its matrix products go to OpenBLAS, which starts
+threads of its own that busy-wait between calls. On a machine with as many cores as pool
+threads they then fight ours for the cores: at 256^3 on 2 cores a full check took 0.17-0.19 s
+with OpenBLAS at 2 threads and 0.09-0.12 s at 1.
 
 numpy has no API for this; threadpoolctl does it by calling OpenBLAS's own setter through
 ctypes, as this module does for OpenBLAS alone. Where no OpenBLAS is found (Accelerate, MKL, a

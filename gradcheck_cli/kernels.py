@@ -34,7 +34,6 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli import blas
 from gradcheck_cli.models import Array, ElementwiseModel, Wrt
 
 FloatArray = NDArray[np.floating]
@@ -259,10 +258,7 @@ def map_in_parallel(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
         finally:
             _WORKER.serial = False
 
-    # Their matrix products run on one BLAS thread each: BLAS threads of its own would fight
-    # the pool's for the same cores (see blas.py).
-    with blas.single_threaded():
-        return list(_pool().map(serially, items))
+    return list(_pool().map(serially, items))
 
 
 def _pair_sum(

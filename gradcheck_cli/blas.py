@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 
+import numpy
+
 # Symbol names, with the prefixes and suffixes of the builds numpy ships (scipy-openblas,
 # 64-bit integers) and of a system OpenBLAS.
 _SETTERS = (
@@ -54,8 +56,6 @@ def _loaded_openblas_paths() -> list[str]:
     except OSError:
         pass
     if not paths:
-        import numpy
-
         here = os.path.dirname(numpy.__file__)
         for folder in (here + ".libs", os.path.join(here, ".dylibs")):
             paths += sorted(glob.glob(os.path.join(folder, "*openblas*")))
@@ -65,8 +65,6 @@ def _loaded_openblas_paths() -> list[str]:
 @cache
 def _controls() -> tuple[SetThreads, GetThreads] | None:
     """OpenBLAS's (set_num_threads, get_num_threads), or None."""
-    import numpy  # noqa: F401  (loads the BLAS library whose threads are to be set)
-
     for path in _loaded_openblas_paths():
         try:
             library = ctypes.CDLL(path)

@@ -1,13 +1,16 @@
-"""The JSON report: strict JSON text, output-path checks and atomic writing."""
+"""The JSON report: strict JSON text, output-path checks (never over an input), atomic writing
+(through symlinks, cleaned up on any exit), and writing to stdout."""
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
 import stat
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,12 @@ from gradcheck_cli.errors import InputError
 from gradcheck_cli.output import (
     OutputError,
     check_output_path,
+    is_stdout,
+    remove_temporary_files,
     to_json_text,
     write_atomically,
+    write_bytes_atomically,
+    write_stdout,
 )
 
 # --- to_json_text -------------------------------------------------------------------------------
@@ -243,3 +250,318 @@ def test_write_into_missing_directory_is_an_output_error(tmp_path: Path) -> None
         write_atomically(path, "{}")
     assert str(caught.value) == f"{path}: cannot write the report: No such file or directory"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_bytes_gives_a_new_file_the_usual_permissions(tmp_path: Path) -> None:
+    """A plot (bytes) gets 0o666 minus the umask like a report, not mkstemp's 0o600."""
+    umask = os.umask(0o022)
+    try:
+        write_bytes_atomically(tmp_path / "plot.png", b"\x89PNG\r\n")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "plot.png").read_bytes() == b"\x89PNG\r\n"
+    assert stat.S_IMODE((tmp_path / "plot.png").stat().st_mode) == 0o644
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "plot.png"]
+
+
+def test_write_bytes_keeps_an_existing_files_permissions(tmp_path: Path) -> None:
+    """Replacing an existing plot keeps its permission bits."""
+    path = tmp_path / "plot.png"
+    path.write_bytes(b"old")
+    path.chmod(0o604)
+    write_bytes_atomically(path, b"new")
+    assert path.read_bytes() == b"new"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604
+
+
+@pytest.mark.parametrize("exit_signal", [KeyboardInterrupt, SystemExit])
+def test_write_bytes_removes_its_temp_on_any_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exit_signal: type[BaseException]
+) -> None:
+    """KeyboardInterrupt or SystemExit during a bytes write leaves the old file and no temp."""
+    path = tmp_path / "plot.png"
+    path.write_bytes(b"old")
+
+    def interrupted(descriptor: int) -> None:
+        raise exit_signal
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(exit_signal):
+        write_bytes_atomically(path, b"new")
+    assert path.read_bytes() == b"old"
+    assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_write_through_a_symlink_replaces_the_target_and_keeps_the_link(tmp_path: Path) -> None:
+    """A report path that is a symlink is written through: the target is replaced atomically
+    (its mode kept, no temp file left in its directory) and the link stays a link."""
+    target_dir = tmp_path / "real"
+    target_dir.mkdir()
+    target = target_dir / "report.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "latest.json"
+    link.symlink_to(target)
+    write_atomically(link, "new")
+    assert link.is_symlink()
+    assert os.readlink(link) == str(target)
+    assert target.read_text() == "new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(target_dir.iterdir()) == [target]
+    assert sorted(tmp_path.iterdir()) == [link, target_dir]
+
+
+def test_write_through_a_dangling_symlink_creates_its_target(tmp_path: Path) -> None:
+    """A symlink to a file not yet there is written through: the target appears, the link stays."""
+    link = tmp_path / "out.json"
+    link.symlink_to("made.json")
+    write_atomically(link, "{}")
+    assert link.is_symlink()
+    assert (tmp_path / "made.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_write_to_a_device_writes_in_place(tmp_path: Path) -> None:
+    """A link to /dev/null is written through in place: no rename over the device node."""
+    link = tmp_path / "discard.json"
+    link.symlink_to("/dev/null")
+    write_atomically(link, "{}")
+    assert link.is_symlink()
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(tmp_path.iterdir()) == [link]
+
+
+def test_remove_temporary_files_cleans_a_write_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM handler calling remove_temporary_files mid-write removes the temp file, even
+    if it then ends the process without unwinding (os._exit skips every finally)."""
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    seen: dict[str, list[str]] = {}
+
+    def handler_during_fsync(descriptor: int) -> None:
+        seen["before"] = sorted(p.name for p in tmp_path.iterdir())
+        remove_temporary_files()
+        seen["after"] = sorted(p.name for p in tmp_path.iterdir())
+        raise SystemExit(143)
+
+    monkeypatch.setattr(os, "fsync", handler_during_fsync)
+    with pytest.raises(SystemExit):
+        write_atomically(path, "new")
+    assert len(seen["before"]) == 2
+    assert seen["before"][0].startswith(".out.json.")
+    assert seen["before"][0].endswith(".tmp")
+    assert seen["after"] == ["out.json"]
+    assert path.read_text() == "old"
+    remove_temporary_files()  # nothing left in flight: a second call is harmless
+
+
+# --- check_output_path: never over an input, resolved before user code runs ---------------------
+
+
+def test_check_output_path_returns_the_absolute_resolved_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative --output resolves against the directory at check time, not at write time."""
+    monkeypatch.chdir(tmp_path)
+    resolved = check_output_path(Path("out.json"))
+    assert resolved == tmp_path.resolve() / "out.json"
+    monkeypatch.chdir(tmp_path.parent)  # a model's os.chdir at import must not move the report
+    write_atomically(resolved, "{}")
+    assert (tmp_path / "out.json").read_text() == "{}"
+
+
+def test_check_output_path_resolves_a_symlink_to_its_target(tmp_path: Path) -> None:
+    """A symlinked --output resolves to the file the link points to."""
+    (tmp_path / "real.json").write_text("{}")
+    (tmp_path / "link.json").symlink_to("real.json")
+    assert check_output_path(tmp_path / "link.json") == (tmp_path / "real.json").resolve()
+
+
+def _inputs(tmp_path: Path) -> dict[Path, str]:
+    (tmp_path / "x.csv").write_text("1,2\n")
+    (tmp_path / "w.npz").write_bytes(b"PK")
+    return {tmp_path / "x.csv": "--x", tmp_path / "w.npz": "--input w"}
+
+
+@pytest.mark.parametrize(
+    ("spelling", "option"),
+    [
+        ("x.csv", "--x"),
+        ("./x.csv", "--x"),
+        ("sub/../x.csv", "--x"),
+        ("link.csv", "--x"),
+        ("hardlink.csv", "--x"),
+        ("w.npz", "--input w"),
+    ],
+)
+def test_output_that_is_an_input_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str, option: str
+) -> None:
+    """--output naming an input file, however spelled (./, .., symlink, hard link), is refused."""
+    protected = _inputs(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.csv").symlink_to("x.csv")
+    os.link(tmp_path / "x.csv", tmp_path / "hardlink.csv")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError) as caught:
+        check_output_path(Path(spelling), protected=protected)
+    assert str(caught.value) == (
+        f"{Path(spelling)}: is the file given to {option}; refusing to overwrite an input"
+    )
+    assert (tmp_path / "x.csv").read_text() == "1,2\n"
+
+
+def test_relative_protected_paths_match_absolute_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inputs given as relative paths are matched against an absolute --output too."""
+    (tmp_path / "x.csv").write_text("1\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError, match="is the file given to --x;"):
+        check_output_path(tmp_path / "x.csv", protected={Path("x.csv"): "--x"})
+
+
+def test_output_beside_the_inputs_is_accepted(tmp_path: Path) -> None:
+    """A report next to the inputs, new or existing, is fine and comes back absolute."""
+    protected = _inputs(tmp_path)
+    assert check_output_path(tmp_path / "out.json", protected=protected) == (
+        tmp_path.resolve() / "out.json"
+    )
+    (tmp_path / "old.json").write_text("{}")
+    check_output_path(tmp_path / "old.json", protected=protected)
+
+
+def test_output_symlink_loop_is_refused(tmp_path: Path) -> None:
+    """An --output that is a symlink loop is refused by name."""
+    (tmp_path / "a.json").symlink_to("b.json")
+    (tmp_path / "b.json").symlink_to("a.json")
+    with pytest.raises(OutputError) as caught:
+        check_output_path(tmp_path / "a.json")
+    assert (
+        str(caught.value)
+        == f"{tmp_path / 'a.json'}: is a symlink loop; the report needs a file path"
+    )
+
+
+def test_output_symlink_into_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    """A symlinked --output is checked where the write goes: its target's directory."""
+    (tmp_path / "out.json").symlink_to(tmp_path / "gone" / "out.json")
+    with pytest.raises(OutputError) as caught:
+        check_output_path(tmp_path / "out.json")
+    assert str(caught.value) == (
+        f"{tmp_path / 'out.json'}: cannot write the report: directory {tmp_path / 'gone'} "
+        "does not exist"
+    )
+
+
+def test_control_characters_in_the_output_path_are_escaped(tmp_path: Path) -> None:
+    """An --output path holding ESC[2J reaches the message as visible text."""
+    path = tmp_path / "\x1b[2J" / "out.json"
+    with pytest.raises(OutputError) as caught:
+        check_output_path(path)
+    message = str(caught.value)
+    assert "\x1b" not in message
+    assert message == (
+        f"{tmp_path}/\\x1b[2J/out.json: cannot write the report: directory "
+        f"{tmp_path}/\\x1b[2J does not exist"
+    )
+
+
+# --- stdout -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("-", True), (Path("-"), True), ("out.json", False), ("./-", False), ("--", False)],
+)
+def test_is_stdout(given: str | Path, expected: bool) -> None:
+    """Only `-` itself means stdout; `./-` is a file named `-`."""
+    assert is_stdout(given) is expected
+
+
+def test_check_output_path_leaves_stdout_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-` is returned as is: no check, and no file named `-` anywhere."""
+    monkeypatch.chdir(tmp_path)
+    assert check_output_path(Path("-")) == Path("-")
+    assert list(tmp_path.iterdir()) == []
+
+
+class FailingStream(io.StringIO):
+    """A stdout whose writes (or flushes) fail with `error`, like a full disk or a closed pipe."""
+
+    def __init__(self, error: BaseException, *, on_flush: bool = False) -> None:
+        super().__init__()
+        self.error = error
+        self.on_flush = on_flush
+
+    def write(self, text: str) -> int:
+        if not self.on_flush:
+            raise self.error
+        return super().write(text)
+
+    def flush(self) -> None:
+        if self.on_flush:
+            raise self.error
+
+
+def test_write_stdout_writes_and_flushes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text reaches stdout whole."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+    write_stdout('{"passed": true}\n')
+    assert stream.getvalue() == '{"passed": true}\n'
+
+
+@pytest.mark.parametrize("on_flush", [False, True], ids=["write", "flush"])
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(errno.ENOSPC, "No space left on device"), (errno.EIO, "Input/output error")],
+)
+def test_write_stdout_failure_is_an_output_error(
+    monkeypatch: pytest.MonkeyPatch, on_flush: bool, code: int, reason: str
+) -> None:
+    """A full disk (`> /dev/full`) or an I/O error on stdout is one line, not a traceback."""
+    monkeypatch.setattr(sys, "stdout", FailingStream(OSError(code, reason), on_flush=on_flush))
+    with pytest.raises(OutputError) as caught:
+        write_stdout("{}\n")
+    assert str(caught.value) == f"cannot write the report to stdout: {reason}"
+
+
+def test_write_stdout_lets_a_broken_pipe_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that went away (`| head`) is a BrokenPipeError, for the CLI to end quietly."""
+    monkeypatch.setattr(sys, "stdout", FailingStream(BrokenPipeError(errno.EPIPE, "Broken pipe")))
+    with pytest.raises(BrokenPipeError):
+        write_stdout("{}\n")
+
+
+def test_write_stdout_with_stdout_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started with stdout closed (`>&-`, sys.stdout is None): one line, not AttributeError."""
+    monkeypatch.setattr(sys, "stdout", None)
+    with pytest.raises(OutputError) as caught:
+        write_stdout("{}\n")
+    assert str(caught.value) == "cannot write the report to stdout: stdout is closed"
+
+
+def test_write_stdout_to_a_closed_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stdout closed while running (ValueError from the stream) is one line too."""
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stdout", closed)
+    with pytest.raises(OutputError) as caught:
+        write_stdout("{}\n")
+    assert str(caught.value) == "cannot write the report to stdout: I/O operation on closed file"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_write_to_a_full_device_is_an_output_error(tmp_path: Path) -> None:
+    """A device written in place that fails (/dev/full) is an OutputError naming the path."""
+    link = tmp_path / "out.json"
+    link.symlink_to("/dev/full")
+    with pytest.raises(OutputError) as caught:
+        write_atomically(link, "{}")
+    assert str(caught.value) == f"{link}: cannot write the report: No space left on device"
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)

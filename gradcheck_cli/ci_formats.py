@@ -1,0 +1,620 @@
+"""CI formats: a gradcheck report as JUnit XML and as GitHub Actions workflow commands.
+
+CI systems read JUnit XML and GitHub annotations, not our JSON. Both functions here read a report
+document (what `--format json` prints, schema_version 1 or 2) and compute nothing new: every
+number they print is one the document holds. Pure: standard library only (no click, no rich, no
+numpy), so the CLI can call them on the document it already has.
+
+How a document becomes test cases (the same cases drive both formats):
+
+- `run`: one test case per input, named "d" + the input's name (`dX`, `dW`, `dkernel`), with the
+  model's name as classname. A case fails when entries of that input disagree; its text lists
+  the worst listed entries (furthest past their tolerance, up to 10). An input the document marks
+  as not checked (`checked: false`, or absent from `summary`, as `--wrt X` leaves W in version 1)
+  is skipped, with the reason. In fast mode (the document has `directions`) there is one more
+  case, `directions`, that fails when a top-level random direction disagrees; and a failing
+  direction over a single input fails that input's case even when no entry was localised.
+- `perturb`: one test case per perturbation, named after the entry and its step
+  (`X[0, 0] delta=0.0001`).
+- `sweep`: one test case, the Taylor test along its direction (`taylor X[0, 0]`).
+- any other command: one test case named after the command, failing when the document's
+  `passed` is false.
+- whatever the command, a document whose `passed` is false but which itemises no failure gets
+  one more failing case, `gradient`, so a failed run never makes a green suite.
+
+GitHub output: an `::error` per failing case (at most 9: GitHub shows 10 error annotations per
+step, and the 10th is the summary, which counts the ones left out), a `::warning` per case with
+inconclusive findings, then the one-line summary (`::error` on failure, `::notice` on success).
+
+"Inconclusive" (an entry, perturbation or sweep that could not be verified, `passed: false`
+with reason `inconclusive`) is not "wrong". In JUnit it is an `<error>`, not a `<failure>`:
+a JUnit error is a test that could not run to a verdict, which is what this is; keeping it apart
+lets a CI dashboard count wrong gradients (failures) separately from checks to retry (errors);
+both still fail the build. A case with wrong entries as well gets one `<failure>` whose text
+also lists the inconclusive ones. In GitHub output inconclusive findings are `::warning`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal
+
+__all__ = ["github_annotations", "junit_xml"]
+
+WORST_ENTRIES_LISTED = 10
+"""Entries (or directions) a failure's text lists, worst first."""
+
+GITHUB_ANNOTATIONS_PER_STEP = 10
+"""GitHub shows at most 10 error and 10 warning annotations per step and drops the rest; the
+per-input errors stop one short of that so the summary line is never the one dropped."""
+
+_INCONCLUSIVE: Final = "inconclusive"
+
+# XML 1.0 `Char`: tab, newline, carriage return, and the ranges below. Everything else (most C0
+# controls, lone surrogates, U+FFFE/U+FFFF) is invalid even as a character reference. DEL and
+# the C1 controls are legal XML but can move a terminal's cursor or end a line (U+0085) in a CI
+# log, so they are made visible too.
+_NOT_PRINTABLE = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+# --- What a document says, as test cases --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """One reason a test case did not pass."""
+
+    kind: Literal["wrong", "inconclusive"]
+    message: str
+    """One line: the count and the worst item with its numbers."""
+    details: tuple[str, ...]
+    """The worst items, one line each (JUnit's failure text)."""
+
+
+@dataclass(frozen=True)
+class _Case:
+    name: str
+    problems: tuple[_Problem, ...] = ()
+    skipped: str | None = None
+    """Why the case was not run; None for a case that ran."""
+
+
+@dataclass(frozen=True)
+class _Interpretation:
+    classname: str
+    cases: tuple[_Case, ...]
+    passed: bool
+    verdict: str
+    """The one-line summary: "PASSED: ..." or "FAILED: ..."."""
+
+
+def _interpret(document: Mapping[str, Any]) -> _Interpretation:
+    model = _mapping(document.get("model"))
+    classname = _text(model.get("name", "gradcheck"))
+    passed = document.get("passed") is True
+    command = _text(document.get("command", "run"))
+    if command == "run":
+        cases, verdict = _run_cases(document, passed)
+    elif command == "perturb":
+        cases, verdict = _perturb_cases(document, passed)
+    elif command == "sweep":
+        cases, verdict = _sweep_cases(document, passed)
+    else:
+        cases, verdict = _other_cases(command, passed)
+    if not passed and not any(case.problems for case in cases):
+        # The document's verdict is the authority; never turn a failed run into a green suite
+        # because its failure is of a kind this module does not know how to itemise.
+        problem = _Problem("wrong", "the report's verdict is FAILED", ())
+        cases = [*cases, _Case("gradient", (problem,))]
+    return _Interpretation(classname, tuple(cases), passed, verdict)
+
+
+@dataclass(frozen=True)
+class _Tally:
+    """One checked input's counts, for the run's summary line."""
+
+    entries: int
+    wrong: int
+    inconclusive: int
+    doubtful: int
+
+
+def _run_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case], str]:
+    inputs = _mapping(document.get("inputs"))
+    summary = _mapping(document.get("summary"))
+    checks = [entry for entry in _sequence(document.get("checks")) if isinstance(entry, Mapping)]
+    directions = [d for d in _sequence(document.get("directions")) if isinstance(d, Mapping)]
+    names = [*map(str, inputs), *(str(name) for name in summary if name not in inputs)]
+
+    cases: list[_Case] = []
+    tallies: list[_Tally] = []
+    for name in names:
+        info = _mapping(inputs.get(name))
+        if info.get("checked") is False:
+            why = info.get("why")
+            reason = _text(why) if why is not None else "no reason given"
+            cases.append(_Case(f"d{name}", skipped=f"{name} not checked: {reason}"))
+        elif "summary" in document and name not in summary:
+            # Version 1 lists every input but summarises only the checked ones (`--wrt X`).
+            reason = "not selected for this run"
+            cases.append(_Case(f"d{name}", skipped=f"{name} not checked: {reason}"))
+        else:
+            own_entries = [entry for entry in checks if _text(entry.get("wrt")) == name]
+            own_directions = [d for d in directions if _text(d.get("wrt")) == name]
+            case, tally = _input_case(
+                name, own_entries, _mapping(summary.get(name)), own_directions
+            )
+            cases.append(case)
+            tallies.append(tally)
+
+    top_level = [d for d in directions if _count(d.get("depth"), 0) == 0]
+    failing_top = [d for d in top_level if d.get("passed") is False]
+    if directions:
+        cases.append(_directions_case(directions, top_level, failing_top))
+
+    entries = sum(tally.entries for tally in tallies)
+    wrong = sum(tally.wrong for tally in tallies)
+    inconclusive = sum(tally.inconclusive for tally in tallies)
+    doubtful = sum(tally.doubtful for tally in tallies)
+    if passed:
+        verdict = f"PASSED: all {_plural(entries, 'entry', 'entries')} agree"
+        if top_level:
+            verdict += f" along {_plural(len(top_level), 'random direction')}"
+        if doubtful:
+            verdict += f" ({doubtful} doubtful: see the report's reasons)"
+        return cases, verdict
+    parts: list[str] = []
+    if wrong:
+        parts.append(_agreement(wrong, entries, "entry", "entries"))
+    if inconclusive:
+        parts.append(
+            f"{inconclusive} of {_plural(entries, 'entry', 'entries')} could not be verified"
+        )
+    if failing_top and not wrong:
+        parts.append(
+            f"{_agreement(len(failing_top), len(top_level), 'random direction')} "
+            "and no single entry was localised"
+        )
+    return cases, "FAILED: " + ("; ".join(parts) or "the report's verdict is FAILED")
+
+
+def _input_case(
+    name: str,
+    listed: Sequence[Mapping[str, Any]],
+    counts: Mapping[str, Any],
+    directions: Sequence[Mapping[str, Any]],
+) -> tuple[_Case, _Tally]:
+    """The test case `d<name>` from the input's listed entries, summary counts and directions."""
+    listed_wrong = [entry for entry in listed if _is_wrong(entry)]
+    listed_inconclusive = [entry for entry in listed if _is_inconclusive(entry)]
+    entries = _count(counts.get("entries"), len(listed))
+    failed = _count(counts.get("failed"), len(listed_wrong) + len(listed_inconclusive))
+    inconclusive = max(_count(counts.get("inconclusive"), 0), len(listed_inconclusive))
+    # `failed` counts every entry that did not pass, the inconclusive ones included (as their
+    # `passed: false` says). Should a core count them apart instead, the listed entries still
+    # give a floor: there are never fewer wrong entries than are listed.
+    wrong = max(failed - inconclusive, len(listed_wrong))
+
+    problems: list[_Problem] = []
+    failing_directions = [d for d in directions if d.get("passed") is False]
+    if wrong:
+        worst_index = counts.get("worst_index")
+        problems.append(_entries_problem("wrong", name, listed_wrong, wrong, entries, worst_index))
+    elif failing_directions:
+        # Fast mode found this input wrong along a direction but localised no entry: without
+        # this the case would pass while the run fails.
+        message = (
+            f"a random direction over {name} disagrees and no single entry was localised: "
+            f"{_direction_text(failing_directions[0])}"
+        )
+        problems.append(_Problem("wrong", message, _listing(failing_directions, _direction_text)))
+    if inconclusive:
+        problems.append(
+            _entries_problem(_INCONCLUSIVE, name, listed_inconclusive, inconclusive, entries, None)
+        )
+    doubtful = _count(counts.get("doubtful"), 0)
+    return _Case(f"d{name}", tuple(problems)), _Tally(entries, wrong, inconclusive, doubtful)
+
+
+def _directions_case(
+    directions: Sequence[Mapping[str, Any]],
+    top_level: Sequence[Mapping[str, Any]],
+    failing_top: Sequence[Mapping[str, Any]],
+) -> _Case:
+    """Fast mode's own case: it fails when a top-level random direction disagrees."""
+    if not failing_top:
+        return _Case("directions")
+    message = (
+        f"{_agreement(len(failing_top), len(top_level), 'random direction')}; "
+        f"first: {_direction_text(failing_top[0])}"
+    )
+    failing = [d for d in directions if d.get("passed") is False]
+    return _Case("directions", (_Problem("wrong", message, _listing(failing, _direction_text)),))
+
+
+def _entries_problem(
+    kind: Literal["wrong", "inconclusive"],
+    name: str,
+    listed: Sequence[Mapping[str, Any]],
+    count: int,
+    entries: int,
+    worst_index: Any,
+) -> _Problem:
+    worst_first = sorted(listed, key=_excess, reverse=True)
+    if kind == "wrong":
+        headline = _agreement(count, entries, "entry", "entries", of=name)
+    else:
+        headline = (
+            f"{count} of {_plural(entries, 'entry', 'entries')} of {name} could not be verified"
+        )
+    if worst_first:
+        headline += f"; worst {_entry_text(worst_first[0])}"
+    elif worst_index is not None:
+        headline += f"; worst {_label(name, worst_index)} (its numbers are not in the report)"
+    return _Problem(kind, headline, _listing(worst_first, _entry_text, total=count))
+
+
+def _perturb_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case], str]:
+    perturbations = [p for p in _sequence(document.get("perturbations")) if isinstance(p, Mapping)]
+    cases: list[_Case] = []
+    for perturbation in perturbations:
+        label = _label(_text(perturbation.get("wrt", "?")), perturbation.get("index"))
+        name = f"{label} delta={_number(perturbation.get('delta'))}"
+        problems: tuple[_Problem, ...] = ()
+        if perturbation.get("passed") is False:
+            kind: Literal["wrong", "inconclusive"] = (
+                _INCONCLUSIVE if _is_inconclusive(perturbation) else "wrong"
+            )
+            problems = (_Problem(kind, _perturbation_text(label, perturbation), ()),)
+        cases.append(_Case(name, problems))
+    count = len(perturbations)
+    if passed:
+        return cases, f"PASSED: all {_plural(count, 'perturbation')} agree"
+    wrong = sum(1 for case in cases if any(p.kind == "wrong" for p in case.problems))
+    inconclusive = sum(1 for case in cases if any(p.kind == _INCONCLUSIVE for p in case.problems))
+    parts = []
+    if wrong:
+        parts.append(_agreement(wrong, count, "perturbation"))
+    if inconclusive:
+        parts.append(f"{inconclusive} of {_plural(count, 'perturbation')} could not be verified")
+    return cases, "FAILED: " + ("; ".join(parts) or "the report's verdict is FAILED")
+
+
+def _sweep_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case], str]:
+    direction = _direction_label(_mapping(document.get("direction")))
+    reason = _text(document.get("reason", ""))
+    slope = _as_float(document.get("slope"))
+    slope_text = "undefined" if slope is None else f"{slope:.2f}"
+    if reason == "round-off":
+        outcome = f"all residuals at round-off level along {direction}"
+    elif reason == _INCONCLUSIVE:
+        outcome = f"too few residuals above round-off to fit a slope along {direction}"
+    else:
+        outcome = f"Taylor residual slope {slope_text} along {direction}"
+    if passed:
+        return [_Case(f"taylor {direction}")], f"PASSED: {outcome}"
+    if reason != _INCONCLUSIVE:
+        outcome += " (a correct gradient gives 2, a wrong one 1)"
+    message = (
+        f"{outcome}; ⟨g, v⟩ {_number(document.get('directional_derivative'))}, "
+        f"noise floor {_number(document.get('noise_floor'))}"
+    )
+    rows = tuple(
+        f"delta {_number(row.get('delta'))}: residual {_number(row.get('residual'))}"
+        + (" (in the fit)" if row.get("in_fit") is True else "")
+        for row in _sequence(document.get("rows"))
+        if isinstance(row, Mapping)
+    )
+    kind: Literal["wrong", "inconclusive"] = _INCONCLUSIVE if reason == _INCONCLUSIVE else "wrong"
+    problem = _Problem(kind, message, rows)
+    return [_Case(f"taylor {direction}", (problem,))], f"FAILED: {outcome}"
+
+
+def _other_cases(command: str, passed: bool) -> tuple[list[_Case], str]:
+    if passed:
+        return [_Case(command)], f"PASSED: {command}"
+    problem = _Problem("wrong", f"{command}: the report's verdict is FAILED", ())
+    return [_Case(command, (problem,))], f"FAILED: {command}"
+
+
+# --- JUnit XML ----------------------------------------------------------------------------------
+
+
+def junit_xml(
+    document: Mapping[str, Any],
+    *,
+    suite_name: str = "gradcheck",
+    timestamp: datetime | None = None,
+    elapsed_seconds: float | None = None,
+) -> str:
+    """The report `document` as JUnit XML text, in the form pytest's `--junit-xml` writes.
+
+    One `<testsuite>` (named `suite_name`) inside `<testsuites>`; the test cases are described
+    in the module docstring. `timestamp` (default: now, local time with its UTC offset, as
+    pytest writes it) and `elapsed_seconds` (the suite's `time`, left out when None) are the
+    only things the document does not hold.
+    """
+    reading = _interpret(document)
+    when = timestamp if timestamp is not None else datetime.now().astimezone()
+    failures = errors = skipped = 0
+    case_lines: list[str] = []
+    for case in reading.cases:
+        start = f'    <testcase classname="{_attr(reading.classname)}" name="{_attr(case.name)}"'
+        wrong = [p for p in case.problems if p.kind == "wrong"]
+        inconclusive = [p for p in case.problems if p.kind == _INCONCLUSIVE]
+        if case.skipped is not None:
+            skipped += 1
+            body = f'<skipped message="{_attr(case.skipped)}" />'
+        elif wrong:
+            failures += 1
+            # One result element per case keeps the suite's counts per case, as pytest counts.
+            # The text repeats each message above its listing, so it reads alone too.
+            lines = [
+                line for problem in case.problems for line in (problem.message, *problem.details)
+            ]
+            body = _result_element("failure", "wrong-gradient", wrong[0].message, lines)
+        elif inconclusive:
+            errors += 1
+            lines = [
+                line for problem in inconclusive for line in (problem.message, *problem.details)
+            ]
+            body = _result_element("error", _INCONCLUSIVE, inconclusive[0].message, lines)
+        else:
+            case_lines.append(start + " />")
+            continue
+        case_lines += [start + ">", f"      {body}", "    </testcase>"]
+
+    counts = (
+        f'tests="{len(reading.cases)}" failures="{failures}" errors="{errors}" skipped="{skipped}"'
+    )
+    time = "" if elapsed_seconds is None else f' time="{elapsed_seconds:.3f}"'
+    model = _mapping(document.get("model"))
+    properties = [
+        ("command", document.get("command", "run")),
+        ("model", model.get("name")),
+        ("formula", model.get("formula")),
+        ("model_source", model.get("source")),
+        ("schema_version", document.get("schema_version")),
+    ]
+    property_lines = [
+        f'      <property name="{name}" value="{_attr(_text(value))}" />'
+        for name, value in properties
+        if value is not None
+    ]
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            f'<testsuites name="{_attr(suite_name)}" {counts}{time}>',
+            f'  <testsuite name="{_attr(suite_name)}" {counts}{time} '
+            f'timestamp="{_attr(when.isoformat())}">',
+            "    <properties>",
+            *property_lines,
+            "    </properties>",
+            *case_lines,
+            "  </testsuite>",
+            "</testsuites>",
+            "",
+        ]
+    )
+
+
+def _result_element(tag: str, kind: str, message: str, lines: Iterable[str]) -> str:
+    text = "\n".join(lines)
+    return f'<{tag} type="{kind}" message="{_attr(message)}">{_xml_text(text)}</{tag}>'
+
+
+def _attr(value: str) -> str:
+    """`value` for a double-quoted XML attribute: line breaks and tabs survive as references
+    (a parser would otherwise normalise them to spaces)."""
+    return _xml_text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+
+
+def _xml_text(value: str) -> str:
+    # `\r` as a reference, since parsers turn a literal one into `\n`; `>` as one too, since
+    # text may not hold a literal `]]>`.
+    return (
+        _printable(value)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\r", "&#13;")
+    )
+
+
+# --- GitHub workflow commands -------------------------------------------------------------------
+
+
+def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
+    """The report `document` as GitHub Actions workflow commands, one per line.
+
+    An `::error` per failing test case (title `gradcheck: dW wrong`, message: the count and the
+    worst entry with its numbers), a `::warning` per case with inconclusive findings, then one
+    summary line: `::error title=gradcheck::FAILED: ...` or `::notice title=gradcheck::PASSED:
+    ...`. `file` (the model file's path, when there is one) is attached to the per-case lines.
+    """
+    reading = _interpret(document)
+    location = {"file": file} if file else {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    for case in reading.cases:
+        for problem in case.problems:
+            command, bucket = (
+                ("error", errors) if problem.kind == "wrong" else ("warning", warnings)
+            )
+            properties = {**location, "title": f"gradcheck: {case.name} {problem.kind}"}
+            bucket.append(_workflow_command(command, properties, problem.message))
+    verdict = reading.verdict
+    room = GITHUB_ANNOTATIONS_PER_STEP - 1
+    if len(errors) > room:
+        verdict += f" ({len(errors) - room} more failing cases: see the report)"
+        errors = errors[:room]
+    summary = _workflow_command(
+        "notice" if reading.passed else "error", {"title": "gradcheck"}, verdict
+    )
+    return "\n".join([*errors, *warnings[:GITHUB_ANNOTATIONS_PER_STEP], summary]) + "\n"
+
+
+def _workflow_command(command: str, properties: Mapping[str, str], message: str) -> str:
+    """`::command key=value,key=value::message`, escaped as GitHub's runner unescapes it."""
+    listed = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items())
+    head = f"::{command} {listed}" if listed else f"::{command}"
+    return f"{head}::{_escape_data(message)}"
+
+
+def _escape_data(value: str) -> str:
+    # `%` first, or the `%` of every later escape would be escaped again.
+    return _printable(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    # `:` and `,` separate properties from each other and from the message.
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+# --- Reading the document -----------------------------------------------------------------------
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _sequence(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, Sequence) and not isinstance(value, str) else ()
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def _count(value: Any, default: int) -> int:
+    return (
+        int(value)
+        if not isinstance(value, bool) and isinstance(value, numbers.Integral)
+        else default
+    )
+
+
+def _is_inconclusive(item: Mapping[str, Any]) -> bool:
+    return item.get("passed") is False and item.get("reason") == _INCONCLUSIVE
+
+
+def _is_wrong(item: Mapping[str, Any]) -> bool:
+    return item.get("passed") is False and item.get("reason") != _INCONCLUSIVE
+
+
+def _excess(entry: Mapping[str, Any]) -> float:
+    """How far past its tolerance an entry is; a missing (non-finite) error ranks worst."""
+    abs_error = _as_float(entry.get("abs_error"))
+    tolerance = _as_float(entry.get("tolerance"))
+    if abs_error is None or not math.isfinite(abs_error):
+        return math.inf
+    if tolerance is None or not math.isfinite(tolerance) or tolerance <= 0:
+        return math.inf if abs_error > 0 else 0.0
+    return abs_error / tolerance
+
+
+# --- Wording --------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Sequence):
+        return ", ".join(_text(item) for item in value)
+    return str(value)
+
+
+def _printable(text: str) -> str:
+    """`text` with characters XML 1.0 forbids (and terminal controls) spelled out as `\\x1b`."""
+    return _NOT_PRINTABLE.sub(lambda match: ascii(match.group())[1:-1], text)
+
+
+def _number(value: Any) -> str:
+    """Full precision, as the JSON has it: a wrong gradient can differ in the 8th digit."""
+    if value is None:
+        return "undefined"
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral):
+        return str(int(value))
+    number = _as_float(value)
+    return repr(number) if number is not None else _text(value)
+
+
+def _label(name: str, index: Any) -> str:
+    """`W[2, 1]`; `scale[]` for a 0-D input."""
+    return f"{name}[{', '.join(_text(i) for i in _sequence(index))}]"
+
+
+def _plural(count: int, singular: str, plural: str | None = None) -> str:
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
+def _agreement(
+    failed: int, total: int, singular: str, plural: str | None = None, *, of: str | None = None
+) -> str:
+    """`3 of 15 entries disagree`, `1 of 9 entries of X disagrees`."""
+    verb = "disagrees" if failed == 1 else "disagree"
+    scope = "" if of is None else f" of {of}"
+    return f"{failed} of {_plural(total, singular, plural)}{scope} {verb}"
+
+
+def _entry_text(entry: Mapping[str, Any]) -> str:
+    label = _label(_text(entry.get("wrt", "?")), entry.get("index"))
+    return (
+        f"{label}: analytic {_number(entry.get('analytic'))}, "
+        f"numerical {_number(entry.get('numerical'))}, "
+        f"abs error {_number(entry.get('abs_error'))}, "
+        f"tolerance {_number(entry.get('tolerance'))}, reason {_text(entry.get('reason'))}"
+    )
+
+
+def _direction_text(direction: Mapping[str, Any]) -> str:
+    return (
+        f"direction over {_text(direction.get('wrt', '?'))} "
+        f"({_plural(_count(direction.get('entries'), 0), 'entry', 'entries')}, "
+        f"depth {_count(direction.get('depth'), 0)}): "
+        f"analytic ⟨g, v⟩ {_number(direction.get('analytic'))}, "
+        f"numerical {_number(direction.get('numerical'))}, "
+        f"abs error {_number(direction.get('abs_error'))}, "
+        f"tolerance {_number(direction.get('tolerance'))}"
+    )
+
+
+def _perturbation_text(label: str, perturbation: Mapping[str, Any]) -> str:
+    return (
+        f"{label} + {_number(perturbation.get('delta'))}: "
+        f"actual change {_number(perturbation.get('actual_change'))}, "
+        f"predicted change {_number(perturbation.get('predicted_change'))}; "
+        f"analytic {_number(perturbation.get('gradient'))}, "
+        f"numerical {_number(perturbation.get('numerical'))}, "
+        f"abs error {_number(perturbation.get('abs_error'))}, "
+        f"tolerance {_number(perturbation.get('tolerance'))}, "
+        f"reason {_text(perturbation.get('reason'))}"
+    )
+
+
+def _direction_label(direction: Mapping[str, Any]) -> str:
+    if direction.get("kind") == "random":
+        wrt, seed = _text(direction.get("wrt")), _text(direction.get("seed"))
+        return f"random direction (wrt {wrt}, seed {seed})"
+    return _label(_text(direction.get("wrt", "?")), direction.get("index"))
+
+
+def _listing(
+    items: Sequence[Mapping[str, Any]],
+    describe: Callable[[Mapping[str, Any]], str],
+    *,
+    total: int | None = None,
+) -> tuple[str, ...]:
+    """The first WORST_ENTRIES_LISTED items, one line each, and how many more there are."""
+    lines = [describe(item) for item in items[:WORST_ENTRIES_LISTED]]
+    more = (len(items) if total is None else total) - len(lines)
+    if more > 0:
+        lines.append(f"... and {more} more")
+    return tuple(lines)

@@ -42,10 +42,11 @@ def inputs() -> dict[str, tuple[Matrix, Matrix]]:
 
 def relative_error(X: Matrix, W: Matrix, method: str, dtype: str) -> tuple[float, int, int]:
     """(max |numerical - exact| / max |exact|, entries failed, entries passed with a doubt)."""
-    exact = dict(zip("XW", MODEL.gradient(X, W), strict=True))
-    report = run_check(MODEL, X.astype(dtype), W.astype(dtype), method=method, details="all")
-    errors = [abs(c.numerical - float(exact[c.wrt][c.index])) for c in report.checks]
-    scale = max(float(np.max(np.abs(g))) for g in exact.values())
+    exact = MODEL.gradient({"X": X, "W": W})
+    inputs = {"X": X.astype(dtype), "W": W.astype(dtype)}
+    report = run_check(MODEL, inputs, method=method, details="all")
+    errors = [abs(c.numerical - float(np.asarray(exact[c.wrt])[c.index])) for c in report.checks]
+    scale = max(float(np.max(np.abs(np.asarray(g)))) for g in exact.values())
     failed = sum(not c.passed for c in report.checks)
     doubtful = sum(c.passed and c.reason != "ok" for c in report.checks)
     return max(errors) / scale, failed, doubtful

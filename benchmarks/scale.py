@@ -56,11 +56,11 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
 def ours(X: Matrix, W: Matrix) -> tuple[float, float, bool]:
     """Best of up to 3 untraced runs (tracemalloc slows every allocation), then one traced run
     for the peak memory."""
-    seconds, report = timed(lambda: run_check(MODEL, X, W))
+    seconds, report = timed(lambda: run_check(MODEL, {"X": X, "W": W}))
     for _ in range(2 if seconds < 2 else 0):
-        seconds = min(seconds, timed(lambda: run_check(MODEL, X, W))[0])
+        seconds = min(seconds, timed(lambda: run_check(MODEL, {"X": X, "W": W}))[0])
     tracemalloc.start()
-    run_check(MODEL, X, W)
+    run_check(MODEL, {"X": X, "W": W})
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return seconds, peak / 2**20, report.passed
@@ -77,9 +77,9 @@ def naive(X: Matrix, W: Matrix, budget: float) -> tuple[float, str]:
         for index in range(flat.size):
             old = flat[index]
             flat[index] = old + h
-            plus = MODEL.value(X, W)
+            plus = MODEL.value({"X": X, "W": W})
             flat[index] = old - h
-            minus = MODEL.value(X, W)
+            minus = MODEL.value({"X": X, "W": W})
             flat[index] = old
             _ = (plus - minus) / (2 * h)
             done += 1
@@ -204,11 +204,11 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     warm_X, warm_W = inputs(16)
-    run_check(MODEL, warm_X, warm_W)  # warm-up: imports, thread pool, first-call costs
+    run_check(MODEL, {"X": warm_X, "W": warm_W})  # warm-up: imports, thread pool, first-call costs
     for n in sizes:
         X, W = inputs(n)
         seconds, peak, passed = ours(X, W)
-        floor, _ = timed(partial(MODEL.gradient, X, W))
+        floor, _ = timed(partial(MODEL.gradient, {"X": X, "W": W}))
         naive_seconds, naive_note = naive(X.copy(), W.copy(), args.budget)
         torch_result = torch_gradcheck(X, W, args.budget)
         torch_text, torch_ratio, torch_note = "-", "-", "torch not installed"

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "assert_gradients_close", "check_gradients"]
+__all__ = ["__version__", "assert_gradients_close", "check_gradients", "check_layer"]
 
 if TYPE_CHECKING:
-    from gradcheck_cli.api import assert_gradients_close, check_gradients
+    from gradcheck_cli.api import assert_gradients_close, check_gradients, check_layer
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("check_gradients", "assert_gradients_close"):
+    if name in __all__[1:]:
         from gradcheck_cli import api
 
         return getattr(api, name)

@@ -1,11 +1,12 @@
 """The Python API: check your own forward/backward from code or from a pytest test.
 
-    from gradcheck_cli import assert_gradients_close
+    from gradcheck_cli import assert_gradients_close, check_layer
 
     def test_my_layer_gradient():
-        assert_gradients_close(forward, backward, X, W)
+        assert_gradients_close(forward, backward, inputs={"x": x, "w": w, "b": b})
+        check_layer(affine_forward, affine_backward, {"x": x, "w": w, "b": b})
 
-Both functions return the same `RunReport` that `gradcheck run --format json` prints
+Every function returns the same `RunReport` that `gradcheck run --format json` prints
 (`report.to_document()` is that JSON document).
 """
 
@@ -13,142 +14,326 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gradcheck_cli.checks import run_check
+from gradcheck_cli import checks
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.models import Wrt
 from gradcheck_cli.report import ModelInfo, RunReport
-from gradcheck_cli.user_model import ModelFile, bind_models
+from gradcheck_cli.user_model import ModelFile, Supplied, bind, model_from_functions
+
+EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
 
 
 def check_gradients(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
-    X: ArrayLike,
-    W: ArrayLike,
+    X: ArrayLike | None = None,
+    W: ArrayLike | None = None,
     *,
-    wrt: Literal["X", "W", "both"] = "both",
+    inputs: Mapping[str, ArrayLike] | None = None,
+    params: Mapping[str, object] | None = None,
+    wrt: str | Sequence[str] | None = None,
     method: str = "central",
     delta: float | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     dtype: Literal["float64", "float32"] = "float64",
-    entries: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    entries: EntriesArgument = None,
     details: Literal["auto", "all", "worst"] = "auto",
     top: int = 10,
     cotangents: int = 2,
     seed: int = 0,
     name: str | None = None,
     formula: str | None = None,
+    mode: Literal["full", "fast"] = "full",
+    directions: int = 4,
+    nondet_tol: float = 0.0,
+    complex_safe: bool = False,
+    jobs: int | None = 1,
 ) -> RunReport:
     """Check backward against finite differences of forward, as `gradcheck run` does.
 
-    forward(X, W) returns a number (then backward(X, W) returns (dX, dW)) or an array (then
-    backward(X, W, grad_output) returns the vector-Jacobian product (dX, dW)). The settings mean
-    what the CLI options of the same name mean; `entries` maps "X"/"W" to (i, j) pairs.
-    Bad input raises `gradcheck_cli.errors.InputError`.
+    The inputs are `inputs={"x": x, "w": w, "b": b}` by forward's parameter names (arrays of
+    any shape; integer and boolean arrays are constants), or the positional pair `X, W` for
+    forward's first two parameters. `params` are passed through unchanged (not inputs).
+    forward returns a number (then backward takes the same arguments and returns the
+    gradients: a tuple in forward's order, or a dict by name) or an array (then backward takes
+    grad_output last and returns the vector-Jacobian product). `wrt` names the inputs to check
+    (default: every floating input backward gives a gradient for); `entries` is "all",
+    "random:K" or {name: [index, ...]}; `mode="fast"` checks random directions first;
+    `complex_safe=True` allows method="complex-step" for functions that accept complex input.
+    The other settings mean what the CLI options of the same name mean. Bad input raises
+    `gradcheck_cli.errors.InputError`.
     """
-    _choice("wrt", wrt, ("X", "W", "both"))
-    _choice("dtype", dtype, ("float64", "float32"))
-    _choice("details", details, ("auto", "all", "worst"))
-    if cotangents < 1 or top < 1:
-        raise InputError(f"cotangents and top must be at least 1; got {cotangents} and {top}")
-    x_array = _matrix(X, "X").astype(np.dtype(dtype))
-    w_array = _matrix(W, "W").astype(np.dtype(dtype))
-    if x_array.shape[1] != w_array.shape[0]:
-        raise InputError(
-            f"X {x_array.shape} and W {w_array.shape} do not fit: "
-            f"X's {x_array.shape[1]} columns must equal W's {w_array.shape[0]} rows"
-        )
-    source = inspect.getsourcefile(forward) or "<api>"
-    label = name or str(getattr(forward, "__qualname__", "forward"))
-    model_file = ModelFile(
-        path=Path(source).resolve() if source != "<api>" else Path(source),
-        name=label,
-        formula=formula or f"{label}(X, W)",
-        forward=forward,
-        backward=backward,
+    model_file = model_from_functions(
+        forward, backward, name=name, formula=formula, complex_safe=complex_safe
     )
-    models = bind_models(model_file, x_array, w_array, cotangents=cotangents, seed=seed)
-    matrices: list[Wrt] = ["X", "W"] if wrt == "both" else [wrt]
-    selection = None if entries is None else _selection(entries, x_array, w_array)
-    return run_check(
-        models,
-        x_array,
-        w_array,
-        model_info=ModelInfo(label, model_file.formula, "api"),
-        sources={"X": "array", "W": "array"},
-        wrt=matrices,
-        entries=selection,
+    supplied = _supplied(forward, X, W, inputs)
+    return _check(
+        model_file,
+        supplied,
+        params=params,
+        wrt=wrt,
         method=method,
         delta=delta,
         rtol=rtol,
         atol=atol,
+        dtype=dtype,
+        entries=entries,
         details=details,
         top=top,
-        extra_settings={"wrt": wrt, "entries": "all" if entries is None else "list", "seed": seed},
+        cotangents=cotangents,
+        seed=seed,
+        mode=mode,
+        directions=directions,
+        nondet_tol=nondet_tol,
+        jobs=jobs,
+    )
+
+
+def check_layer(
+    layer_forward: Callable[..., Any],
+    layer_backward: Callable[..., Any],
+    inputs: Mapping[str, ArrayLike],
+    *,
+    params: Mapping[str, object] | None = None,
+    name: str | None = None,
+    **settings: Any,
+) -> RunReport:
+    """Check a layer written in the CS231n convention: `layer_forward(x, w, b, ...)` returns
+    `(out, cache)` (or several outputs, then the cache) and `layer_backward(dout, cache)`
+    returns the gradients of the inputs in forward's order. The vector-Jacobian product is
+    checked with seeded random `dout` (a scalar output, a loss, gets dout = 1.0). Settings as
+    for check_gradients."""
+    model_file = model_from_functions(
+        layer_forward,
+        layer_backward,
+        name=name or getattr(layer_forward, "__name__", "layer").removesuffix("_forward"),
+        convention="layer",
+        complex_safe=bool(settings.pop("complex_safe", False)),
+    )
+    return _check(
+        model_file, _supplied(layer_forward, None, None, inputs), params=params, **settings
     )
 
 
 def assert_gradients_close(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
-    X: ArrayLike,
-    W: ArrayLike,
+    X: ArrayLike | None = None,
+    W: ArrayLike | None = None,
     **settings: Any,
 ) -> RunReport:
-    """Like check_gradients, but raise AssertionError naming the worst entries when any fails."""
+    """Like check_gradients, but raise AssertionError when the gradient is not shown right;
+    its message is the report's table (the worst entries, why they fail, the diagnosis)."""
+    __tracebackhide__ = True  # pytest shows the caller's line, not ours
     report = check_gradients(forward, backward, X, W, **settings)
     if not report.passed:
-        failed = sorted((c for c in report.checks if not c.passed), key=lambda c: -c.excess)[:5]
-        total = sum(s.failed for s in report.summary.values())
-        lines = [f"{total} gradient entries disagree with finite differences; worst first:"]
-        lines += [
-            f"  d{c.wrt}[{c.index[0]}, {c.index[1]}]"
-            + ("" if c.cotangent is None else f" (cotangent v{c.cotangent})")
-            + f": analytic {c.analytic:.10g}, numerical {c.numerical:.10g},"
-            f" |diff| {c.abs_error:.3g} > tolerance {c.tolerance:.3g} ({c.reason})"
-            for c in failed
-        ]
-        raise AssertionError("\n".join(lines))
+        raise AssertionError(failure_message(report))
     return report
+
+
+def failure_message(report: RunReport) -> str:
+    """The table a person would read, without colour, for an assertion message."""
+    import io
+
+    from rich.console import Console
+
+    from gradcheck_cli.render import render_run
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100, color_system=None, highlight=False)
+    render_run(report, console)
+    return "gradients not shown right:\n" + buffer.getvalue().rstrip()
+
+
+def _supplied(
+    forward: Callable[..., Any],
+    X: ArrayLike | None,
+    W: ArrayLike | None,
+    inputs: Mapping[str, ArrayLike] | None,
+) -> dict[str, Supplied]:
+    if inputs is not None and (X is not None or W is not None):
+        raise InputError("give the inputs either as X, W or as inputs={...}, not both")
+    if inputs is None:
+        if X is None or W is None:
+            raise InputError("give the inputs as inputs={name: array, ...} (or as X, W)")
+        # The positional pair feeds forward's first two parameters, whatever their names.
+        names = _positional_names(forward)[:2]
+        if len(names) < 2:
+            raise InputError("forward takes fewer than two parameters: give inputs={...}")
+        inputs = {names[0]: X, names[1]: W}
+    supplied = {}
+    for key, value in inputs.items():
+        if not isinstance(key, str):
+            raise InputError(f"inputs keys must be parameter names; got {key!r}")
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise InputError(f"input {key} is not an array of real numbers (dtype {array.dtype})")
+        if array.size == 0:
+            raise InputError(f"input {key} is empty (shape {array.shape})")
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise InputError(f"input {key} holds NaN or Inf values")
+        supplied[key] = Supplied(array, "array")
+    return supplied
+
+
+def _positional_names(function: Callable[..., Any]) -> list[str]:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in parameters if p.kind in kinds]
+
+
+def _check(
+    model_file: ModelFile,
+    supplied: Mapping[str, Supplied],
+    *,
+    params: Mapping[str, object] | None = None,
+    wrt: str | Sequence[str] | None = None,
+    method: str = "central",
+    delta: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    dtype: str = "float64",
+    entries: EntriesArgument = None,
+    details: str = "auto",
+    top: int = 10,
+    cotangents: int = 2,
+    seed: int = 0,
+    mode: str = "full",
+    directions: int = 4,
+    nondet_tol: float = 0.0,
+    jobs: int | None = 1,
+) -> RunReport:
+    _choice("dtype", dtype, ("float64", "float32"))
+    _choice("details", details, ("auto", "all", "worst"))
+    _choice("mode", mode, ("full", "fast"))
+    if cotangents < 1 or top < 1 or directions < 1:
+        raise InputError(
+            "cotangents, top and directions must be at least 1; got "
+            f"{cotangents}, {top} and {directions}"
+        )
+    if not (np.isfinite(nondet_tol) and nondet_tol >= 0):
+        raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol}")
+    if mode == "fast" and delta is not None:
+        raise InputError("mode='fast' picks its own step per direction; drop delta")
+    bound = bind(
+        model_file,
+        supplied,
+        params,
+        dtype=dtype,
+        cotangents=cotangents,
+        seed=seed,
+        nondet_tol=nondet_tol,
+    )
+    gradients = checks.validate_gradient(bound.models[0], bound.inputs)
+    names = _wrt_names(wrt)
+    chosen_entries, checked = _entries(entries, bound.inputs, gradients, names, seed)
+    info = ModelInfo(model_file.name, model_file.formula, "api")
+    settings = {
+        "entries": entries if isinstance(entries, str) else ("all" if entries is None else "list"),
+        "seed": seed,
+    }
+    common: dict[str, Any] = {
+        "model_info": info,
+        "sources": bound.sources,
+        "wrt": checked,
+        "entries": chosen_entries,
+        "method": method,
+        "rtol": rtol,
+        "atol": atol,
+        "top": top,
+        "precision": bound.precision,
+        "output_shape": bound.output_shape,
+    }
+    if mode == "fast":
+        from gradcheck_cli.fast import fast_check
+
+        report = fast_check(
+            bound.models,
+            bound.inputs,
+            directions=directions,
+            seed=seed,
+            extra_settings=settings,
+            **common,
+        )
+    else:
+        report = checks.run_check(
+            bound.models,
+            bound.inputs,
+            delta=delta,
+            details=details,
+            extra_settings={**settings, "mode": "full"},
+            **common,
+        )
+    import dataclasses
+
+    return dataclasses.replace(report, forward_calls=model_file.counter.forward)
+
+
+def _wrt_names(wrt: str | Sequence[str] | None) -> list[str] | None:
+    if wrt is None:
+        return None
+    if isinstance(wrt, str):
+        if wrt == "both":
+            return ["X", "W"]
+        return [n.strip() for n in wrt.split(",")]
+    return list(wrt)
+
+
+def _entries(
+    entries: EntriesArgument,
+    inputs: Mapping[str, Any],
+    gradients: Mapping[str, Any],
+    wrt: list[str] | None,
+    seed: int,
+) -> tuple[dict[str, np.ndarray[Any, Any]] | None, list[str]]:
+    """(flat indices per input or None, the checked inputs) for the `entries` argument."""
+    if entries is None or entries == "all":
+        return None, checks.resolve_wrt(inputs, gradients, wrt, option="wrt")
+    if isinstance(entries, str):
+        count = entries.removeprefix("random:")
+        if not entries.startswith("random:") or not count.isdigit() or int(count) < 1:
+            raise InputError(f"entries must be 'all', 'random:K' or a dict; got {entries!r}")
+        checked = checks.resolve_wrt(inputs, gradients, wrt, option="wrt")
+        rng = np.random.default_rng(seed)
+        chosen = {}
+        for name in checked:
+            size = int(np.size(inputs[name]))
+            chosen[name] = np.sort(rng.choice(size, size=min(int(count), size), replace=False))
+        return chosen, checked
+    selection = {}
+    for key, indices in entries.items():
+        if key not in inputs:
+            raise InputError(
+                f"entries key {key!r} is not an input; the inputs are {', '.join(inputs)}"
+            )
+        shape = np.shape(inputs[key])
+        flat = []
+        for index in indices:
+            index = tuple(int(i) for i in index)
+            if len(index) != len(shape) or not all(
+                0 <= i < n for i, n in zip(index, shape, strict=True)
+            ):
+                limits = ", ".join(f"0..{n - 1}" for n in shape)
+                raise InputError(
+                    f"entry {key}{list(index)} is out of range for shape {shape}: each index "
+                    f"must be in {limits or 'an empty index (a 0-D input)'}"
+                )
+            flat.append(int(np.ravel_multi_index(index, shape)) if shape else 0)
+        selection[key] = np.asarray(sorted(set(flat)), dtype=np.intp)
+    checked = checks.resolve_wrt(
+        inputs, gradients, wrt if wrt is not None else list(selection), option="wrt"
+    )
+    return selection, checked
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _selection(
-    entries: Mapping[str, Sequence[tuple[int, int]]],
-    X: np.ndarray[Any, Any],
-    W: np.ndarray[Any, Any],
-) -> dict[str, np.ndarray[Any, Any]]:
-    selection = {}
-    for key, pairs in entries.items():
-        _choice("entries key", key, ("X", "W"))
-        shape = (X if key == "X" else W).shape
-        flat = []
-        for i, j in pairs:
-            if not (0 <= i < shape[0] and 0 <= j < shape[1]):
-                raise InputError(
-                    f"entry {key}[{i}, {j}] is out of range for shape {shape}: "
-                    f"i must be 0..{shape[0] - 1} and j 0..{shape[1] - 1}"
-                )
-            flat.append(i * shape[1] + j)
-        selection[key] = np.asarray(sorted(set(flat)), dtype=np.intp)
-    return selection
-
-
-def _matrix(value: ArrayLike, label: str) -> np.ndarray[Any, Any]:
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim != 2 or array.size == 0:
-        raise InputError(f"{label} must be a non-empty 2-D array; got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise InputError(f"{label} holds NaN or Inf values")
-    return array

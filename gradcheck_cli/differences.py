@@ -25,7 +25,7 @@ Pure numpy: nothing here knows about click or rich.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli import kernels
-from gradcheck_cli.models import Array, ElementwiseModel, Model, Wrt
+from gradcheck_cli.models import Array, ElementwiseModel, Inputs, Model, Wrt
 
 FloatArray = NDArray[np.floating]
 ProgressCallback = Callable[[float], None]
@@ -73,6 +73,13 @@ REFINE_BELOW = 0.5
 """Shrink only a step more than twice the estimated best one: not worth a re-evaluation else."""
 REFINE_LIMIT = 1e-2
 """Shrink by at most this factor per round: the estimate that suggests it is itself rough."""
+GROW_ROUNDS = 2
+GROW_FACTOR = 4.0
+"""Where round-off alone spoils an estimate (a float32 forward, a large |f|) and no truncation
+shows, the step is lengthened by this factor, at most this many times: round-off falls like
+1/h, and any truncation the longer step brings shows in its own Richardson estimate."""
+GROW_CEILING = 0.125
+"""A lengthened step stays at most this times max(1, |x|)."""
 
 _SHRUNK = " rounded down to a power of two, shrunk where truncation dominates"
 
@@ -111,24 +118,34 @@ def machine_epsilon(dtype: np.dtype[Any]) -> float:
     return float(np.finfo(dtype).eps)
 
 
-def default_steps(scheme: Scheme, values: FloatArray) -> FloatArray:
+def default_steps(
+    scheme: Scheme, values: FloatArray, eps: float | None = None, magnitude: float = 1.0
+) -> FloatArray:
     """The textbook step per entry, eps^(1/(p+1)) * max(1, |x|), rounded down to a power of two.
 
     A power of two makes x +- h exact wherever h >= ulp(x), so the step taken is the step
     meant; and it leaves few distinct steps, which the dense kernels (kernels.py) batch.
+    `eps` is the precision the function is computed in, when it is coarser than the values'
+    dtype (a forward that computes in float32 on float64 inputs). `magnitude` is |f| where
+    whole values of f are subtracted (a black box): their round-off is eps |f|, not eps, so
+    the step that balances it against truncation is (eps |f|)^(1/(p+1)) for an f that varies
+    on the scale of |x|; a longer step than that shows up in the truncation estimate and is
+    shrunk again.
     """
     if scheme.step_power is None:
         step = COMPLEX_STEPS.get(np.dtype(values.dtype).name, COMPLEX_STEP)
         return np.full(values.shape, step, dtype=np.float64)
-    eps = machine_epsilon(values.dtype)
-    textbook = eps**scheme.step_power * np.maximum(1.0, np.abs(values).astype(np.float64))
+    if eps is None:
+        eps = machine_epsilon(values.dtype)
+    noise = eps * max(1.0, float(magnitude)) if np.isfinite(magnitude) else eps
+    textbook = noise**scheme.step_power * np.maximum(1.0, np.abs(values).astype(np.float64))
     # Rounded down: never longer than the textbook step (truncation grows like h^p).
     return np.asarray(np.exp2(np.floor(np.log2(textbook))), dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class DerivativeEstimates:
-    """Finite-difference estimates for a batch of entries of one matrix (arrays of shape (B,))."""
+    """Finite-difference estimates for a batch of entries of one input (arrays of shape (B,))."""
 
     numerical: FloatArray
     steps: FloatArray
@@ -144,6 +161,21 @@ class DerivativeEstimates:
     subtraction. The same as `roundoff`, except on the dense path, which subtracts nothing and
     so has far less; shrinking steps by its own round-off would only trade one path for the
     other."""
+    forward_slope: FloatArray
+    backward_slope: FloatArray
+    """(f(x + h) - f(x)) / h and (f(x) - f(x - h)) / h: at a kink the gradient must lie between
+    them. NaN where they were not evaluated (complex-step, the dense path)."""
+    slope_error: FloatArray
+    """The error estimate of each one-sided slope (first order: Richardson from h/2, and
+    round-off); NaN with them."""
+    settled: NDArray[np.bool_]
+    """True where one step already decided the entry (see `one_step_estimates`): its truncation
+    was not estimated, because the difference agreed with the gradient within round-off."""
+    terms: FloatArray
+    """The size of the derivative's terms, sum_j |d term_j / dx| (where the path sees them: the
+    built-in models; 0 for a black box). Where the terms cancel, the true derivative is far
+    smaller than they are, and so is what any computation of it, the analytic one included,
+    can resolve: an estimate at the level of their rounding is all the evidence there is."""
 
     @property
     def error(self) -> FloatArray:
@@ -151,12 +183,17 @@ class DerivativeEstimates:
 
     def replaced(self, where: NDArray[np.intp], other: DerivativeEstimates) -> DerivativeEstimates:
         """A copy with the entries at positions `where` taken from `other` (of that length)."""
-        fields: dict[str, FloatArray] = {}
+        fields: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             column = np.array(getattr(self, name), copy=True)
             column[where] = getattr(other, name)
             fields[name] = column
         return DerivativeEstimates(**fields)
+
+    def subset(self, where: NDArray[np.intp] | NDArray[np.bool_]) -> DerivativeEstimates:
+        return DerivativeEstimates(
+            **{name: getattr(self, name)[where] for name in self.__dataclass_fields__}
+        )
 
 
 def _stencil(
@@ -195,11 +232,39 @@ def combine_differences(
     return np.asarray(total.real / step, dtype=np.float64)
 
 
+def _roundoff(
+    scheme: Scheme,
+    eps: float,
+    numerical: FloatArray,
+    steps: FloatArray,
+    values: FloatArray,
+    terms: FloatArray,
+    magnitudes: FloatArray,
+    noise: float,
+) -> FloatArray:
+    """The round-off budget of a difference quotient (see the module docstring); `noise` is an
+    absolute uncertainty of each f value allowed by --nondet-tol."""
+    # Summing the derivative's terms (here, and in the analytic gradient) rounds in proportion
+    # to their size, which exceeds |D| wherever they cancel.
+    summed = terms + np.abs(numerical)
+    if scheme.imaginary:
+        # No subtraction of nearby values: that summation is the only round-off.
+        return np.asarray(4 * eps * summed)
+    weight_sum = float(sum(abs(w) for w in scheme.weights))
+    # The terms' own rounding, plus the rounding of the shift itself (x + h is not exact).
+    return np.asarray(
+        4
+        * eps
+        * (values * weight_sum / steps + np.maximum(1.0, magnitudes) / steps * np.abs(numerical))
+        + 4 * eps * summed
+        + noise * weight_sum / steps
+    )
+
+
 def estimate_derivatives(
     model: Model,
-    X: Array,
-    W: Array,
-    wrt: Wrt,
+    inputs: Inputs,
+    wrt: str,
     flat_indices: NDArray[np.intp],
     steps: FloatArray,
     scheme: Scheme,
@@ -207,12 +272,21 @@ def estimate_derivatives(
     f0: float,
     structured: bool = True,
     progress: ProgressCallback | None = None,
+    eps: float | None = None,
+    noise: float = 0.0,
+    known: Mapping[complex, Array] | None = None,
+    allow_dense: bool = True,
 ) -> DerivativeEstimates:
-    """Estimate dF/d(wrt)[entry] for each flat index, with truncation and round-off budgets."""
-    target = X if wrt == "X" else W
-    rows, cols = np.unravel_index(flat_indices, target.shape)
-    rows = np.asarray(rows, dtype=np.intp)
-    cols = np.asarray(cols, dtype=np.intp)
+    """Estimate df/d(wrt)[entry] for each flat index, with truncation and round-off budgets.
+
+    `eps` is the precision f is computed in (default: the input's dtype); `known` holds
+    differences f(x + o h e) - f(x) already evaluated at some offsets o (`one_step_estimates`),
+    which are not evaluated again. `allow_dense=False` keeps a built-in model on the structured
+    path, which also gives one-sided slopes.
+    """
+    target = inputs[wrt]
+    if eps is None:
+        eps = machine_epsilon(target.dtype)
     offsets, at_h, (at_half, at_2h) = _stencil(scheme, (0.5, 2.0))
     offset_array = np.asarray(offsets, dtype=np.complex128 if scheme.imaginary else np.float64)
     shifts = steps[:, None] * offset_array[None, :]
@@ -220,19 +294,30 @@ def estimate_derivatives(
     working = np.result_type(target.dtype, np.complex64) if scheme.imaginary else target.dtype
     shifts = shifts.astype(working)
 
-    if structured and _dense_applies(model, X, W, target, flat_indices, steps, scheme):
+    builtin = structured and isinstance(model, ElementwiseModel) and wrt in ("X", "W")
+    if (
+        builtin
+        and allow_dense
+        and _dense_applies(model, inputs, target, flat_indices, steps, scheme)
+    ):
         assert isinstance(model, ElementwiseModel)
-        return _dense_estimates(model, X, W, wrt, steps, scheme, progress)
-    if structured and isinstance(model, ElementwiseModel):
+        return _dense_estimates(model, inputs, wrt, steps, scheme, progress)  # type: ignore[arg-type]
+    if builtin:
+        assert isinstance(model, ElementwiseModel)
         diffs, values, terms = _structured_differences(
-            model, X, W, wrt, rows, cols, shifts, progress
+            model,
+            inputs,
+            wrt,  # type: ignore[arg-type]  # X or W: builtin says so
+            flat_indices,
+            shifts,
+            progress,
         )
     else:
-        diffs, values, terms = _black_box_differences(
-            model, X, W, wrt, rows, cols, shifts, f0, progress
+        given = {k: known[o] for k, o in enumerate(offsets) if known and o in known}
+        diffs, values, terms = black_box_differences(
+            model, inputs, wrt, flat_indices, shifts, f0, progress, known=given
         )
 
-    eps = machine_epsilon(target.dtype)
     at_h_value = combine_differences(scheme, diffs, at_h, steps)
     at_half_value = combine_differences(scheme, diffs, at_half, steps / 2)
     at_2h_value = combine_differences(scheme, diffs, at_2h, 2 * steps)
@@ -242,41 +327,100 @@ def estimate_derivatives(
     from_half = np.abs(at_half_value - at_h_value) / (1.0 - 2.0**-scheme.order)
     from_double = np.abs(at_2h_value - at_h_value) / (2.0**scheme.order - 1.0)
     truncation = np.maximum(from_half, from_double)
-    # Summing the derivative's terms (here, and in the analytic gradient) rounds in proportion
-    # to their size, which exceeds |D| wherever they cancel.
-    summed = terms + np.abs(at_h_value)
-    if scheme.imaginary:
-        # No subtraction of nearby values: that summation is the only round-off.
-        roundoff = 4 * eps * summed
-    else:
-        weight_sum = float(sum(abs(w) for w in scheme.weights))
-        # The terms' own rounding, plus the rounding of the shift itself (x + h is not exact).
-        magnitudes = np.abs(target.ravel()[flat_indices])
-        roundoff = (
-            4
-            * eps
-            * (
-                values * weight_sum / steps
-                + np.maximum(1.0, magnitudes) / steps * np.abs(at_h_value)
-                + summed
-            )
-        )
+    magnitudes = np.abs(target.ravel()[flat_indices])
+    roundoff = _roundoff(scheme, eps, at_h_value, steps, values, terms, magnitudes, noise)
 
+    nothing = np.full(at_h_value.shape, np.nan)
     if scheme.imaginary:
         gap = np.zeros_like(at_h_value)
         growth = np.zeros_like(at_h_value)
+        forward_slope = backward_slope = slope_error = nothing
     else:
         # One-sided slopes at h/2 and h: for smooth f their gap grows like h; across a kink it
         # stays of the size of the jump in slope.
         p1, m1, p2, m2 = (offsets.index(o) for o in (1, -1, 0.5, -0.5))
-        gap_h = (diffs[:, p1].real + diffs[:, m1].real) / steps
+        forward_slope = diffs[:, p1].real / steps
+        backward_slope = -diffs[:, m1].real / steps
+        gap_h = forward_slope - backward_slope
         gap_half = (diffs[:, p2].real + diffs[:, m2].real) / (steps / 2)
         gap = np.abs(gap_h)
         growth = np.abs(gap_h - 2 * gap_half)
+        # First-order Richardson for each slope (its error ~ h), plus the round-off of one
+        # subtraction of f values.
+        forward_half = diffs[:, p2].real / (steps / 2)
+        backward_half = -diffs[:, m2].real / (steps / 2)
+        slope_truncation = 2 * np.maximum(
+            np.abs(forward_half - forward_slope), np.abs(backward_half - backward_slope)
+        )
+        slope_error = slope_truncation + 4 * eps * values / steps + 2 * noise / steps
     reach = steps * max(abs(o) for o in offsets)
     return DerivativeEstimates(
-        at_h_value, steps, truncation, roundoff, gap, growth, reach, balance=roundoff
+        at_h_value,
+        steps,
+        truncation,
+        roundoff,
+        gap,
+        growth,
+        reach,
+        balance=roundoff,
+        forward_slope=np.asarray(forward_slope, dtype=np.float64),
+        backward_slope=np.asarray(backward_slope, dtype=np.float64),
+        slope_error=np.asarray(slope_error, dtype=np.float64),
+        settled=np.zeros(at_h_value.shape, dtype=bool),
+        terms=np.asarray(terms, dtype=np.float64),
     )
+
+
+def one_step_estimates(
+    model: Model,
+    inputs: Inputs,
+    wrt: str,
+    flat_indices: NDArray[np.intp],
+    scheme: Scheme,
+    *,
+    f0: float,
+    eps: float | None = None,
+    noise: float = 0.0,
+    progress: ProgressCallback | None = None,
+) -> tuple[DerivativeEstimates, dict[complex, Array]]:
+    """The scheme at the default step alone (two forward calls per entry for central), for a
+    black-box model: the numerical derivative and its round-off, no truncation estimate.
+
+    Where it already agrees with the gradient within round-off the verdict is clear without a
+    second step: a wrong gradient would need a truncation error that mimics its error to
+    within round-off. The caller estimates the other entries in full (`estimate_at_default_steps`
+    with `known` set to the differences returned here, so no evaluation is repeated).
+    """
+    target = inputs[wrt]
+    if eps is None:
+        eps = machine_epsilon(target.dtype)
+    steps = default_steps(scheme, target.ravel()[flat_indices], eps, magnitude=abs(f0))
+    offsets = list(scheme.offsets)
+    shifts = (steps[:, None] * np.asarray(offsets, dtype=np.float64)[None, :]).astype(target.dtype)
+    diffs, values, terms = black_box_differences(
+        model, inputs, wrt, flat_indices, shifts, f0, progress
+    )
+    numerical = combine_differences(scheme, diffs, list(range(len(offsets))), steps)
+    magnitudes = np.abs(target.ravel()[flat_indices])
+    roundoff = _roundoff(scheme, eps, numerical, steps, values, terms, magnitudes, noise)
+    zeros = np.zeros(numerical.shape)
+    nothing = np.full(numerical.shape, np.nan)
+    estimates = DerivativeEstimates(
+        numerical,
+        steps,
+        truncation=zeros,
+        roundoff=roundoff,
+        one_sided_gap=zeros,
+        gap_growth=zeros,
+        reach=steps * max(abs(o) for o in offsets),
+        balance=roundoff,
+        forward_slope=nothing,
+        backward_slope=nothing,
+        slope_error=nothing,
+        settled=np.ones(numerical.shape, dtype=bool),
+        terms=zeros,
+    )
+    return estimates, {o: diffs[:, k] for k, o in enumerate(offsets)}
 
 
 DENSE_RATIOS = {"central": (0.5, 1.0), "five-point": (0.5, 1.0, 2.0, 4.0)}
@@ -294,8 +438,7 @@ def dense_ratios(scheme: Scheme, model: ElementwiseModel) -> tuple[float, ...]:
 
 def _dense_applies(
     model: Model,
-    X: Array,
-    W: Array,
+    inputs: Inputs,
     target: Array,
     flat_indices: NDArray[np.intp],
     steps: FloatArray,
@@ -309,13 +452,12 @@ def _dense_applies(
     if not isinstance(model, ElementwiseModel):
         return False
     reach = float(np.max(steps)) * max(dense_ratios(scheme, model))
-    return kernels.supports(model, X, W, reach)
+    return kernels.supports(model, inputs["X"], inputs["W"], reach)
 
 
 def _dense_estimates(
     model: ElementwiseModel,
-    X: Array,
-    W: Array,
+    inputs: Inputs,
     wrt: Wrt,
     steps: FloatArray,
     scheme: Scheme,
@@ -325,7 +467,8 @@ def _dense_estimates(
     the smooth activations, the Taylor bound (one difference per entry, at h); otherwise
     Richardson, as on the structured path. Round-off: that of summing the brackets, since the
     closed form subtracts nothing."""
-    target = X if wrt == "X" else W
+    X, W = inputs["X"], inputs["W"]
+    target = inputs[wrt]
     grid = steps.reshape(target.shape)
     G = X @ W
     ratios = dense_ratios(scheme, model)
@@ -375,6 +518,7 @@ def _dense_estimates(
         )
     )
     zeros = np.zeros(target.size)
+    nothing = np.full(target.size, np.nan)
     return DerivativeEstimates(
         numerical=at[1.0].ravel(),
         steps=steps,
@@ -384,6 +528,11 @@ def _dense_estimates(
         gap_growth=zeros,
         reach=steps * max(2.0, max(ratios)),
         balance=subtraction.ravel(),
+        forward_slope=nothing,
+        backward_slope=nothing,
+        slope_error=nothing,
+        settled=np.zeros(target.size, dtype=bool),
+        terms=np.asarray(terms, dtype=np.float64).ravel(),
     )
 
 
@@ -406,62 +555,90 @@ def best_step_ratio(scheme: Scheme, estimates: DerivativeEstimates) -> FloatArra
 
 def estimate_at_default_steps(
     model: Model,
-    X: Array,
-    W: Array,
-    wrt: Wrt,
+    inputs: Inputs,
+    wrt: str,
     flat_indices: NDArray[np.intp],
     scheme: Scheme,
     *,
     f0: float,
     structured: bool = True,
     progress: ProgressCallback | None = None,
+    eps: float | None = None,
+    noise: float = 0.0,
+    known: Mapping[complex, Array] | None = None,
+    wanted: FloatArray | None = None,
 ) -> DerivativeEstimates:
-    """Estimates at the textbook step, shrunk per entry where truncation dominates.
+    """Estimates at the textbook step, shrunk per entry where truncation dominates, and
+    lengthened where round-off alone leaves the error above `wanted` (per entry: the error the
+    caller needs for a verdict).
 
     The textbook step suits f varying on the scale of |x|; when it varies faster (a large entry
     times a large weight) its truncation error dwarfs the round-off. Such entries are estimated
     again at the step that balances the two. The new estimate replaces the old even when its
     error estimate is larger: far outside the asymptotic range the old one was too optimistic.
+    A step is never shrunk below what the function's precision resolves (`eps`).
     """
-    target = X if wrt == "X" else W
-    steps = default_steps(scheme, target.ravel()[flat_indices])
+    target = inputs[wrt]
+    values = target.ravel()[flat_indices]
+    builtin = structured and isinstance(model, ElementwiseModel) and wrt in ("X", "W")
+    # The built-in paths sum only the terms an entry touches: no round-off of |f| to balance.
+    steps = default_steps(scheme, values, eps, magnitude=1.0 if builtin else abs(f0))
+    settings: dict[str, Any] = {"f0": f0, "structured": structured, "eps": eps, "noise": noise}
     estimates = estimate_derivatives(
-        model,
-        X,
-        W,
-        wrt,
-        flat_indices,
-        steps,
-        scheme,
-        f0=f0,
-        structured=structured,
-        progress=progress,
+        model, inputs, wrt, flat_indices, steps, scheme, progress=progress, known=known, **settings
     )
     if scheme.imaginary:
         return estimates  # the complex step has no round-off to balance
+    # x + h must move x in the precision f is computed in, by a few of its units at least.
+    resolution = 4 * (eps or machine_epsilon(target.dtype)) * np.maximum(1.0, np.abs(values))
     for _ in range(REFINE_ROUNDS):
         ratio = best_step_ratio(scheme, estimates)
-        redo = np.flatnonzero(np.isfinite(estimates.numerical) & (ratio < REFINE_BELOW))
+        shorter = estimates.steps * np.maximum(ratio, REFINE_LIMIT)
+        redo = np.flatnonzero(
+            np.isfinite(estimates.numerical) & (ratio < REFINE_BELOW) & (shorter >= resolution)
+        )
         if not redo.size:
             break
-        shorter = estimates.steps[redo] * np.maximum(ratio[redo], REFINE_LIMIT)
         again = estimate_derivatives(
-            model, X, W, wrt, flat_indices[redo], shorter, scheme, f0=f0, structured=structured
+            model, inputs, wrt, flat_indices[redo], shorter[redo], scheme, **settings
         )
         estimates = estimates.replaced(redo, again)
+    if wanted is None:
+        return estimates
+    ceiling = GROW_CEILING * np.maximum(1.0, np.abs(values.astype(np.float64)))
+    for _ in range(GROW_ROUNDS):
+        floor = 3 * estimates.balance / (1.0 - 2.0**-scheme.order)
+        longer = estimates.steps * GROW_FACTOR
+        grow = np.flatnonzero(
+            np.isfinite(estimates.numerical)
+            & (estimates.error > wanted)
+            & (estimates.truncation <= floor)
+            & (longer <= ceiling)
+        )
+        if not grow.size:
+            break
+        again = estimate_derivatives(
+            model, inputs, wrt, flat_indices[grow], longer[grow], scheme, **settings
+        )
+        better = again.error < estimates.error[grow]
+        estimates = estimates.replaced(grow[better], again.subset(better))
+        if not better.any():
+            break
     return estimates
 
 
 def _structured_differences(
     model: ElementwiseModel,
-    X: Array,
-    W: Array,
+    inputs: Inputs,
     wrt: Wrt,
-    rows: NDArray[np.intp],
-    cols: NDArray[np.intp],
+    flat_indices: NDArray[np.intp],
     shifts: Array,
     progress: ProgressCallback | None,
 ) -> tuple[Array, FloatArray, FloatArray]:
+    X, W = inputs["X"], inputs["W"]
+    rows, cols = (
+        np.asarray(i, dtype=np.intp) for i in np.unravel_index(flat_indices, inputs[wrt].shape)
+    )
     G = X @ W
     length = G.shape[1] if wrt == "X" else G.shape[0]
     chunk = max(1, CHUNK_ELEMENTS // max(1, length * shifts.shape[1]))
@@ -478,36 +655,69 @@ def _structured_differences(
     return diffs, values, terms
 
 
-def _black_box_differences(
+def black_box_differences(
     model: Model,
-    X: Array,
-    W: Array,
-    wrt: Wrt,
-    rows: NDArray[np.intp],
-    cols: NDArray[np.intp],
+    inputs: Inputs,
+    wrt: str,
+    flat_indices: NDArray[np.intp],
     shifts: Array,
     f0: float,
     progress: ProgressCallback | None,
+    *,
+    known: Mapping[int, Array] | None = None,
 ) -> tuple[Array, FloatArray, FloatArray]:
     """Whole forward passes, one per entry and shift: the only path for user models.
+
+    The entry is moved in place in the input itself (the check's own copy), or in one working
+    copy when the input cannot be written or the shifts are complex, and put back exactly after
+    each entry: a call costs the user's forward and nothing that grows with the inputs. Columns
+    of `shifts` whose differences are `known` are not evaluated again. When worker processes
+    run (workers.py), they evaluate the entries instead.
 
     Returns the differences, |f| at its largest, and zeros for the size of the derivative's
     terms: a black box does not show its terms.
     """
+    known = known or {}
     diffs = np.empty(shifts.shape, dtype=np.result_type(np.asarray(f0), shifts))
-    magnitudes = np.full(rows.shape, abs(f0), dtype=np.float64)
-    moved_X = X.astype(np.result_type(X, shifts), copy=True)
-    moved_W = W.astype(np.result_type(W, shifts), copy=True)
-    target = moved_X if wrt == "X" else moved_W
-    original = X if wrt == "X" else W
+    for k, column in known.items():
+        diffs[:, k] = column
+    todo = [k for k in range(shifts.shape[1]) if k not in known]
+    magnitudes = np.full(flat_indices.shape, abs(f0), dtype=np.float64)
+    if not todo or not flat_indices.size:
+        return diffs, magnitudes, np.zeros(flat_indices.shape, dtype=np.float64)
+    from gradcheck_cli.workers import active_pool
+
+    pool = active_pool(model, inputs)
+    if pool is not None:
+        values, sizes = pool.differences(
+            model, wrt, flat_indices, np.ascontiguousarray(shifts[:, todo]), f0, progress
+        )
+        diffs[:, todo] = values
+        return diffs, np.maximum(magnitudes, sizes), np.zeros(flat_indices.shape, dtype=np.float64)
+
+    original = np.asarray(inputs[wrt])
+    working = np.result_type(original, shifts)
+    in_place = (
+        original.flags.writeable and original.flags.c_contiguous and working == original.dtype
+    )
+    # In place when we may; else one C-ordered copy, so that its flat view writes through.
+    work = original if in_place else np.array(original, dtype=working, order="C", copy=True)
+    flat_work = work.reshape(-1)
+    moved = dict(inputs)
+    moved[wrt] = work
     with np.errstate(all="ignore"):  # a user's forward may overflow at a shifted point
-        for b, (i, j) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
-            for k in range(shifts.shape[1]):
-                target[i, j] = original[i, j] + shifts[b, k]
-                value = model.value(moved_X, moved_W)
-                diffs[b, k] = value - f0
-                magnitudes[b] = max(magnitudes[b], abs(np.real(value)))
-            target[i, j] = original[i, j]
+        for b, index in enumerate(flat_indices.tolist()):
+            start = flat_work[index]
+            try:
+                for k in todo:
+                    flat_work[index] = start + shifts[b, k]
+                    value = model.value(moved)
+                    diffs[b, k] = value - f0
+                    size = abs(value.real)
+                    if size > magnitudes[b]:
+                        magnitudes[b] = size
+            finally:
+                flat_work[index] = start  # exactly as it was, whatever happened
             if progress is not None:
                 progress(1)
-    return diffs, magnitudes, np.zeros(rows.shape, dtype=np.float64)
+    return diffs, magnitudes, np.zeros(flat_indices.shape, dtype=np.float64)

@@ -1,11 +1,20 @@
 """--mode fast: check random directions instead of every entry, then localise what is wrong.
 
 A full check of a black-box model costs a few forward passes per entry. One directional
-difference (f(x + h v) - f(x - h v)) / 2h against <g, v> costs a few forward passes in all, and
-for a random v it disagrees, almost surely, as soon as any entry of g is wrong. So: test a few
+derivative of f along a random v, against <g, v>, costs a few forward passes in all, and
+disagrees, almost surely, as soon as the gradient is wrong anywhere: for v ~ N(0, I) and an
+error vector e in the gradient, <e, v> ~ N(0, |e|^2), which is rarely small. So: test a few
 random directions over every selected entry; if one fails, bisect. A block of entries is tested
 with a fresh random direction restricted to it; failing blocks are halved until they are small
-enough to check entry by entry. Each wrong entry costs O(log N) directional checks.
+enough to check entry by entry. When a block fails but neither half does (a coin flip near the
+tolerance, or errors that only add up over the whole block), the halves are tried again with
+fresh directions, and then the block is checked one by one, or reported as a failing block
+when it is too large for that: nothing a direction found is ever dropped.
+
+Each directional derivative is a five-point difference from f(x +- h v) and f(x +- 2h v), with
+its truncation estimated against a second five-point difference that uses f(x +- 3h v), and
+the round-off of f's own size at that step. The same evaluations give one-sided slopes, so a
+kink along v is judged as in the full check: the gradient must lie between them.
 
 Pure numpy: nothing here knows about click or rich.
 """
@@ -13,6 +22,7 @@ Pure numpy: nothing here knows about click or rich.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,47 +30,66 @@ from numpy.typing import NDArray
 
 from gradcheck_cli.checks import (
     ANALYTIC_RTOL_ULPS,
+    DOUBT,
     SAFETY,
+    Batch,
+    Precision,
     Tolerance,
-    Verdicts,
+    _dtype,
     assemble_run_report,
-    check_matrix,
+    check_input,
+    describe_inputs,
+    require_finite_value,
     resolve_scheme,
+    resolve_wrt,
     select_entries,
+    single_threaded_blas,
     validate_gradient,
 )
-from gradcheck_cli.differences import (
-    Scheme,
-    combine_differences,
-    default_steps,
-    machine_epsilon,
-    richardson_offsets,
+from gradcheck_cli.differences import SCHEMES, Scheme, default_steps, machine_epsilon
+from gradcheck_cli.models import Array, Gradients, Inputs, Model
+from gradcheck_cli.report import (
+    DirectionCheck,
+    FastEvidence,
+    InputSummary,
+    ModelInfo,
+    OutputShape,
+    RunReport,
+    UnlocalisedBlock,
 )
-from gradcheck_cli.models import Array, Model, Wrt
-from gradcheck_cli.report import DirectionCheck, MatrixSummary, ModelInfo, RunReport
 
 DEFAULT_DIRECTIONS = 4
 """Random directions over all selected entries. One already catches a wrong entry almost
-surely; a few more guard against an unlucky cancellation."""
+surely; a few more make the chance of an unlucky cancellation negligible (see FastEvidence)."""
 
 LEAF_SIZE = 8
 """Blocks this small are checked entry by entry rather than bisected further."""
+
+RETRIES = 2
+"""When a block fails and both its halves pass, the halves get this many more fresh
+directions before the block is checked one by one."""
+
+ONE_BY_ONE_LIMIT = 64
+"""A failing block whose halves keep passing is checked one by one up to this size; a larger
+one is reported as a failing block (its index range)."""
 
 LOCALISE_LIMIT = 20
 """Stop localising after this many wrong entries: a gradient wrong everywhere would otherwise
 cost more than the full check. The report says the count is a lower bound."""
 
-Block = dict[Wrt, NDArray[np.intp]]
+ESCAPE_PROBABILITY = 1e-6
+"""A passing run states the smallest error that would have shown except with this probability."""
+
+Block = dict[str, NDArray[np.intp]]
 
 
 def fast_check(
     model: Model | Sequence[Model],
-    X: Array,
-    W: Array,
+    inputs: Inputs,
     *,
     model_info: ModelInfo | None = None,
     sources: Mapping[str, str] | None = None,
-    wrt: Sequence[Wrt] = ("X", "W"),
+    wrt: Sequence[str] | None = None,
     entries: Mapping[str, NDArray[np.intp]] | None = None,
     method: str = "central",
     rtol: float | None = None,
@@ -70,42 +99,67 @@ def fast_check(
     top: int = 10,
     progress: Callable[[float, int], None] | None = None,
     extra_settings: Mapping[str, object] | None = None,
+    precision: Precision = Precision(),
+    output_shape: OutputShape = None,
 ) -> RunReport:
     """Directional checks, then bisection to the wrong entries when a direction fails."""
     models = [model] if isinstance(model, Model) else list(model)
     scheme = resolve_scheme(method, models[0])
-    tolerance = Tolerance.resolve(X.dtype, rtol, atol)
-    everything: Block = select_entries(X, W, wrt, entries)
+    dtype = _dtype(inputs)
+    tolerance = Tolerance.resolve(dtype, rtol, atol)
+    gradients = validate_gradient(models[0], inputs)
+    checked = resolve_wrt(inputs, gradients, wrt)
+    everything: Block = select_entries(inputs, checked, entries)
     rng = np.random.default_rng(seed)
-    f0 = float(np.real(models[0].value(X, W)))
-    found: list[tuple[str, int | None, NDArray[np.intp], Verdicts]] = []
+    with np.errstate(all="ignore"):
+        f0 = float(np.real(models[0].value(inputs)))
+    require_finite_value(models[0], f0, inputs)
+    found: list[Batch] = []
     checks: list[DirectionCheck] = []
+    unlocalised: list[UnlocalisedBlock] = []
+    detectable: list[float] = []
     total_steps = len(models) * directions
     done = 0
-    for number, each in enumerate(models, start=1):
-        label = number if len(models) > 1 else None
-        f_each = f0 if number == 1 else float(np.real(each.value(X, W)))
-        gradients = dict(zip(("X", "W"), validate_gradient(each, X, W), strict=True))
-        probe = _Prober(each, X, W, gradients, scheme, tolerance, f_each, rng, label)
-        for _ in range(directions):
-            top_check = probe.direction(everything, depth=0)
-            checks.append(top_check)
-            if not top_check.passed:
-                localised, trail = probe.localise(everything, limit=LOCALISE_LIMIT)
-                found.extend(localised)
-                checks.extend(trail)
-                break  # the bisection has looked at every entry already
-            done += 1
-            if progress is not None:
-                progress(done, total_steps)
+    with single_threaded_blas():
+        for number, each in enumerate(models, start=1):
+            label = number if len(models) > 1 else None
+            with np.errstate(all="ignore"):
+                f_each = f0 if number == 1 else float(np.real(each.value(inputs)))
+            probe = _Prober(
+                each,
+                inputs,
+                validate_gradient(each, inputs),
+                scheme,
+                tolerance,
+                f_each,
+                rng,
+                label,
+                precision,
+            )
+            top_level = []
+            for _ in range(directions):
+                check = probe.direction(everything, depth=0)
+                checks.append(check)
+                top_level.append(check)
+                done += 1
+                if progress is not None:
+                    progress(done, total_steps)
+                if not check.passed:
+                    break
+            if all(c.passed for c in top_level):
+                detectable.append(_detectable_error(top_level))
+            else:
+                probe.localise(everything, limit=LOCALISE_LIMIT)
+                found.extend(probe.leaves)
+                checks.extend(probe.trail)
+                unlocalised.extend(probe.unlocalised)
 
-    # Individually checked entries (leaves of the bisection) become the report's checks.
+    # Entries checked one by one (leaves of the bisection) become the report's checks.
     report = assemble_run_report(
         models[0],
         model_info,
-        sources or {},
-        X,
-        W,
+        describe_inputs(inputs, sources or {}, checked, gradients),
+        inputs,
         scheme,
         None,
         tolerance,
@@ -115,139 +169,307 @@ def fast_check(
         top=top,
         reference=None,
         extra={
+            "wrt": checked,
+            "cotangents": len(models) if len(models) > 1 else None,
             "mode": "fast",
             "directions": directions,
+            "direction_scheme": "complex-step"
+            if scheme.imaginary
+            else "five-point at h and 2h; truncation against a five-point at h and 3h",
             "localise_limit": LOCALISE_LIMIT,
             **(extra_settings or {}),
         },
+        output_shape=output_shape,
+        precision=precision,
     )
-    # Entries covered by the directions, with the error figures of those checked one by one.
-    nothing = MatrixSummary(0, 0, 0, 0.0, None, None, 0)
-    summary: dict[str, MatrixSummary] = {
-        name: dataclasses.replace(report.summary.get(name, nothing), entries=int(flat.size))
-        for name, flat in everything.items()
-    }
-    return dataclasses.replace(report, summary=summary, directions=tuple(checks), omitted=0)
+    # Entries covered by the directions, with the figures of those checked one by one.
+    summary: dict[str, InputSummary] = {}
+    for name, flat in everything.items():
+        leaves = report.summary.get(name)
+        one_by_one = leaves.entries if leaves else 0
+        base = leaves or InputSummary(0, 0, 0, 0, 0.0, None, None, 0)
+        summary[name] = dataclasses.replace(
+            base, entries=int(flat.size), checked_one_by_one=one_by_one
+        )
+    failed_somewhere = any(not c.passed for c in checks if c.depth == 0)
+    evidence = FastEvidence(
+        directions=directions,
+        detectable_error=None if failed_somewhere or not detectable else max(detectable),
+        escape_probability=ESCAPE_PROBABILITY,
+        unlocalised=tuple(unlocalised),
+    )
+    return dataclasses.replace(
+        report, summary=summary, directions=tuple(checks), omitted=0, fast=evidence
+    )
+
+
+def _detectable_error(passed: Sequence[DirectionCheck]) -> float:
+    """The smallest error norm |e| that escapes every passed direction with probability at most
+    ESCAPE_PROBABILITY.
+
+    A direction passes with an error e in the gradient only if |<e, v>| <= c, where c is its
+    tolerance plus the numerical derivative's own error (at most the tolerance again). For
+    v ~ N(0, I), <e, v> ~ N(0, |e|^2), so P(|<e, v>| <= c) <= 2c / (sqrt(2 pi) |e|); over K
+    independent directions the product. Setting it to p: |e| = sqrt(2/pi) geomean(c) p^(-1/K).
+    """
+    reach = [2 * c.tolerance for c in passed]
+    if any(r == 0 for r in reach):
+        return 0.0
+    geometric = math.exp(sum(math.log(r) for r in reach) / len(reach))
+    escape: float = ESCAPE_PROBABILITY ** (-1 / len(reach))
+    return math.sqrt(2 / math.pi) * geometric * escape
+
+
+FIVE_POINT = SCHEMES["five-point"]
 
 
 class _Prober:
-    """Directional checks of one model at (X, W), and the bisection that localises failures."""
+    """Directional checks of one model at its inputs, and the bisection that localises
+    failures (into `leaves`, `trail` and `unlocalised`)."""
 
     def __init__(
         self,
         model: Model,
-        X: Array,
-        W: Array,
-        gradients: dict[str, Array],
+        inputs: Inputs,
+        gradients: Gradients,
         scheme: Scheme,
         tolerance: Tolerance,
         f0: float,
         rng: np.random.Generator,
         cotangent: int | None,
+        precision: Precision,
     ) -> None:
-        self.model, self.X, self.W = model, X, W
+        self.model, self.inputs = model, inputs
         self.gradients = gradients
         self.scheme, self.tolerance, self.f0 = scheme, tolerance, f0
         self.rng = rng
         self.cotangent = cotangent
-        self.eps = machine_epsilon(X.dtype)
-        self.offsets, self.at_h, self.at_2h = richardson_offsets(scheme)
+        self.precision = precision
+        dtype = _dtype(inputs)
+        self.eps = max(machine_epsilon(dtype), precision.eps or 0.0)
+        self.leaves: list[Batch] = []
+        self.trail: list[DirectionCheck] = []
+        self.unlocalised: list[UnlocalisedBlock] = []
+        self.wrong = 0
+        # The gradient's size per input: what a leaf's estimates are weighed against.
+        self.scales = {
+            name: float(np.max(np.abs(g), initial=0.0))
+            for name, g in gradients.items()
+            if g is not None
+        }
 
     def direction(self, block: Block, depth: int) -> DirectionCheck:
-        """Compare (f(x + h v) - ...) / h with <g, v> for a fresh random v on `block`."""
-        # C-ordered zeros, so ravel() is a view that the assignment below writes through.
-        vectors = {
-            name: np.zeros((self.X if name == "X" else self.W).shape, dtype=self.X.dtype)
-            for name in ("X", "W")
-        }
+        """The directional derivative along a fresh random v on `block` against <g, v>."""
+        vectors = {}
         for name, flat in block.items():
-            vectors[name].ravel()[flat] = self.rng.standard_normal(flat.size)
+            target = np.asarray(self.inputs[name])
+            entries = np.zeros(target.size, dtype=np.float64)
+            entries[flat] = self.rng.standard_normal(flat.size)
+            vectors[name] = entries.reshape(target.shape)
         v_max = max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values())
-        moved = [(self.X if n == "X" else self.W).ravel()[f] for n, f in block.items()]
+        moved = [np.asarray(self.inputs[n]).reshape(-1)[f] for n, f in block.items()]
         x_max = max(float(np.max(np.abs(m), initial=0.0)) for m in moved)
-        # The textbook step for the largest entry, shrunk so no entry moves further than that.
-        step = float(default_steps(self.scheme, np.asarray([x_max], dtype=self.X.dtype))[0])
-        step /= max(v_max, 1e-300)
-        g_dot_v = sum(float(np.sum(self.gradients[n] * vectors[n])) for n in vectors)
-        g_abs_v = sum(float(np.sum(np.abs(self.gradients[n] * vectors[n]))) for n in vectors)
-
-        working = np.result_type(self.X.dtype, np.complex64) if self.scheme.imaginary else None
-        diffs = np.empty((1, len(self.offsets)), dtype=working or np.float64)
-        magnitude = abs(self.f0)
-        with np.errstate(all="ignore"):
-            for k, offset in enumerate(self.offsets):
-                shift = offset * step
-                moved_X = self.X + shift * vectors["X"]
-                moved_W = self.W + shift * vectors["W"]
-                value = self.model.value(moved_X, moved_W)
-                diffs[0, k] = value - self.f0
-                magnitude = max(magnitude, abs(value))
-        steps = np.asarray([step])
-        at_h = float(combine_differences(self.scheme, diffs, self.at_h, steps)[0])
-        at_2h = float(combine_differences(self.scheme, diffs, self.at_2h, 2 * steps)[0])
-        truncation = abs(at_2h - at_h) / (2.0**self.scheme.order - 1.0)
+        g_dot_v = 0.0
+        g_abs_v = 0.0
+        for name, v in vectors.items():
+            gradient = np.asarray(self.gradients[name], dtype=np.float64)
+            g_dot_v += float(np.sum(gradient * v))
+            g_abs_v += float(np.sum(np.abs(gradient * v)))
         if self.scheme.imaginary:
-            roundoff = 4 * self.eps * abs(at_h)
+            numerical, estimate, reason, kink = self._complex_step(vectors, x_max, v_max, g_dot_v)
+            step = float(default_steps(self.scheme, np.asarray([x_max]))[0]) / max(v_max, 1e-300)
         else:
-            weight_sum = float(sum(abs(w) for w in self.scheme.weights))
-            roundoff = 4 * self.eps * magnitude * weight_sum / step
-        estimate = truncation + roundoff
+            numerical, estimate, reason, kink, step = self._five_point(
+                vectors, x_max, v_max, g_dot_v
+            )
         # <g, v> is a sum of many products: allow for its rounding in proportion to sum |g v|.
-        tol = self.tolerance.atol + self.tolerance.rtol * abs(at_h)
+        tol = self.tolerance.atol + self.tolerance.rtol * abs(numerical)
         tol += ANALYTIC_RTOL_ULPS * self.eps * g_abs_v
         if self.tolerance.mode == "estimate":
             tol += SAFETY * estimate
-        error = abs(at_h - g_dot_v)
+        error = abs(numerical - g_dot_v)
+        passed = bool(np.isfinite(numerical) and error <= tol)
+        if kink is not None:
+            low, high, slack = kink
+            passed = bool(low - slack <= g_dot_v <= high + slack)
+            reason = "kink" if passed else "kink-mismatch"
+            tol = max(tol, slack)
+        elif not passed:
+            reason = "mismatch" if np.isfinite(numerical) else "non-finite"
         names = list(block)
-        return DirectionCheck(
-            wrt=names[0] if len(names) == 1 else "both",
+        check = DirectionCheck(
+            wrt=names[0] if len(names) == 1 else "+".join(names),
             entries=int(sum(f.size for f in block.values())),
             depth=depth,
             analytic=g_dot_v,
-            numerical=at_h,
+            numerical=numerical,
             abs_error=error,
             error_estimate=estimate,
             tolerance=tol,
             step=step,
-            passed=bool(np.isfinite(at_h) and error <= tol),
+            passed=passed,
             cotangent=self.cotangent,
+            reason=reason,
         )
+        if depth > 0:
+            self.trail.append(check)
+        return check
 
-    def localise(
-        self, block: Block, *, limit: int
-    ) -> tuple[list[tuple[str, int | None, NDArray[np.intp], Verdicts]], list[DirectionCheck]]:
-        """Depth-first bisection of a failing block down to entries, up to `limit` wrong ones."""
-        leaves: list[tuple[str, int | None, NDArray[np.intp], Verdicts]] = []
-        trail: list[DirectionCheck] = []
-        wrong = 0
-        # Split by matrix first: each matrix's entries are bisected on their own.
-        stack: list[tuple[Wrt, NDArray[np.intp], int]] = [
-            (name, flat, 1) for name, flat in reversed(list(block.items())) if flat.size
-        ]
-        while stack and wrong < limit:
-            name, flat, depth = stack.pop()
+    def _values(self, vectors: Mapping[str, Array], shifts: Sequence[complex]) -> list[complex]:
+        values = []
+        with np.errstate(all="ignore"):
+            for shift in shifts:
+                moved = dict(self.inputs)
+                for name, v in vectors.items():
+                    base = np.asarray(self.inputs[name])
+                    # In the input's own precision (complex for complex-step).
+                    working = (
+                        np.result_type(base.dtype, np.complex64)
+                        if isinstance(shift, complex)
+                        else base.dtype
+                    )
+                    moved[name] = base.astype(working) + (shift * v).astype(working)
+                values.append(self.model.value(moved))
+        return values
+
+    def _five_point(
+        self, vectors: Mapping[str, Array], x_max: float, v_max: float, g_dot_v: float
+    ) -> tuple[float, float, str, tuple[float, float, float] | None, float]:
+        # Each entry moves at most its own five-point step: v's largest component by h.
+        step = float(
+            default_steps(FIVE_POINT, np.asarray([x_max]), self.eps, magnitude=abs(self.f0))[0]
+        )
+        step /= max(v_max, 1e-300)
+        f = dict(
+            zip(
+                (1, -1, 2, -2, 3, -3),
+                self._values(vectors, (step, -step, 2 * step, -2 * step, 3 * step, -3 * step)),
+                strict=True,
+            )
+        )
+        real = {k: float(np.real(value)) - self.f0 for k, value in f.items()}
+        central = {k: (real[k] - real[-k]) / (2 * k * step) for k in (1, 2, 3)}
+        five = (4 * central[1] - central[2]) / 3
+        other = (9 * central[1] - central[3]) / 8
+        # C(kh) = f' + c k^2 h^2 + d k^4 h^4: five = f' - 4 d h^4 and other = f' - 9 d h^4.
+        truncation = 0.8 * abs(five - other)
+        magnitude = max([abs(self.f0)] + [abs(float(np.real(v))) for v in f.values()])
+        weights = 1.5  # (1 + 8 + 8 + 1) / 12
+        roundoff = (
+            4 * self.eps * magnitude * weights / step
+            + self.precision.noise * weights / step
+            + 4 * self.eps * abs(five)
+        )
+        estimate = truncation + roundoff
+        # One-sided slopes at h and 2h: across a kink their gap stays put as the step doubles,
+        # where for a smooth f it would double with it.
+        forward = real[1] / step
+        backward = -real[-1] / step
+        gap = forward - backward
+        gap_double = (real[2] + real[-2]) / (2 * step)
+        growth = abs(gap_double - 2 * gap)
+        kink = None
+        failing = not abs(five - g_dot_v) <= SAFETY * estimate
+        if (
+            failing
+            and np.isfinite(five)
+            and abs(gap) > DOUBT * max(abs(g_dot_v), abs(five))
+            and growth > SAFETY * roundoff
+            and growth > 0.25 * abs(gap)
+        ):
+            # First-order Richardson for the one-sided slopes, from h and 2h.
+            forward_double = real[2] / (2 * step)
+            backward_double = -real[-2] / (2 * step)
+            slope_error = (
+                2 * max(abs(forward_double - forward), abs(backward_double - backward))
+                + 4 * self.eps * magnitude / step
+            )
+            slack = SAFETY * slope_error + self.tolerance.rtol * max(abs(forward), abs(backward))
+            kink = (min(forward, backward), max(forward, backward), slack)
+        return five, estimate, "ok", kink, step
+
+    def _complex_step(
+        self, vectors: Mapping[str, Array], x_max: float, v_max: float, g_dot_v: float
+    ) -> tuple[float, float, str, None]:
+        step = float(default_steps(self.scheme, np.asarray([x_max]))[0]) / max(v_max, 1e-300)
+        (value,) = self._values(vectors, (1j * step,))
+        numerical = float(np.imag(value)) / step
+        return numerical, 4 * self.eps * abs(numerical), "ok", None
+
+    def localise(self, block: Block, *, limit: int) -> None:
+        """Find the wrong entries behind a failed top-level direction, up to `limit` of them.
+
+        Each input's entries are tested on their own first, then bisected."""
+        parts = [(name, flat) for name, flat in block.items() if flat.size]
+        self._settle_children(parts, depth=1, limit=limit, parent=None)
+
+    def _settle_children(
+        self,
+        parts: Sequence[tuple[str, NDArray[np.intp]]],
+        *,
+        depth: int,
+        limit: int,
+        parent: tuple[str, NDArray[np.intp]] | None,
+    ) -> None:
+        """Test each part with fresh directions (retrying when none fails), then bisect those
+        that fail. If none ever fails, the parent is checked one by one or reported."""
+        failing: list[tuple[str, NDArray[np.intp]]] = []
+        for _ in range(1 + RETRIES):
+            failing = [
+                (name, flat)
+                for name, flat in parts
+                if not self.direction({name: flat}, depth).passed
+            ]
+            if failing:
+                break
+        if not failing:
+            # The parent failed, every part keeps passing: the error is real but spread too
+            # thin, or sits on a tolerance's edge. Never drop it.
+            blocks = [parent] if parent is not None else list(parts)
+            for name, flat in blocks:
+                if flat.size <= ONE_BY_ONE_LIMIT:
+                    self._one_by_one(name, flat)
+                else:
+                    self._report_block(name, flat)
+            return
+        for name, flat in failing:
+            if self.wrong >= limit:
+                return
             if flat.size <= LEAF_SIZE:
-                verdicts = check_matrix(
-                    self.model,
-                    self.X,
-                    self.W,
-                    name,
-                    flat,
-                    self.gradients[name],
-                    self.scheme,
-                    None,
-                    self.tolerance,
-                    self.f0,
-                    structured=True,
-                    progress=None,
-                )
-                leaves.append((name, self.cotangent, flat, verdicts))
-                wrong += int(np.count_nonzero(~verdicts.passed))
+                self._one_by_one(name, flat)
                 continue
-            check = self.direction({name: flat}, depth)
-            trail.append(check)
-            if not check.passed:
-                half = flat.size // 2
-                stack.append((name, flat[half:], depth + 1))
-                stack.append((name, flat[:half], depth + 1))
-        return leaves, trail
+            half = flat.size // 2
+            self._settle_children(
+                [(name, flat[:half]), (name, flat[half:])],
+                depth=depth + 1,
+                limit=limit,
+                parent=(name, flat),
+            )
+
+    def _one_by_one(self, name: str, flat: NDArray[np.intp]) -> None:
+        gradient = self.gradients[name]
+        assert gradient is not None
+        verdicts = check_input(
+            self.model,
+            self.inputs,
+            name,
+            flat,
+            gradient,
+            self.scheme,
+            None,
+            self.tolerance,
+            self.f0,
+            structured=True,
+            progress=None,
+            precision=self.precision,
+            scale=self.scales.get(name, 0.0),
+        )
+        self.leaves.append((name, self.cotangent, flat, verdicts))
+        self.wrong += int(np.count_nonzero(verdicts.failed))
+
+    def _report_block(self, name: str, flat: NDArray[np.intp]) -> None:
+        shape = np.shape(self.inputs[name])
+        first, last = (
+            tuple(int(i) for i in np.unravel_index(int(k), shape)) for k in (flat.min(), flat.max())
+        )
+        self.unlocalised.append(UnlocalisedBlock(name, first, last, int(flat.size)))

@@ -233,6 +233,16 @@ def _prepare_direction(activation: str, direction: Array, step: float) -> tuple[
 
 _POOL: list[ThreadPoolExecutor] = []
 _WORKER = threading.local()
+_CANCELLED = threading.Event()
+
+
+class Cancelled(Exception):
+    """The run was stopped (a signal): the pool's tiles stop at their next boundary."""
+
+
+def cancel() -> None:
+    """Stop every tile not yet started, for good: the process is about to exit."""
+    _CANCELLED.set()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -287,6 +297,8 @@ def _pair_sum(
     share = tile_entries / entries
 
     def work(tile: tuple[int, int]) -> None:
+        if _CANCELLED.is_set():
+            raise Cancelled
         row, entry = tile
         buffer = getattr(local, "buffer", None)
         if buffer is None:

@@ -1,17 +1,21 @@
-"""Models: scalar functions f(X, W) with a hand-written gradient to check.
+"""Models: scalar functions of named arrays with a hand-written gradient to check.
 
-A model is anything with `value(X, W)` (the forward pass, a scalar) and `gradient(X, W)`
-(the analytic gradient, a pair (dF/dX, dF/dW)). The built-in family is
-f(X, W) = reduction(activation(X @ W)); because the activation is elementwise and the reduction
-linear, perturbing one entry of X or W changes one row or one column of X @ W only, which
-`ElementwiseModel.entry_shift_differences` exploits (see differences.py).
+A model is anything with `value(inputs)` (the forward pass, a scalar) and `gradient(inputs)`
+(the analytic gradient, an array per input name, or None for an input it gives no gradient
+for), where `inputs` maps each input's name to an array of any shape. Nothing in the checks
+knows how many inputs there are or what they are called.
+
+The built-in family is f(X, W) = reduction(activation(X @ W)), over the seed's two names;
+because the activation is elementwise and the reduction linear, perturbing one entry of X or W
+changes one row or one column of X @ W only, which `ElementwiseModel.entry_shift_differences`
+exploits (see differences.py): a fast path chosen by capability (isinstance), not by name.
 
 Pure numpy: nothing here knows about click or rich.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -23,11 +27,16 @@ from gradcheck_cli.errors import InputError
 Array = NDArray[Any]
 """A float or complex numpy array (complex for complex-step)."""
 Wrt = Literal["X", "W"]
+"""The built-in models' two inputs."""
+Inputs = Mapping[str, Array]
+"""Named arrays of any shape, in the model's parameter order."""
+Gradients = dict[str, Array | None]
+"""The analytic gradient per input name; None where the model gives none."""
 
 
 @runtime_checkable
 class Model(Protocol):
-    """A scalar function of two matrices with an analytic gradient."""
+    """A scalar function of named arrays with an analytic gradient."""
 
     @property
     def name(self) -> str: ...
@@ -40,9 +49,9 @@ class Model(Protocol):
         """True when `value` accepts complex input and is holomorphic (complex-step is exact)."""
         ...
 
-    def value(self, X: Array, W: Array) -> float | complex: ...
+    def value(self, inputs: Inputs) -> float | complex: ...
 
-    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]: ...
+    def gradient(self, inputs: Inputs) -> Gradients: ...
 
 
 # --- activations -----------------------------------------------------------------------------
@@ -62,6 +71,13 @@ def _sigmoid_derivative(z: Array) -> Array:
     return e / (1.0 + e) ** 2
 
 
+def _sigmoid_second_derivative(z: Array) -> Array:
+    # s'(1 - 2s), with 1 - 2s = -sign(z) (1 - e) / (1 + e), e = exp(-|z|): no overflow, no
+    # cancellation of s against 1/2.
+    e = np.exp(-np.abs(z))
+    return -np.sign(z) * (1.0 - e) / (1.0 + e) * e / (1.0 + e) ** 2
+
+
 def _tanh(z: Array) -> Array:
     return np.tanh(z)
 
@@ -70,6 +86,10 @@ def _tanh_derivative(z: Array) -> Array:
     # 1 - tanh^2 underflows to 0 early for the same reason; 4e / (1 + e)^2 with e = exp(-2|z|).
     e = np.exp(-2.0 * np.abs(z))
     return 4.0 * e / (1.0 + e) ** 2
+
+
+def _tanh_second_derivative(z: Array) -> Array:
+    return -2.0 * np.tanh(z) * _tanh_derivative(z)
 
 
 def _softplus(z: Array) -> Array:
@@ -87,6 +107,11 @@ def _relu_derivative(z: Array) -> Array:
     return (z > 0).astype(z.dtype)
 
 
+def _zero(z: Array) -> Array:
+    # relu and identity are piecewise linear: no curvature (relu's kink aside).
+    return np.zeros_like(z)
+
+
 def _identity(z: Array) -> Array:
     return z
 
@@ -102,6 +127,7 @@ class Activation:
     derivative_formula: str
     function: Callable[[Array], Array]
     derivative: Callable[[Array], Array]
+    second_derivative: Callable[[Array], Array]
     complex_analytic: bool
     kinks: tuple[float, ...] = ()
 
@@ -115,10 +141,17 @@ ACTIVATIONS: dict[str, Activation] = {
             "sigmoid(z) * (1 - sigmoid(z))",
             _sigmoid,
             _sigmoid_derivative,
+            _sigmoid_second_derivative,
             complex_analytic=True,
         ),
         Activation(
-            "tanh", "tanh(z)", "1 - tanh(z)^2", _tanh, _tanh_derivative, complex_analytic=True
+            "tanh",
+            "tanh(z)",
+            "1 - tanh(z)^2",
+            _tanh,
+            _tanh_derivative,
+            _tanh_second_derivative,
+            complex_analytic=True,
         ),
         Activation(
             "softplus",
@@ -126,6 +159,7 @@ ACTIVATIONS: dict[str, Activation] = {
             "sigmoid(z)",
             _softplus,
             _sigmoid,
+            _sigmoid_derivative,
             complex_analytic=True,
         ),
         Activation(
@@ -134,6 +168,7 @@ ACTIVATIONS: dict[str, Activation] = {
             "1 if z > 0 else 0",
             _relu,
             _relu_derivative,
+            _zero,
             complex_analytic=False,
             kinks=(0.0,),
         ),
@@ -143,6 +178,7 @@ ACTIVATIONS: dict[str, Activation] = {
             "1",
             _identity,
             _identity_derivative,
+            _zero,
             complex_analytic=True,
         ),
     )
@@ -191,15 +227,37 @@ class ElementwiseModel:
     def kinks(self) -> tuple[float, ...]:
         return self.activation.kinks
 
-    def value(self, X: Array, W: Array) -> float | complex:
-        G = X @ W
+    def value(self, inputs: Inputs) -> float | complex:
+        G = inputs["X"] @ inputs["W"]
         total = np.sum(self.activation.function(G)) * self.reduction.scale(G.size)
         return complex(total) if np.iscomplexobj(total) else float(total)
 
-    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
+    def gradient(self, inputs: Inputs) -> Gradients:
+        X, W = inputs["X"], inputs["W"]
         G = X @ W
         D = self.activation.derivative(G) * self.reduction.scale(G.size)
-        return D @ W.T, X.T @ D
+        return {"X": D @ W.T, "W": X.T @ D}
+
+    def hessian_vector_product(self, inputs: Inputs, tangents: Inputs) -> Gradients:
+        """H v in closed form. With G = X W, D = act'(G) s and dG = vX W + X vW (s the
+        reduction's scale), the gradient (D W^T, X^T D) moves by
+            d(dF/dX) = (act''(G) s * dG) W^T + D vW^T,   d(dF/dW) = X^T (act''(G) s * dG) + vX^T D.
+        """
+        X, W = inputs["X"], inputs["W"]
+        vX = tangents.get("X", np.zeros_like(X))
+        vW = tangents.get("W", np.zeros_like(W))
+        G = X @ W
+        scale = self.reduction.scale(G.size)
+        D = self.activation.derivative(G) * scale
+        moved = self.activation.second_derivative(G) * scale * (vX @ W + X @ vW)
+        return {"X": moved @ W.T + D @ vW.T, "W": X.T @ moved + vX.T @ D}
+
+    def jacobian_vector_product(self, inputs: Inputs, tangents: Inputs) -> float:
+        """<grad f, v>: the directional derivative of the scalar f along the tangents."""
+        gradient = self.gradient(inputs)
+        return float(
+            sum(np.sum(g * tangents[name]) for name, g in gradient.items() if name in tangents)
+        )
 
     def entry_shift_differences(
         self,
@@ -235,15 +293,21 @@ class ElementwiseModel:
             out[:, k] = np.sum(changes, axis=1) * scale
             if k == 0:
                 first = changes
-        values, terms = self._roundoff_sizes(base, base_values, first, shifts[:, 0])
+        values, terms = self._roundoff_sizes(base, base_values, first, shifts[:, 0], direction != 0)
         return out, values * scale, terms * scale
 
     def _roundoff_sizes(
-        self, base: Array, base_values: Array, changes: Array, shift: Array
+        self,
+        base: Array,
+        base_values: Array,
+        changes: Array,
+        shift: Array,
+        moving: NDArray[np.bool_],
     ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
         """Per entry: the size of what was differenced, and the size of the derivative's terms.
 
-        values: sum_j |a(g_j)| + |g_j a'(g_j)|. Each a(g_j) rounds by eps |a(g_j)|, and
+        values: sum_j |a(g_j)| + |g_j a'(g_j)| over the terms that move (d_j != 0). Each
+        a(g_j) rounds by eps |a(g_j)|, and
         g_j + s d_j rounds by eps |g_j|, which moves a by eps |g_j a'(g_j)| (larger than the
         first where a saturates towards 0: sigmoid, softplus at g << 0). Summed in absolute value,
         not in quadrature: where the activation saturates, every change rounds the same way (to
@@ -260,9 +324,11 @@ class ElementwiseModel:
         # tiny / eps puts that into the eps-relative budget.
         info = np.finfo(base.dtype)
         moves = np.maximum(moves, float(info.tiny) / float(info.eps))
-        terms = np.sum(moves, axis=1) / np.abs(shift).astype(np.float64)
+        terms = np.sum(np.where(moving, moves, 0.0), axis=1) / np.abs(shift).astype(np.float64)
         sizes = np.abs(base_values) + np.abs(base * self.activation.derivative(base))
-        return np.sum(sizes, axis=1), terms
+        # A term whose direction is exactly 0 does not move: a(g + 0) - a(g) is exactly 0,
+        # whatever the size of a(g), so it adds no rounding.
+        return np.sum(np.where(moving, sizes, 0.0), axis=1), terms
 
     def kink_within(
         self,
@@ -305,21 +371,26 @@ def builtin_model(name: str) -> ElementwiseModel:
 
 @dataclass(frozen=True)
 class ContractedModel:
-    """A vector-valued model seen through one cotangent v: the scalar <forward(X, W), v>.
+    """A vector-valued model seen through one cotangent v: the scalar <forward(inputs), v>.
 
-    Checking its gradient checks the user's vector-Jacobian product backward(X, W, v).
+    Checking its gradient checks the user's vector-Jacobian product for that v.
     """
 
     name: str
     formula: str
-    forward: Callable[[Array, Array], Array]
-    vjp: Callable[[Array, Array, Array], tuple[Array, Array]]
-    cotangent: Array
+    contracted: Callable[[Inputs], Array]
+    """<forward(inputs), v> as a 0-d array."""
+    vjp: Callable[[Inputs], Gradients]
+    """The user's vector-Jacobian product for the same v."""
+    number: int = 1
+    """Which cotangent (1-based): reports tag the entries checked through it."""
     complex_analytic: bool = False
+    vectors: tuple[Array, ...] = ()
+    """The cotangent v, one array per output of forward."""
 
-    def value(self, X: Array, W: Array) -> float | complex:
-        total = np.sum(self.forward(X, W) * self.cotangent)
+    def value(self, inputs: Inputs) -> float | complex:
+        total = self.contracted(inputs)
         return complex(total) if np.iscomplexobj(total) else float(total)
 
-    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
-        return self.vjp(X, W, self.cotangent)
+    def gradient(self, inputs: Inputs) -> Gradients:
+        return self.vjp(inputs)

@@ -1,14 +1,20 @@
-"""The Taylor test as a matplotlib figure (--plot FILE.png): optional, the plot extra.
+"""Figures with matplotlib (--plot FILE.png): the Taylor test and the error map; optional,
+the plot extra.
 
-matplotlib is imported only here and only when --plot is given.
+matplotlib is imported only here and only when a figure is asked for.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
+import io
+import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
 
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.report import SweepReport
@@ -45,13 +51,100 @@ def write_sweep_plot(report: SweepReport, path: Path) -> None:
     axes.set_ylabel("residual")
     axes.legend()
     figure.tight_layout()
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(handle)
+    _save_atomically(figure, path)
+
+
+def write_error_map_plot(ratios: Mapping[str, ArrayLike], path: Path, *, title: str) -> None:
+    """One panel per input of |analytic - numerical| / tolerance, on a log colour scale centred
+    on the pass/fail boundary 1 (marked on the colour bar); NaN (not checked) is blank, inf
+    (nothing finite to compare) is drawn at the top of the scale with an x. N-D inputs are shown
+    as (product of the leading axes, last axis), 1-D and 0-D as one row. Atomic write."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
+
+    panels = {name: _as_rows(ratio) for name, ratio in ratios.items()}
+    decades = _decades(list(panels.values()))
+    norm = LogNorm(vmin=10.0**-decades, vmax=10.0**decades)
+    # Green agrees, red fails, yellow at the boundary; not checked (NaN) is transparent: blank.
+    colours = plt.get_cmap("RdYlGn_r").with_extremes(bad=(0.0, 0.0, 0.0, 0.0))
+    count = max(len(panels), 1)
+    # Fixed margins rather than constrained layout: the same picture, several times faster.
+    height = 1.2 + 2.4 * count
+    figure, grid = plt.subplots(count, 1, figsize=(7, height), squeeze=False)
+    bottom, top = 0.55 / height, 1 - 0.7 / height
+    figure.subplots_adjust(left=0.13, right=0.8, bottom=bottom, top=top, hspace=0.75)
+    image = None
+    for axes, (name, rows) in zip(grid[:, 0], panels.items(), strict=True):
+        shown = np.where(np.isinf(rows), norm.vmax, np.clip(rows, norm.vmin, norm.vmax))
+        image = axes.imshow(
+            np.ma.masked_invalid(shown),
+            cmap=colours,
+            norm=norm,
+            aspect="auto",
+            interpolation="nearest",
+        )
+        non_finite = np.argwhere(np.isinf(rows))
+        if len(non_finite):
+            axes.scatter(non_finite[:, 1], non_finite[:, 0], marker="x", color="black", s=12)
+        shape = " × ".join(str(n) for n in np.shape(ratios[name])) or "0-D"
+        failed = int(np.sum(rows > 1.0))
+        checked = int(np.sum(~np.isnan(rows)))
+        axes.set_title(f"{name} ({shape}): {failed} of {checked} checked entries fail")
+        ndim = np.ndim(ratios[name])
+        axes.set_xlabel("entry" if ndim <= 1 else "column" if ndim == 2 else "last axis")
+        axes.set_ylabel("" if ndim <= 1 else "row" if ndim == 2 else "leading axes, flattened")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if ndim <= 1:
+            axes.set_yticks([])
+        if ndim == 0:
+            axes.set_xticks([0], [f"{name}[]"])
+    if image is not None:
+        label = "|analytic - numerical| / tolerance"
+        bar = figure.colorbar(image, cax=figure.add_axes((0.84, bottom, 0.03, top - bottom)))
+        bar.set_label(label, fontsize=8)
+        # The pass/fail boundary: above the line an entry fails.
+        bar.ax.axhline(1.0, color="black", linewidth=2)
+    figure.suptitle(title)
+    _save_atomically(figure, path)
+
+
+def _as_rows(ratio: ArrayLike) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A 2-D picture of any input: 0-D and 1-D as one row, N-D as (leading axes, last axis)."""
+    values = np.abs(np.asarray(ratio, dtype=np.float64))
+    if values.ndim <= 1:
+        return values.reshape(1, -1)
+    return values.reshape(-1, values.shape[-1])
+
+
+def _decades(panels: list[np.ndarray[Any, np.dtype[np.float64]]]) -> int:
+    """Decades each side of 1 the colour scale spans: enough for the finite ratios, 1 to 12."""
+    finite = [p[np.isfinite(p) & (p > 0)] for p in panels]
+    values = np.concatenate(finite) if finite else np.array([])
+    if values.size == 0:
+        return 1
+    widest = float(np.max(np.abs(np.log10(values))))
+    return int(min(max(math.ceil(widest), 1), 12))
+
+
+def _save_atomically(figure: Any, path: Path) -> None:
+    """Render the figure to PNG bytes, then write them the way reports are written
+    (output.write_bytes_atomically): complete or untouched, nothing left behind, through a
+    symlink to its target, with a report's permissions (not mkstemp's 0600)."""
+    import matplotlib.pyplot as plt
+
+    from gradcheck_cli.output import OutputError, write_bytes_atomically
+
     try:
-        figure.savefig(temporary, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
     finally:
         plt.close(figure)
+    try:
+        write_bytes_atomically(path, buffer.getvalue())
+    except OutputError as error:
+        raise OutputError(f"--plot {error}") from None

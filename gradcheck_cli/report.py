@@ -1,7 +1,10 @@
 """Reports: what a check found, as frozen dataclasses that render to the JSON contract.
 
-The JSON document is `report.to_document()`; schema.json describes it (schema_version 1) and
+The JSON document is `report.to_document()`; schema.json describes it (schema_version 2) and
 `gradcheck schema` prints it. Renderers read these objects and compute nothing new.
+
+Inputs are named arrays of any shape: an entry is (input name, index tuple of that input's
+rank), `()` for a 0-D input.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+from gradcheck_cli.diagnosis import Diagnosis
+
+SCHEMA_VERSION = 2
 
 REASON_TEXT: dict[str, str] = {
     # Every reason a verdict can carry; schema.json lists the same.
@@ -19,10 +24,26 @@ REASON_TEXT: dict[str, str] = {
     "mismatch": "gradient mismatch: the error exceeds what the finite difference can explain",
     "step-too-small": "step too small: round-off dominates the finite difference",
     "step-too-large": "step too large: truncation dominates the finite difference",
-    "kink": "a kink lies within the step: the function is not differentiable there",
+    "kink": "a kink lies within the step, and the gradient lies between its one-sided slopes",
+    "kink-mismatch": "a kink lies within the step, and the gradient lies outside its one-sided"
+    " slopes: wrong on either side",
     "saturated": "saturated: the true gradient is below the finite-difference noise floor",
+    "inconclusive": "inconclusive: the finite difference's own error is too large to vouch for"
+    " the gradient (not counted as passed)",
     "non-finite": "the function is not finite at a perturbed point",
 }
+
+OutputShape = tuple[int, ...] | tuple[tuple[int, ...], ...] | None
+"""None for a scalar forward; the shape of its array output; the shapes of several outputs."""
+
+VERDICTS = ("passed", "failed", "inconclusive")
+"""A report's overall verdict: every entry passed; one failed; none failed but one could not be
+verified. The CLI's exit codes follow (0, 1, 4)."""
+
+
+def entry_label(name: str, index: tuple[int, ...] | list[int]) -> str:
+    """`W[0,1]`, `b[3]`, `kernel[1,0,2,2]`; `scale[]` for a 0-D input."""
+    return f"{name}[{','.join(str(i) for i in index)}]"
 
 
 @dataclass(frozen=True)
@@ -36,10 +57,15 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class InputInfo:
+    name: str
     source: str
-    """A path (with :key for .npz) or builtin:seed."""
-    shape: tuple[int, int]
+    """A path (with :key for .npz), builtin:seed, example_inputs() or array (the API)."""
+    shape: tuple[int, ...]
     dtype: str
+    checked: bool = True
+    why: str | None = None
+    """Why an input is not checked: a constant (integer or boolean array), no gradient from the
+    backward, or not selected."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +87,7 @@ class Settings:
 @dataclass(frozen=True)
 class EntryCheck:
     wrt: str
-    index: tuple[int, int]
+    index: tuple[int, ...]
     analytic: float
     numerical: float
     abs_error: float
@@ -74,6 +100,8 @@ class EntryCheck:
     cotangent: int | None = None
     reference: float | None = None
     """The reference gradient (e.g. PyTorch autograd) when --reference is given."""
+    tangent: int | None = None
+    """--order 2 and --mode jvp: which random tangent the entry was checked along."""
 
     @property
     def excess(self) -> float:
@@ -84,18 +112,24 @@ class EntryCheck:
 
 
 @dataclass(frozen=True)
-class MatrixSummary:
+class InputSummary:
+    """One checked input. Each entry counts once, whatever the number of cotangents."""
+
     entries: int
-    """Entries checked."""
+    """Entries checked (in fast mode: covered by the directions)."""
     failed: int
+    inconclusive: int
+    """Neither passed nor failed: the difference could not vouch for the gradient."""
     doubtful: int
     """Passed, but with a reason other than ok (kink, saturated, step)."""
     max_abs_error: float
     max_rel_error: float | None
-    worst_index: tuple[int, int] | None
+    worst_index: tuple[int, ...] | None
     listed: int
-    """Entries of this matrix listed in `checks`."""
+    """Entries of this input listed in `checks`."""
     max_reference_diff: float | None = None
+    checked_one_by_one: int | None = None
+    """Fast mode: how many of its entries were checked one by one (the bisection's leaves)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +151,34 @@ class DirectionCheck:
     step: float
     passed: bool
     cotangent: int | None = None
+    reason: str = "ok"
+    """ok, mismatch, non-finite, kink or kink-mismatch, as for entries."""
+
+
+@dataclass(frozen=True)
+class UnlocalisedBlock:
+    """--mode fast: a block of entries whose direction failed while every half of it passed,
+    too large to check one by one: the error is somewhere in it."""
+
+    wrt: str
+    first: tuple[int, ...]
+    """Its first and last entries, in row-major (C) order of the input."""
+    last: tuple[int, ...]
+    entries: int
+
+
+@dataclass(frozen=True)
+class FastEvidence:
+    """--mode fast: what the random directions showed, so a pass says what it rests on."""
+
+    directions: int
+    """Top-level random directions over every selected entry, per cotangent."""
+    detectable_error: float | None
+    """An error in the gradient (the norm of analytic - true over the selected entries; one
+    wrong entry alone: its error) at least this large shows in at least one direction except
+    with probability `escape_probability`. None when a direction failed."""
+    escape_probability: float
+    unlocalised: tuple[UnlocalisedBlock, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,34 +187,65 @@ class RunReport:
     inputs: dict[str, InputInfo]
     settings: Settings
     f: float
+    """f at the given inputs; for a model whose forward returns an array, the contracted value
+    <forward, v1> with the first cotangent (see `output_shape`)."""
     checks: tuple[EntryCheck, ...]
-    summary: dict[str, MatrixSummary]
+    summary: dict[str, InputSummary]
     omitted: int
     """Checked entries left out of `checks` (see --details)."""
     directions: tuple[DirectionCheck, ...] = ()
     """--mode fast only: the directional checks, top-level and bisection."""
+    output_shape: OutputShape = None
+    """The shape of forward's output when it is an array; None for a scalar f."""
+    fast: FastEvidence | None = None
+    forward_calls: int | None = None
+    """How many times the user's forward ran (model files and the API); None for built-ins."""
+    diagnosis: tuple[Diagnosis, ...] = ()
+    """What kind of bug each failing input shows (empty for a passing run)."""
+    gradient_check: dict[str, Any] | None = None
+    """--order 2: the first-order check of backward that came first (verdict and counts)."""
+    error_ratios: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """Per checked input, |analytic - numerical| / tolerance in the input's shape (NaN where not
+    checked, inf where f was not finite): the error map's numbers. Not in the JSON."""
     command: str = "run"
 
     @property
-    def passed(self) -> bool:
+    def verdict(self) -> str:
         # In fast mode a failed top-level direction fails the check even when bisection finds
         # no single wrong entry (many small errors can add up along v).
         directions_ok = all(d.passed for d in self.directions if d.depth == 0)
-        return directions_ok and all(s.failed == 0 for s in self.summary.values())
+        first = self.gradient_check
+        if first is not None and first["verdict"] != "passed":
+            return str(first["verdict"])
+        if not directions_ok or any(s.failed for s in self.summary.values()):
+            return "failed"
+        if any(s.inconclusive for s in self.summary.values()):
+            return "inconclusive"
+        return "passed"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "passed"
 
     def to_document(self) -> dict[str, Any]:
         document = _document(self, checks=[_entry(c) for c in self.checks])
+        del document["error_ratios"]
+        document["diagnosis"] = [d.to_document() for d in self.diagnosis]
         if not self.directions:
             del document["directions"]
         else:
             document["directions"] = [_entry(d) for d in self.directions]
+        if self.fast is None:
+            del document["fast"]
+        if self.gradient_check is None:
+            del document["gradient_check"]
         return document
 
 
 @dataclass(frozen=True)
 class Perturbation:
     wrt: str
-    index: tuple[int, int]
+    index: tuple[int, ...]
     delta: float
     f: float
     f_perturbed: float
@@ -170,6 +263,8 @@ class Perturbation:
     tolerance: float
     reason: str
     passed: bool
+    reference: float | None = None
+    """PyTorch autograd's gradient of the entry with --reference torch (the seed's last step)."""
 
 
 @dataclass(frozen=True)
@@ -179,14 +274,21 @@ class PerturbReport:
     settings: Settings
     f: float
     perturbations: tuple[Perturbation, ...]
+    output_shape: OutputShape = None
     command: str = "perturb"
 
     @property
+    def verdict(self) -> str:
+        if any(not p.passed and p.reason != "inconclusive" for p in self.perturbations):
+            return "failed"
+        return "passed" if all(p.passed for p in self.perturbations) else "inconclusive"
+
+    @property
     def passed(self) -> bool:
-        return all(p.passed for p in self.perturbations)
+        return self.verdict == "passed"
 
     def to_document(self) -> dict[str, Any]:
-        return _document(self, perturbations=[_plain(p) for p in self.perturbations])
+        return _document(self, perturbations=[_entry(p) for p in self.perturbations])
 
 
 @dataclass(frozen=True)
@@ -195,6 +297,9 @@ class SweepRow:
     residual: float
     """|f(x + delta v) - f(x) - delta <g, v>|"""
     in_fit: bool
+    residual_opposite: float
+    """|f(x - delta v) - f(x) + delta <g, v>|: the other side, which tells a kink from a
+    wrong gradient."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +317,14 @@ class SweepReport:
     reason: str
     """slope-2, slope-1, round-off (all residuals at round-off level) or inconclusive."""
     passed: bool
+    output_shape: OutputShape = None
     command: str = "sweep"
+
+    @property
+    def verdict(self) -> str:
+        if self.passed:
+            return "passed"
+        return "inconclusive" if self.reason == "inconclusive" else "failed"
 
     def to_document(self) -> dict[str, Any]:
         return _document(self, rows=[_plain(r) for r in self.rows])
@@ -231,10 +343,10 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _entry(check: EntryCheck | DirectionCheck) -> dict[str, Any]:
+def _entry(check: EntryCheck | DirectionCheck | Perturbation) -> dict[str, Any]:
     entry = _plain(check)
     # Optional columns appear only where they mean something, so the common case stays small.
-    for key in ("cotangent", "reference"):
+    for key in ("cotangent", "reference", "tangent"):
         if entry.get(key, 0) is None:
             del entry[key]
     return dict(entry)
@@ -247,6 +359,7 @@ def _document(report: AnyReport, **body: Any) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "command": report.command,
         "passed": report.passed,
+        "verdict": report.verdict,
         "model": _plain(report.model),
         "inputs": _plain(report.inputs),
         "settings": settings,

@@ -217,7 +217,7 @@ FILE_CASES = [
 ]
 
 OPTION_CASES = [
-    case("run-entries-malformed", "run --entries 1", "--entries", "'1'"),
+    case("run-entries-malformed", "run --entries 1", "--entries 1", "2 dimensions"),
     case("run-entries-letters", "run --entries 0,x", "--entries"),
     case("run-entries-out-of-range", "run --entries 5,0", "--entries", "0..2"),
     case("run-entries-out-of-range-w", "run --entries 0,2", "--entries", "W", "0..1"),

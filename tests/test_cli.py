@@ -190,9 +190,20 @@ def test_run_summary_agrees_with_the_checks(
     assert doc["omitted"] == 0
     for name, summary in doc["summary"].items():
         mine = [c for c in doc["checks"] if c["wrt"] == name]
-        assert summary["entries"] == summary["listed"] == len(mine)
-        assert summary["failed"] == sum(not c["passed"] for c in mine)
-        assert summary["doubtful"] == sum(c["passed"] and c["reason"] != "ok" for c in mine)
+        assert summary["listed"] == len(mine)
+        # Each entry counts once, whatever the number of cotangents: it fails if any fails.
+        entries: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+        for c in mine:
+            entries.setdefault(tuple(c["index"]), []).append(c)
+        assert summary["entries"] == len(entries)
+        failed = [i for i, cs in entries.items() if any(not c["passed"] for c in cs)]
+        assert summary["failed"] == len(failed)
+        doubtful = [
+            i
+            for i, cs in entries.items()
+            if all(c["passed"] for c in cs) and any(c["reason"] != "ok" for c in cs)
+        ]
+        assert summary["doubtful"] == len(doubtful)
         assert summary["max_abs_error"] == max(c["abs_error"] for c in mine)
         assert summary["max_rel_error"] == max(c["rel_error"] for c in mine)
         worst = max(mine, key=lambda c: c["abs_error"] / c["tolerance"])
@@ -229,7 +240,7 @@ def test_wrt_chooses_the_matrices(invoke: Invoke, wrt: str, count: int) -> None:
     assert {c["wrt"] for c in doc["checks"]} == names
     assert set(doc["summary"]) == names
     assert len(doc["checks"]) == count
-    assert doc["settings"]["wrt"] == wrt
+    assert doc["settings"]["wrt"] == (["X", "W"] if wrt == "both" else [wrt])
 
 
 @pytest.mark.parametrize(
@@ -550,7 +561,9 @@ def test_vector_model_bug_fails_only_in_w(invoke: Invoke, model_path: ModelPath)
     assert result.exit_code == 1
     doc = document(result)
     assert doc["summary"]["X"]["failed"] == 0
-    assert doc["summary"]["W"]["failed"] == doc["summary"]["W"]["entries"] == 12
+    # 6 entries of W, each failing through both cotangents (12 rows of checks).
+    assert doc["summary"]["W"]["failed"] == doc["summary"]["W"]["entries"] == 6
+    assert sum(not c["passed"] for c in doc["checks"]) == 12
     assert {c["wrt"] for c in doc["checks"] if not c["passed"]} == {"W"}
     table = invoke("run", "--model", model_path("dense_tanh_vector_bug"))
     assert table.exit_code == 1
@@ -576,7 +589,10 @@ def test_cotangents_option_sets_their_number(invoke: Invoke, model_path: ModelPa
         assert sorted(
             c["cotangent"] for c in doc["checks"] if c["wrt"] == "X" and tuple(c["index"]) == index
         ) == [1, 2, 3]
-    assert (doc["summary"]["X"]["entries"], doc["summary"]["W"]["entries"]) == (27, 18)
+    # Each entry counts once in the summary; the settings say through how many cotangents.
+    assert (doc["summary"]["X"]["entries"], doc["summary"]["W"]["entries"]) == (9, 6)
+    assert len(doc["checks"]) == 45
+    assert doc["settings"]["cotangents"] == 3
 
 
 # --- the JSON contract ---------------------------------------------------------------------------
@@ -732,7 +748,7 @@ def test_sweep_random_direction_in_both_is_seeded(invoke: Invoke) -> None:
     assert first.exit_code == 0, first.stderr
     assert first.stdout == again.stdout
     doc = document(first)
-    assert doc["direction"] == {"kind": "random", "wrt": "both", "seed": 3}
+    assert doc["direction"] == {"kind": "random", "wrt": "X,W", "seed": 3}
     assert doc["reason"] == "slope-2"
     other = document(invoke(*args[:-3], "4", "--format", "json"))
     assert other["directional_derivative"] != doc["directional_derivative"]
@@ -829,7 +845,8 @@ def test_no_command_shows_the_help_not_an_error(invoke: Invoke) -> None:
 
 BAD_USAGE = [
     (["perturb", "--entry", "abc"], ["--entry", "'abc'"]),
-    (["perturb", "--entry", "1"], ["--entry", "I,J"]),
+    (["perturb", "--entry", "1"], ["--entry 1", "1 index", "2 dimensions", "X[0,0]"]),
+    (["perturb", "--entry", "b[0]"], ["--entry b[0]", "no input named b"]),
     (["perturb", "--entry", "3,0"], ["3,0", "(3, 3)", "0..2"]),
     (["perturb", "--wrt", "W", "--entry", "0,2"], ["0,2", "(3, 2)", "0..1"]),
     (["run", "--entries", "5,5"], ["--entries", "5,5", "0..2"]),
@@ -861,7 +878,7 @@ BAD_USAGE = [
     (["run", "--top", "0"], ["--top"]),
     (["run", "--output", "no/such/dir/report.json"], ["--output", "no/such/dir"]),
     (["sweep", "--direction", "random", "--entry", "0,0"], ["--entry", "--direction"]),
-    (["sweep", "--wrt", "both"], ["--wrt both", "--direction random"]),
+    (["sweep", "--wrt", "both"], ["--wrt X,W", "--direction random"]),
     (["sweep", "--smallest", "1", "--largest", "0.1"], ["--smallest", "--largest"]),
     (["sweep", "--largest", "1", "--smallest", "1e-40"], ["--largest", "--smallest", "30"]),
     (["sweep", "--largest", "1e300", "--smallest", "1e-300"], ["--largest", "--smallest"]),
@@ -905,5 +922,5 @@ def test_cli_lists_match_the_core() -> None:
     assert METHODS == METHOD_NAMES
     schema_path = Path(__file__).resolve().parents[1] / "gradcheck_cli" / "schema.json"
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
-    reasons = schema["$defs"]["run"]["properties"]["checks"]["items"]["properties"]["reason"]
+    reasons = schema["$defs"]["check"]["properties"]["reason"]
     assert set(reasons["enum"]) == set(REASON_TEXT)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from helpers import gradient_pair, xw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -26,6 +27,8 @@ from gradcheck_cli.errors import InputError
 from gradcheck_cli.models import (
     Array,
     ElementwiseModel,
+    Gradients,
+    Inputs,
     Model,
     Wrt,
     builtin_model,
@@ -82,13 +85,14 @@ def estimates(
     model: Model, X: Array, W: Array, method: str
 ) -> dict[str, tuple[DerivativeEstimates, FloatArray]]:
     """Default-step estimates for every entry of X and W, with the float64 closed form."""
-    exact = dict(zip("XW", model.gradient(X.astype(np.float64), W.astype(np.float64)), strict=True))
-    f0 = float(np.real(model.value(X, W)))
+    dX, dW = gradient_pair(model, X.astype(np.float64), W.astype(np.float64))
+    exact = {"X": dX, "W": dW}
+    f0 = float(np.real(model.value(xw(X, W))))
     out: dict[str, tuple[DerivativeEstimates, FloatArray]] = {}
     pairs: list[tuple[Wrt, Array]] = [("X", X), ("W", W)]
     for wrt, target in pairs:
         flat = np.arange(target.size)
-        found = estimate_at_default_steps(model, X, W, wrt, flat, SCHEMES[method], f0=f0)
+        found = estimate_at_default_steps(model, xw(X, W), wrt, flat, SCHEMES[method], f0=f0)
         out[wrt] = (found, exact[wrt].ravel())
     return out
 
@@ -112,11 +116,12 @@ class Planted:
     def complex_analytic(self) -> bool:
         return self.inner.complex_analytic
 
-    def value(self, X: Array, W: Array) -> float | complex:
-        return self.inner.value(X, W)
+    def value(self, inputs: Inputs) -> float | complex:
+        return self.inner.value(inputs)
 
-    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
-        return self.bug(*self.inner.gradient(X, W))
+    def gradient(self, inputs: Inputs) -> Gradients:
+        dX, dW = self.bug(*gradient_pair(self.inner, inputs["X"], inputs["W"]))
+        return {"X": dX, "W": dW}
 
 
 def scaled(dX: Array, dW: Array) -> tuple[Array, Array]:
@@ -144,13 +149,14 @@ class SqrtSum:
     formula: str = "sum(sqrt(X @ W))"
     complex_analytic: bool = False
 
-    def value(self, X: Array, W: Array) -> float | complex:
+    def value(self, inputs: Inputs) -> float | complex:
         with np.errstate(invalid="ignore"):
-            return float(np.sum(np.sqrt(X @ W)))
+            return float(np.sum(np.sqrt(inputs["X"] @ inputs["W"])))
 
-    def gradient(self, X: Array, W: Array) -> tuple[Array, Array]:
+    def gradient(self, inputs: Inputs) -> Gradients:
+        X, W = inputs["X"], inputs["W"]
         D = 0.5 / np.sqrt(X @ W)
-        return D @ W.T, X.T @ D
+        return {"X": D @ W.T, "W": X.T @ D}
 
 
 def reasons(report: RunReport) -> Counter[str]:
@@ -205,7 +211,7 @@ def test_float32_error_estimate_bounds_its_observed_error(method: str) -> None:
             continue
         for X, W in [seed_matrices(), *inputs("random", 6)]:
             X32, W32 = X.astype(np.float32), W.astype(np.float32)
-            analytic = dict(zip("XW", model.gradient(X32, W32), strict=True))
+            analytic = dict(zip("XW", gradient_pair(model, X32, W32), strict=True))
             for wrt, (found, _) in estimates(model, X32, W32, method).items():
                 observed = np.abs(found.numerical - analytic[wrt].ravel())
                 assert np.all(observed <= SAFETY * found.error), (name, X.shape, W.shape)
@@ -220,7 +226,7 @@ def test_too_long_default_step_is_shrunk() -> None:
     found, _ = estimates(model, X, W, "five-point")["W"]
     textbook = default_steps(SCHEMES["five-point"], W.ravel())
     assert np.any(found.steps < textbook / 2)
-    observed = np.abs(found.numerical - model.gradient(X, W)[1].ravel())
+    observed = np.abs(found.numerical - gradient_pair(model, X, W)[1].ravel())
     assert np.all(observed <= SAFETY * found.error)
 
 
@@ -231,7 +237,7 @@ def test_float32_complex_step_resolves_a_saturated_gradient() -> None:
     model = builtin_model("tanh-sum")
     found, _ = estimates(model, X, W, "complex-step")["X"]
     assert found.steps[0] == 1e-10
-    np.testing.assert_allclose(found.numerical, model.gradient(X, W)[0].ravel(), rtol=1e-5)
+    np.testing.assert_allclose(found.numerical, gradient_pair(model, X, W)[0].ravel(), rtol=1e-5)
 
 
 # --- correct gradients pass, wrong ones fail -----------------------------------------------------
@@ -241,12 +247,21 @@ def test_float32_complex_step_resolves_a_saturated_gradient() -> None:
 @pytest.mark.parametrize("kind", ["seed", "random", "saturating"])
 @pytest.mark.parametrize("name", NAMES)
 def test_correct_gradient_passes(name: str, kind: str, dtype: str) -> None:
-    """Every built-in model's own gradient passes, by every method, at default settings."""
+    """Every built-in model's own gradient never fails, by any method, at default settings; and
+    it passes wherever the method can vouch for it: everywhere but at saturating inputs (whose
+    gradients, ~1e-30, lie below any difference's noise floor) and with float32 one-sided
+    differences (whose error, ~sqrt(eps) ~ 3e-4 of f's scale, exceeds 1% of small gradients).
+    There the verdict is inconclusive: no evidence against the gradient, none for it either."""
     model = builtin_model(name)
     for X, W in inputs(kind, 8):
         for method in methods_for(model):
-            report = run_check(model, X.astype(dtype), W.astype(dtype), method=method)
-            assert report.passed, (method, X.shape, W.shape, report.summary)
+            report = run_check(model, xw(X.astype(dtype), W.astype(dtype)), method=method)
+            assert report.verdict != "failed", (method, X.shape, W.shape, report.summary)
+            weak = kind == "saturating" or (
+                dtype == "float32" and method in ("forward", "backward")
+            )
+            if not weak:
+                assert report.passed, (method, X.shape, W.shape, report.summary)
 
 
 @pytest.mark.parametrize("method", METHOD_NAMES)
@@ -258,7 +273,7 @@ def test_doubtful_passes_are_rare_in_float64(method: str) -> None:
         if method not in methods_for(model):
             continue
         for X, W in inputs("random", 8):
-            report = run_check(model, X, W, method=method, details="all")
+            report = run_check(model, xw(X, W), method=method, details="all")
             entries += len(report.checks)
             doubtful += sum(c.passed and c.reason != "ok" for c in report.checks)
     assert doubtful < 0.01 * entries
@@ -283,11 +298,12 @@ def test_wrong_gradient_fails(name: str, bug: str, dtype: str) -> None:
     cases = [seed_matrices(), *(random_inputs(seed, square=True) for seed in range(4))]
     for X, W in cases:
         X, W = X.astype(dtype), W.astype(dtype)
-        right, wrong = model.inner.gradient(X, W), model.gradient(X, W)
+        right = gradient_pair(model.inner, X, W)
+        wrong = gradient_pair(model, X, W)
         if all(np.array_equal(a, b) for a, b in zip(right, wrong, strict=True)):
             continue  # e.g. a symmetric dF/dX is its own transpose
         for method in methods:
-            report = run_check(model, X, W, method=method, details="all")
+            report = run_check(model, xw(X, W), method=method, details="all")
             assert not report.passed, (method, X.shape, W.shape)
             assert "mismatch" in reasons(report)
 
@@ -304,12 +320,17 @@ def test_wrong_gradient_fails(name: str, bug: str, dtype: str) -> None:
 def test_any_shape_correct_gradients_pass(
     n: int, k: int, m: int, seed: int, scale: float, dtype: str
 ) -> None:
-    """For any shapes up to 12 and entry scales, every model's own gradient passes (central)."""
+    """For any shapes up to 12 and entry scales, every model's own gradient never fails
+    (central), and passes in float64. (In float32 an entry whose step had to shrink near a
+    relu kink may be left inconclusive: at that step float32's round-off is ~10% of it.)"""
     rng = np.random.default_rng(seed)
     X = (scale * rng.standard_normal((n, k))).astype(dtype)
     W = rng.standard_normal((k, m)).astype(dtype)
     for name in NAMES:
-        assert run_check(builtin_model(name), X, W).passed, name
+        report = run_check(builtin_model(name), xw(X, W))
+        assert report.verdict != "failed", name
+        if dtype == "float64":
+            assert report.passed, name
 
 
 # --- every reason from a constructed case --------------------------------------------------------
@@ -319,9 +340,9 @@ def test_mismatch_names_the_planted_bug() -> None:
     """The entry planted 1e-3 off is the one that fails, with reason "mismatch"."""
     X, W = seed_matrices()
     model = Planted(builtin_model("sigmoid-sum"), one_entry_off)
-    report = run_check(model, X, W, details="all")
+    report = run_check(model, xw(X, W), details="all")
     failed = [c for c in report.checks if not c.passed]
-    i, j = np.unravel_index(np.argmax(np.abs(model.inner.gradient(X, W)[0])), X.shape)
+    i, j = np.unravel_index(np.argmax(np.abs(gradient_pair(model.inner, X, W)[0])), X.shape)
     worst = (int(i), int(j))
     assert [(c.wrt, c.index, c.reason) for c in failed] == [("X", worst, "mismatch")]
 
@@ -332,12 +353,12 @@ def test_too_small_step_is_blamed_not_the_gradient() -> None:
     so a tiny step costs it no accuracy: there the same entries are simply "ok".)"""
     X, W = seed_matrices()
     model = builtin_model("sigmoid-sum")
-    report = run_check(model, X, W, delta=1e-13, details="all", structured=False)
+    report = run_check(model, xw(X, W), delta=1e-13, details="all", structured=False)
     assert report.passed
     assert reasons(report) == Counter({"step-too-small": 15})
-    dense = run_check(model, X, W, delta=1e-13, details="all")
+    dense = run_check(model, xw(X, W), delta=1e-13, details="all")
     assert reasons(dense) == Counter({"ok": 15})
-    wrong = run_check(Planted(model, scaled), X, W, delta=1e-13, structured=False)
+    wrong = run_check(Planted(model, scaled), xw(X, W), delta=1e-13, structured=False)
     assert not wrong.passed
     assert set(reasons(wrong)) == {"mismatch"}
 
@@ -346,10 +367,10 @@ def test_too_large_step_is_blamed_not_the_gradient() -> None:
     """--delta 0.5 on a curved model: a correct gradient passes, its doubtful entries as
     "step-too-large"; a wrong one still fails."""
     X, W = seed_matrices()
-    report = run_check(builtin_model("sigmoid-sum"), X, W, delta=0.5, details="all")
+    report = run_check(builtin_model("sigmoid-sum"), xw(X, W), delta=0.5, details="all")
     assert report.passed
     assert set(reasons(report)) == {"ok", "step-too-large"}
-    wrong = run_check(Planted(builtin_model("sigmoid-sum"), scaled), X, W, delta=0.5)
+    wrong = run_check(Planted(builtin_model("sigmoid-sum"), scaled), xw(X, W), delta=0.5)
     assert not wrong.passed
 
 
@@ -359,7 +380,7 @@ def test_kink_within_the_step_passes_as_kink(method: str) -> None:
     X = np.array([[1.0, -1.0, 0.5], [0.3, 0.2, -0.7]])
     W = np.array([[1.0, 0.4], [2.0, -0.2], [2.0, 0.9]])  # (X @ W)[0, 0] == 0 exactly
     assert (X @ W)[0, 0] == 0
-    report = run_check(builtin_model("relu-sum"), X, W, method=method, details="all")
+    report = run_check(builtin_model("relu-sum"), xw(X, W), method=method, details="all")
     assert report.passed
     by_entry = {(c.wrt, c.index): c.reason for c in report.checks}
     touching = {("X", (0, j)) for j in range(3)} | {("W", (j, 0)) for j in range(3)}
@@ -371,19 +392,21 @@ def test_kink_within_the_step_passes_as_kink(method: str) -> None:
         assert kinks  # one side only: where it points into the kink
 
 
-def test_saturated_gradient_passes_as_saturated() -> None:
+def test_saturated_gradient_is_inconclusive_by_whole_forward_passes() -> None:
     """sigmoid-sum at X @ W = 40, differenced by whole forward passes: sigmoid' ~ 4e-18 is
-    below the noise floor of subtracting two values of f ~ 1."""
+    below the noise floor of subtracting two values of f ~ 1, for every entry of both inputs.
+    Nothing there can vouch for the gradient (a factor 2 would not show): inconclusive, not
+    passed, and not failed either."""
     X = np.array([[10.0, 10.0]])
     W = np.array([[2.0], [2.0]])
-    report = run_check(builtin_model("sigmoid-sum"), X, W, details="all", structured=False)
-    assert report.passed
-    assert set(reasons(report)) == {"saturated"}
+    report = run_check(builtin_model("sigmoid-sum"), xw(X, W), details="all", structured=False)
+    assert report.verdict == "inconclusive"
+    assert set(reasons(report)) == {"inconclusive"}
     # The dense path's closed-form brackets subtract nothing: they resolve it and agree.
-    dense = run_check(builtin_model("sigmoid-sum"), X, W, details="all")
+    dense = run_check(builtin_model("sigmoid-sum"), xw(X, W), details="all")
     assert set(reasons(dense)) == {"ok"}
     # Complex-step has no subtraction and no such floor: it sees the gradient and agrees.
-    seen = run_check(builtin_model("sigmoid-sum"), X, W, method="complex-step", details="all")
+    seen = run_check(builtin_model("sigmoid-sum"), xw(X, W), method="complex-step", details="all")
     assert set(reasons(seen)) == {"ok"}
 
 
@@ -391,16 +414,16 @@ def test_non_finite_value_fails() -> None:
     """A model whose value is NaN at a perturbed point fails there with reason "non-finite"."""
     X = np.array([[1.0, 1.0]])
     W = np.array([[1.0 + 1e-9], [-1.0]])  # X @ W ~ 1e-9: a step in X[0, 0] crosses 0
-    report = run_check(SqrtSum(), X, W, details="all")
+    report = run_check(SqrtSum(), xw(X, W), details="all")
     assert not report.passed
     assert {(c.wrt, c.index): c.reason for c in report.checks}[("X", (0, 0))] == "non-finite"
-    assert "non-finite" in {p.reason for p in perturb_check(SqrtSum(), X, W).perturbations}
+    assert "non-finite" in {p.reason for p in perturb_check(SqrtSum(), xw(X, W)).perturbations}
 
 
 def test_complex_step_is_refused_for_relu() -> None:
     """Complex-step on a model with a kink is refused, never silently wrong."""
     with pytest.raises(InputError, match="complex-analytic"):
-        run_check(builtin_model("relu-sum"), *seed_matrices(), method="complex-step")
+        run_check(builtin_model("relu-sum"), xw(*seed_matrices()), method="complex-step")
 
 
 # --- the seed's perturbation and the Taylor sweep ------------------------------------------------
@@ -409,7 +432,9 @@ def test_complex_step_is_refused_for_relu() -> None:
 def test_perturb_reproduces_the_seed() -> None:
     """perturb at X[0, 0], delta 1e-4 reproduces the seed post's f, f(x + delta) and gradient."""
     X, W = seed_matrices()
-    row = perturb_check(builtin_model("sigmoid-sum"), X, W, entries=((0, 0),), delta=1e-4)
+    row = perturb_check(
+        builtin_model("sigmoid-sum"), xw(X, W), entries=(("X", (0, 0)),), delta=1e-4
+    )
     (p,) = row.perturbations
     assert p.f == pytest.approx(SEED_F, rel=1e-12)
     assert p.f_perturbed == pytest.approx(SEED_F_PERTURBED, rel=1e-12)
@@ -422,11 +447,11 @@ def test_perturb_reproduces_the_seed() -> None:
 def test_perturb_fails_a_gradient_one_percent_off(method: str) -> None:
     """On the seed, the correct gradient passes perturb by every method, 1% off fails."""
     X, W = seed_matrices()
-    entries = ((0, 0), (2, 1))
-    right = perturb_check(builtin_model("sigmoid-sum"), X, W, entries=entries, method=method)
+    entries = (("X", (0, 0)), ("X", (2, 1)))
+    right = perturb_check(builtin_model("sigmoid-sum"), xw(X, W), entries=entries, method=method)
     assert right.passed
     wrong = Planted(builtin_model("sigmoid-sum"), scaled)
-    report = perturb_check(wrong, X, W, entries=entries, method=method)
+    report = perturb_check(wrong, xw(X, W), entries=entries, method=method)
     assert [p.reason for p in report.perturbations] == ["mismatch", "mismatch"]
 
 
@@ -440,7 +465,7 @@ def test_sweep_slope_two_for_the_true_gradient(name: str) -> None:
     unit = np.zeros_like(X)
     unit[0, 0] = 1.0
     report = sweep_check(
-        builtin_model(name), X, W, direction={"X": unit}, direction_info={}, deltas=DELTAS
+        builtin_model(name), xw(X, W), direction={"X": unit}, direction_info={}, deltas=DELTAS
     )
     assert report.slope == pytest.approx(2.0, abs=0.2)
     assert (report.passed, report.reason) == (True, "slope-2")
@@ -453,6 +478,6 @@ def test_sweep_slope_one_for_a_scaled_gradient(name: str) -> None:
     rng = np.random.default_rng(0)
     direction = {"X": rng.standard_normal(X.shape), "W": rng.standard_normal(W.shape)}
     model = Planted(builtin_model(name), scaled)
-    report = sweep_check(model, X, W, direction=direction, direction_info={}, deltas=DELTAS)
+    report = sweep_check(model, xw(X, W), direction=direction, direction_info={}, deltas=DELTAS)
     assert report.slope == pytest.approx(1.0, abs=0.2)
     assert (report.passed, report.reason) == (False, "slope-1")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import gradient_pair, xw
 
 from gradcheck_cli import kernels
 from gradcheck_cli.checks import SAFETY, run_check
@@ -36,9 +37,9 @@ def test_closed_form_brackets_equal_forward_differences(name: str, wrt: Wrt) -> 
         moved_X, moved_W = X.copy(), W.copy()
         moved = moved_X if wrt == "X" else moved_W
         moved[index] += steps[index]
-        plus = model.value(moved_X, moved_W)
+        plus = model.value(xw(moved_X, moved_W))
         moved[index] -= 2 * steps[index]
-        minus = model.value(moved_X, moved_W)
+        minus = model.value(xw(moved_X, moved_W))
         assert brackets[index] == pytest.approx(plus - minus, abs=64 * np.finfo(float).eps)
 
 
@@ -50,10 +51,10 @@ def test_dense_gathered_and_black_box_agree(name: str, method: str, seed: int) -
     estimates, and their verdicts on a correct gradient are the same: pass."""
     X, W = inputs(seed)
     model = builtin_model(name)
-    dense = run_check(model, X, W, method=method, details="all")
+    dense = run_check(model, xw(X, W), method=method, details="all")
     some = {"X": np.arange(0, X.size, 3), "W": np.arange(1, W.size, 2)}
-    gathered = run_check(model, X, W, method=method, details="all", entries=some)
-    black_box = run_check(model, X, W, method=method, details="all", structured=False)
+    gathered = run_check(model, xw(X, W), method=method, details="all", entries=some)
+    black_box = run_check(model, xw(X, W), method=method, details="all", structured=False)
     assert dense.passed
     assert gathered.passed
     assert black_box.passed
@@ -84,7 +85,7 @@ def test_truncation_bound_bounds_the_truncation(
     target = X if wrt == "X" else W
     steps = np.full(target.shape, step)
     numerical = kernels.central_brackets(model, X, W, G, wrt, steps) / (2 * steps)
-    exact = dict(zip(("X", "W"), model.gradient(X, W), strict=True))[wrt]
+    exact = dict(zip(("X", "W"), gradient_pair(model, X, W), strict=True))[wrt]
     bound = kernels.truncation_bound(model, X, W, G, wrt, steps)
     rounding = 1e-13 * (1.0 + np.abs(exact))  # D(h) itself is computed in float64
     assert np.all(np.abs(numerical - exact) <= bound + rounding)
@@ -101,7 +102,7 @@ def test_truncation_bound_is_tight_for_small_steps(name: str, wrt: Wrt) -> None:
     target = X if wrt == "X" else W
     steps = np.full(target.shape, 1e-3)
     numerical = kernels.central_brackets(model, X, W, G, wrt, steps) / (2 * steps)
-    exact = dict(zip(("X", "W"), model.gradient(X, W), strict=True))[wrt]
+    exact = dict(zip(("X", "W"), gradient_pair(model, X, W), strict=True))[wrt]
     bound = kernels.truncation_bound(model, X, W, G, wrt, steps)
     ratio = bound / np.abs(numerical - exact)
     assert np.all(ratio >= 1.0)
@@ -116,6 +117,6 @@ def test_truncation_bound_shrinks_where_sigmoid_saturates() -> None:
     W = np.array([[2.0], [2.0]])
     steps = np.full(X.shape, 2.0**-14)
     bound = kernels.truncation_bound(model, X, W, X @ W, "X", steps)
-    gradient = model.gradient(X, W)[0]
+    gradient = gradient_pair(model, X, W)[0]
     assert np.all(gradient > 0)
     assert np.all(bound < 1e-6 * gradient)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import xw
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -79,7 +80,7 @@ def test_builtin_gradients_agree_within_the_reported_estimate(
     """Each listed entry passes: |analytic - numerical| <= its tolerance (relu may hit a kink)."""
     X, W = pair
     model = builtin_model(model_name)
-    report = run_check(model, X, W, method=method, details="all")
+    report = run_check(model, xw(X, W), method=method, details="all")
     assert len(report.checks) == X.size + W.size
     for entry in report.checks:
         where = f"{entry.wrt}{list(entry.index)}: {entry}"
@@ -97,11 +98,14 @@ def test_builtin_gradients_agree_within_the_reported_estimate(
 )
 @pytest.mark.parametrize("method", ["central", "complex-step"])
 def test_tiny_weights_do_not_fail_a_correct_gradient(model_name: str, method: str) -> None:
-    """A correct gradient of 2.2e-308 passes: the step's underflow is no evidence against it."""
+    """A correct gradient of 2.2e-308 never fails: the step's underflow is no evidence against
+    it. (Where the difference cannot see a gradient that small at all, the verdict is
+    inconclusive: no evidence for it either.)"""
     X = np.zeros((1, 1))
     W = np.full((1, 1), np.finfo(np.float64).tiny)
-    report = run_check(builtin_model(model_name), X, W, method=method, details="all")
-    assert report.passed, [c for c in report.checks if not c.passed]
+    report = run_check(builtin_model(model_name), xw(X, W), method=method, details="all")
+    assert report.verdict != "failed", [c for c in report.checks if not c.passed]
+    assert all(c.passed or c.reason == "inconclusive" for c in report.checks)
 
 
 # --- files written by numpy load back bit for bit ---------------------------------------------

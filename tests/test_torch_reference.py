@@ -1,4 +1,5 @@
-"""--reference torch: PyTorch autograd as an independent check of the built-in gradients."""
+"""--reference torch: PyTorch autograd as an independent check of the built-in gradients, and
+of model files whose forward works on torch tensors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import Result
+from helpers import gradient_pair
 
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.models import builtin_model, builtin_model_names
@@ -24,7 +26,8 @@ def test_seed_reference_matches_the_posts_pytorch_value() -> None:
     from gradcheck_cli.torch_reference import torch_gradients
 
     X, W = seed_matrices()
-    dX, dW = torch_gradients(builtin_model("sigmoid-sum"), X, W)
+    gradients = torch_gradients(builtin_model("sigmoid-sum"), X, W)
+    dX, dW = gradients["X"], gradients["W"]
     assert dX[0, 0] == pytest.approx(0.19787656, abs=5e-9)
     assert dX.shape == (3, 3)
     assert dW.shape == (3, 2)
@@ -39,8 +42,10 @@ def test_every_builtin_gradient_equals_autograd(name: str) -> None:
     rng = np.random.default_rng(7)
     X, W = rng.standard_normal((5, 4)), rng.standard_normal((4, 3))
     model = builtin_model(name)
-    for ours, theirs in zip(model.gradient(X, W), torch_gradients(model, X, W), strict=True):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+    theirs = torch_gradients(model, X, W)
+    assert set(theirs) == {"X", "W"}
+    for name, ours in zip(("X", "W"), gradient_pair(model, X, W), strict=True):
+        np.testing.assert_allclose(ours, theirs[name], rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.torch
@@ -57,11 +62,17 @@ def test_cli_reference_column(invoke: Invoke) -> None:
     assert table.exit_code == 0
 
 
-def test_reference_needs_a_builtin_model(invoke: Invoke) -> None:
-    """A model file has no PyTorch twin: --reference torch is refused with exit 2."""
+@pytest.mark.torch
+def test_reference_needs_a_forward_that_works_on_torch_tensors(invoke: Invoke) -> None:
+    """A model file whose forward is numpy has no autograd twin: --reference torch is refused
+    with exit 2, naming the file and saying its forward does not work on torch tensors."""
     result = invoke("run", "--model", "fixtures/models/dense_tanh.py", "--reference", "torch")
     assert result.exit_code == 2
-    assert "--reference torch needs a built-in model" in result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message
+    assert message.startswith("gradcheck: error: --reference torch: ")
+    assert "dense_tanh.py's forward does not work on torch tensors" in message
+    assert message.endswith("--reference torch needs a forward written with torch operations")
 
 
 def test_missing_torch_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

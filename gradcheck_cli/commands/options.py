@@ -1,0 +1,327 @@
+"""Option types and the option bundles the commands share.
+
+Only click is imported here: `--help` must stay cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The same as differences.METHOD_NAMES (a test keeps them equal): importing it would load numpy
+# for --help.
+METHODS = ("forward", "backward", "central", "five-point", "complex-step")
+
+_NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\[([^\]]*)\]\s*$")
+
+
+@dataclass(frozen=True)
+class EntryRef:
+    """An entry as written on the command line: `w[0,1]`, `scale[]`, or a bare `0,1` that
+    applies to the input(s) of --wrt."""
+
+    name: str | None
+    index: tuple[int, ...]
+
+    def __str__(self) -> str:
+        digits = ",".join(str(i) for i in self.index)
+        return digits if self.name is None else f"{self.name}[{digits}]"
+
+
+def parse_entry(text: str) -> EntryRef:
+    """`b[3]`, `kernel[1,0,2,2]`, `scale[]`, or `I,J` (any number of indices); ValueError else."""
+    match = _NAMED_ENTRY.match(text)
+    name, digits = (match.group(1), match.group(2)) if match else (None, text)
+    parts = [p.strip() for p in digits.split(",")] if digits.strip() else []
+    if not all(p.isdigit() for p in parts) or (name is None and not parts):
+        raise ValueError(text)
+    return EntryRef(name, tuple(int(p) for p in parts))
+
+
+class EntryType(click.ParamType):
+    """NAME[I,J,...] or I,J: an entry, zero-based."""
+
+    name = "ENTRY"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, EntryRef):
+            return value
+        try:
+            return parse_entry(str(value))
+        except ValueError:
+            self.fail(
+                "expected an entry such as w[0,1], b[3], scale[] or (with --wrt) 0,1: "
+                f"non-negative integers; got {value!r}",
+                param,
+                ctx,
+            )
+
+
+class EntriesSpec(click.ParamType):
+    """all | random:K | "w[0,1];b[2]" (bare I,J applies to each input of --wrt)"""
+
+    name = "SPEC"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if text == "all":
+            return ("all", None)
+        if text.startswith("random:"):
+            count = text.removeprefix("random:")
+            if not count.isdigit() or int(count) == 0:
+                self.fail(f"expected random:K with K a positive integer; got {value!r}", param, ctx)
+            return ("random", int(count))
+        entries = [EntryType().convert(item, param, ctx) for item in filter(None, text.split(";"))]
+        if not entries:
+            self.fail(f"expected all, random:K or w[0,1];b[2];...; got {value!r}", param, ctx)
+        return ("list", tuple(entries))
+
+
+def entries_text(spec: tuple[str, Any]) -> str:
+    kind, value = spec
+    if kind == "all":
+        return "all"
+    if kind == "random":
+        return f"random:{value}"
+    return ";".join(str(e) for e in value)
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number > 0 (or >= 0 with allow_zero)."""
+
+    name = "FLOAT"
+
+    def __init__(self, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"expected a number; got {value!r}", param, ctx)
+        ok = number >= 0 if self.allow_zero else number > 0
+        if not (ok and number != float("inf")) or number != number:
+            bound = ">= 0" if self.allow_zero else "> 0"
+            self.fail(f"expected a finite number {bound}; got {value!r}", param, ctx)
+        return number
+
+
+class Assignment(click.ParamType):
+    """NAME=VALUE, the value a path (--input) or JSON (--param)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.name = f"NAME={what}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        name, equals, rest = str(value).partition("=")
+        name = name.strip()
+        if not equals or not name.isidentifier() or not rest:
+            self.fail(f"expected NAME={self.what} such as b=bias.npy; got {value!r}", param, ctx)
+        if self.what == "JSON":
+            try:
+                return name, json.loads(rest)
+            except json.JSONDecodeError as error:
+                self.fail(f"{name}: not JSON ({error.msg}): {rest!r}", param, ctx)
+        return name, rest
+
+
+class WrtSpec(click.ParamType):
+    """NAME[,NAME...], or both (X and W)."""
+
+    name = "NAME[,NAME...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if text == "both":
+            return ("X", "W")
+        names = tuple(n.strip() for n in text.split(","))
+        if not all(n.isidentifier() for n in names):
+            self.fail(
+                f"expected input names separated by commas, e.g. w,b; got {value!r}", param, ctx
+            )
+        return names
+
+
+def _apply(command: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+INPUT_KEYS = (
+    "model_spec",
+    "input_specs",
+    "inputs_archive",
+    "x_path",
+    "w_path",
+    "param_specs",
+    "dtype",
+    "nondet_tol",
+)
+
+
+def input_options(command: F) -> F:
+    """What to check: the model, its inputs and parameters, the precision. The command receives
+    them together as one dict, `inputs` (the fields of subject.InputOptions)."""
+
+    @functools.wraps(command)
+    def collected(*args: Any, **kwargs: Any) -> Any:
+        inputs = {key: kwargs.pop(key) for key in INPUT_KEYS}
+        return command(*args, inputs=inputs, **kwargs)
+
+    return _apply(
+        collected,  # type: ignore[return-value]
+        [
+            click.option(
+                "--model",
+                "model_spec",
+                default="sigmoid-sum",
+                show_default=True,
+                metavar="NAME|FILE.py[:LAYER]",
+                help="A built-in model (see 'gradcheck models'), a Python file defining "
+                "forward(...) and backward(...), or FILE.py:NAME for NAME_forward and "
+                "NAME_backward (the layer convention). A model file is code: gradcheck runs it, "
+                "as 'python FILE.py' would.",
+            ),
+            click.option(
+                "--input",
+                "input_specs",
+                type=Assignment("PATH"),
+                multiple=True,
+                help="An input by name: NAME=PATH (.csv, .npy or .npz:KEY). Repeatable.",
+            ),
+            click.option(
+                "--inputs",
+                "inputs_archive",
+                metavar="FILE.npz",
+                help="Every array of an .npz archive, each an input by its key.",
+            ),
+            click.option(
+                "--x",
+                "x_path",
+                metavar="PATH",
+                help="The input named X (or x): .csv, .npy, or .npz[:key]. Default: the seed's "
+                "3x3 X.",
+            ),
+            click.option(
+                "--w",
+                "w_path",
+                metavar="PATH",
+                help="The input named W (or w). Default: the seed's 3x2 W.",
+            ),
+            click.option(
+                "--param",
+                "param_specs",
+                type=Assignment("JSON"),
+                multiple=True,
+                help="A parameter that is not an input, as JSON: NAME=JSON, e.g. "
+                'conv_param=\'{"stride": 1, "pad": 1}\'. Repeatable.',
+            ),
+            click.option(
+                "--dtype",
+                type=click.Choice(["float64", "float32"]),
+                default="float64",
+                show_default=True,
+                help="Precision of the floating inputs; steps and tolerances follow.",
+            ),
+            click.option(
+                "--nondet-tol",
+                type=PositiveFloat(allow_zero=True),
+                default=0.0,
+                show_default=True,
+                help="How far two evaluations of forward (and backward) at the same inputs may "
+                "differ; 0 = bitwise equal. Beyond it gradcheck stops (exit 2).",
+            ),
+        ],
+    )
+
+
+def output_options(command: F) -> F:
+    """--format, --output, --debug: how to report."""
+    return _apply(
+        command,
+        [
+            click.option(
+                "--format",
+                "output_format",
+                type=click.Choice(["table", "json", "github"]),
+                default="table",
+                show_default=True,
+                help="table for people; json (stdout holds the JSON document alone) for "
+                "scripts; github for GitHub Actions annotations.",
+            ),
+            click.option(
+                "--output",
+                "output_path",
+                type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+                metavar="FILE",
+                help="Also write the JSON report to FILE (complete or untouched; - for stdout).",
+            ),
+            click.option("--debug", is_flag=True, help="Show a traceback for errors."),
+        ],
+    )
+
+
+def tolerance_options(command: F) -> F:
+    return _apply(
+        command,
+        [
+            click.option(
+                "--method",
+                type=click.Choice(METHODS),
+                default="central",
+                show_default=True,
+                help="Finite-difference scheme.",
+            ),
+            click.option(
+                "--rtol",
+                type=PositiveFloat(allow_zero=True),
+                help="Fixed relative tolerance (default: from each entry's error estimate).",
+            ),
+            click.option(
+                "--atol",
+                type=PositiveFloat(allow_zero=True),
+                help="Fixed absolute tolerance (default: from each entry's error estimate).",
+            ),
+        ],
+    )
+
+
+def binding_options(command: F) -> F:
+    """--seed and --cotangents: how a vector-valued model is contracted."""
+    return _apply(
+        command,
+        [
+            click.option(
+                "--seed",
+                type=click.IntRange(min=0),
+                default=0,
+                show_default=True,
+                help="Seed for random choices: random:K entries, fast mode's directions, a "
+                "vector model's cotangents, sweep's random direction.",
+            ),
+            click.option(
+                "--cotangents",
+                type=click.IntRange(min=1),
+                default=2,
+                show_default=True,
+                help="Random cotangents for a model whose forward returns an array.",
+            ),
+        ],
+    )

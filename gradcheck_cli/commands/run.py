@@ -1,0 +1,360 @@
+"""`gradcheck run`: every entry of every checked input's gradient against finite differences."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gradcheck_cli.commands.options import (
+    EntriesSpec,
+    PositiveFloat,
+    WrtSpec,
+    binding_options,
+    entries_text,
+    input_options,
+    output_options,
+    tolerance_options,
+)
+from gradcheck_cli.commands.reporting import (
+    ProgressReporter,
+    emit,
+    prepare_outputs,
+    refuse_output_clash,
+    user_output_to_stderr,
+)
+
+if TYPE_CHECKING:
+    from gradcheck_cli.report import RunReport
+    from gradcheck_cli.subject import InputOptions, Subject
+
+
+@click.command()
+@input_options
+@tolerance_options
+@click.option(
+    "--wrt",
+    type=WrtSpec(),
+    help="The inputs to check, e.g. w,b (both = X,W). Default: every floating input the "
+    "backward gives a gradient for.",
+)
+@click.option(
+    "--delta",
+    type=PositiveFloat(),
+    help="Step for every entry (default: a step per entry, e.g. eps^(1/3)*max(1,|x|) for central).",
+)
+@click.option(
+    "--entries",
+    "entries_spec",
+    type=EntriesSpec(),
+    default="all",
+    show_default=True,
+    help='Entries to check: all, "w[0,1];b[2]" (a bare "I,J" in each input of --wrt) or '
+    "random:K (K per input, seeded).",
+)
+@click.option(
+    "--details",
+    type=click.Choice(["auto", "all", "worst"]),
+    default="auto",
+    show_default=True,
+    help="Entries listed in the JSON: all; worst (the failed + the --top worst);"
+    " auto (all up to 1000 entries, else worst).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["full", "fast", "jvp"]),
+    default="full",
+    show_default=True,
+    help="full: every selected entry; fast: random directions, then bisection to the wrong "
+    "entries (for big black-box models); jvp: the model's forward-mode jvp(..., tangents) "
+    "against central differences of forward along --tangents random tangents.",
+)
+@click.option(
+    "--order",
+    type=click.IntRange(min=1, max=2),
+    default=1,
+    show_default=True,
+    help="2: after the gradient, check the model's Hessian-vector product hvp(..., tangents) "
+    "against central differences of the gradient along --tangents random tangents.",
+)
+@click.option(
+    "--tangents",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="--order 2 and --mode jvp: seeded random tangents to check along.",
+)
+@click.option(
+    "--directions",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="--mode fast: random directions to test.",
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Rows in the table of worst entries.",
+)
+@binding_options
+@click.option(
+    "--reference",
+    type=click.Choice(["torch"]),
+    help="Add PyTorch autograd's gradient as a column (a built-in model, or a model file whose "
+    "forward works on torch tensors).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Worker processes for a model file's forward calls [default: one per core]; 1 runs "
+    "in this process. Started only when the check would take more than about a second; the "
+    "results are the same for every number.",
+)
+@click.option(
+    "--map",
+    "show_map",
+    is_flag=True,
+    help="Print the error map of every checked input (a failing run always does).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.png",
+    help="Also draw the error maps with matplotlib (plot extra).",
+)
+@click.option(
+    "--junit-xml",
+    "junit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also write a JUnit XML report (one test case per checked input) for CI.",
+)
+@output_options
+def run(
+    inputs: dict[str, Any],
+    method: str,
+    rtol: float | None,
+    atol: float | None,
+    wrt: tuple[str, ...] | None,
+    delta: float | None,
+    entries_spec: tuple[str, Any],
+    details: str,
+    mode: str,
+    order: int,
+    tangents: int,
+    directions: int,
+    top: int,
+    seed: int,
+    cotangents: int,
+    reference: str | None,
+    jobs: int | None,
+    show_map: bool,
+    plot_path: Path | None,
+    junit_path: Path | None,
+    output_format: str,
+    output_path: Path | None,
+    debug: bool,
+) -> int:
+    """Compare the analytic gradient with finite differences, entry by entry.
+
+    A model file (--model FILE.py) is Python code: gradcheck imports and runs it, as
+    'python FILE.py' would. Run only files you trust.
+
+    \b
+    Examples:
+      gradcheck run
+      gradcheck run --x X.csv --w W.npy --wrt X --method five-point
+      gradcheck run --model fixtures/models/dense_tanh.py --format json
+      gradcheck run --model fixtures/models/layers.py:affine
+      gradcheck run --model model.py --input x=x.npy --input b=b.npy --wrt b
+    """
+    from gradcheck_cli.subject import InputOptions
+
+    if mode == "fast" and delta is not None:
+        raise click.UsageError("--mode fast picks its own step per direction; drop --delta")
+    if mode != "full" and reference is not None:
+        raise click.UsageError("--reference needs --mode full")
+    if mode == "jvp" and order == 2:
+        raise click.UsageError(
+            "use just one of --mode jvp (first order, forward mode) or --order 2"
+        )
+    if mode == "jvp" and delta is not None:
+        raise click.UsageError("--mode jvp picks its own step per tangent; drop --delta")
+    refuse_output_clash(output_path, output_format)
+    options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
+    if plot_path is not None:
+        from gradcheck_cli.plot import check_plot_available
+
+        check_plot_available()
+    paths = prepare_outputs(
+        {"--output": output_path, "--junit-xml": junit_path, "--plot": plot_path},
+        options.protected_paths(),
+    )
+    with user_output_to_stderr():
+        subject, report = _run_report(
+            options,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            wrt=wrt,
+            delta=delta,
+            entries_spec=entries_spec,
+            details=details,
+            mode=mode,
+            order=order,
+            tangents=tangents,
+            directions=directions,
+            top=top,
+            seed=seed,
+            reference=reference,
+            jobs=jobs,
+            progress=output_format == "table",
+        )
+
+    plot_target = paths["--plot"]
+    if plot_target is not None:
+        from gradcheck_cli.plot import write_error_map_plot
+
+        write_error_map_plot(
+            report.error_ratios, plot_target, title=f"gradcheck: {report.model.name}"
+        )
+
+    def draw(console: Any) -> None:
+        from gradcheck_cli.render import render_run
+
+        render_run(report, console, top=top, show_map=show_map)
+
+    return emit(
+        report,
+        output_format,
+        paths["--output"],
+        draw,
+        junit_path=paths["--junit-xml"],
+        annotated_file=str(subject.model_file.path) if subject.model_file else None,
+    )
+
+
+def _run_report(
+    options: InputOptions,
+    *,
+    method: str,
+    rtol: float | None,
+    atol: float | None,
+    wrt: tuple[str, ...] | None,
+    delta: float | None,
+    entries_spec: tuple[str, Any],
+    details: str,
+    mode: str,
+    order: int,
+    tangents: int,
+    directions: int,
+    top: int,
+    seed: int,
+    reference: str | None,
+    jobs: int | None,
+    progress: bool,
+) -> tuple[Subject, RunReport]:
+    from gradcheck_cli import checks
+    from gradcheck_cli.subject import entries_of_spec, load_subject
+
+    subject = load_subject(options)
+    gradients = checks.validate_gradient(subject.models[0], subject.inputs)
+    named = entries_spec[0] == "list" and all(e.name is not None for e in entries_spec[1])
+    # Named entries without --wrt choose the checked inputs themselves.
+    chosen = [] if named and wrt is None else checks.resolve_wrt(subject.inputs, gradients, wrt)
+    checked, selection = entries_of_spec(entries_spec, subject.inputs, chosen, seed)
+    reference_gradients = None
+    if reference == "torch":
+        from gradcheck_cli.torch_reference import reference_gradients as torch_reference
+
+        reference_gradients = torch_reference(subject)
+    if mode == "jvp":
+        return subject, _tangent_report(subject, "jvp", checked, tangents, seed, top, details, None)
+    reporter = ProgressReporter(progress, "checking entries")
+    settings: dict[str, object] = {"entries": entries_text(entries_spec), "seed": seed}
+    common: dict[str, Any] = {
+        "model_info": subject.info,
+        "sources": subject.sources,
+        "wrt": checked,
+        "entries": selection,
+        "method": method,
+        "rtol": rtol,
+        "atol": atol,
+        "top": top,
+        "progress": reporter,
+        "precision": subject.precision,
+        "output_shape": subject.output_shape,
+    }
+    try:
+        if mode == "fast":
+            from gradcheck_cli.fast import fast_check
+
+            report = fast_check(
+                subject.models,
+                subject.inputs,
+                directions=directions,
+                seed=seed,
+                extra_settings=settings,
+                **common,
+            )
+        else:
+            report = checks.run_check(
+                subject.models,
+                subject.inputs,
+                delta=delta,
+                details=details,
+                reference=reference_gradients,
+                extra_settings={**settings, "mode": "full", "reference": reference},
+                parallel=subject.parallel(jobs),
+                **common,
+            )
+    finally:
+        reporter.close()
+    if subject.model_file is not None:
+        import dataclasses
+
+        report = dataclasses.replace(report, forward_calls=subject.model_file.counter.forward)
+    if order == 2 and report.passed:
+        # The Hessian-vector product only means something once the gradient is right.
+        report = _tangent_report(subject, "hvp", checked, tangents, seed, top, details, report)
+    return subject, report
+
+
+def _tangent_report(
+    subject: Subject,
+    kind: str,
+    checked: list[str],
+    tangents: int,
+    seed: int,
+    top: int,
+    details: str,
+    gradient: RunReport | None,
+) -> RunReport:
+    from gradcheck_cli.subject import tangent_functions
+    from gradcheck_cli.tangents import tangent_check
+
+    function, analytic, names, shapes = tangent_functions(subject, kind, checked)
+    return tangent_check(
+        kind,
+        subject.models[0],
+        function,
+        analytic,
+        subject.inputs,
+        names=names,
+        tangent_inputs=checked,
+        count=tangents,
+        seed=seed,
+        rtol=None,
+        atol=None,
+        model_info=subject.info,
+        sources=subject.sources,
+        top=top,
+        details=details,
+        precision=subject.precision,
+        output_shapes=shapes,
+        gradient_check=gradient,
+    )

@@ -1,0 +1,277 @@
+"""Second-order and forward-mode checks: a hand-written Hessian-vector product or
+Jacobian-vector product against central differences along a tangent.
+
+Both are directional derivatives of a vector function g along a tangent v:
+- hvp: g is the gradient (the backward); H v ~ (grad f(x + h v) - grad f(x - h v)) / 2h;
+- jvp: g is forward's output; J v ~ (forward(x + h v) - forward(x - h v)) / 2h.
+Each element of g gets a verdict, exactly as an entry of a gradient does in a first-order check:
+the same error estimate (Richardson from h/2 and 2h, round-off of g's own size at that step),
+the same tolerance, the same reasons, so reports, tables, diagnosis and error maps read the
+same. The entries are named by g's structure: the input whose gradient component it is (hvp),
+or the output (jvp: `out`, or `out1`, `out2`... for several; `f` for a scalar forward).
+
+Seeded random tangents v ~ N(0, I) over the checked inputs; a check costs six evaluations of g
+per tangent, whatever the size of the inputs.
+
+Pure numpy: nothing here knows about click or rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gradcheck_cli.checks import (
+    Batch,
+    Precision,
+    Tolerance,
+    _dtype,
+    _judge,
+    _scale,
+    assemble_run_report,
+    describe_inputs,
+    require_finite_value,
+    single_threaded_blas,
+)
+from gradcheck_cli.differences import SCHEMES, DerivativeEstimates, default_steps, machine_epsilon
+from gradcheck_cli.errors import InputError
+from gradcheck_cli.models import Array, Inputs, Model
+from gradcheck_cli.report import InputInfo, ModelInfo, RunReport
+
+VectorFunction = Callable[[Inputs], Mapping[str, Array]]
+"""g at the inputs, as named arrays (the gradient's components, or forward's outputs)."""
+
+CENTRAL = SCHEMES["central"]
+OFFSETS = (1.0, -1.0, 0.5, -0.5, 2.0, -2.0)
+
+
+def random_tangents(
+    inputs: Inputs, names: Sequence[str], count: int, seed: int
+) -> list[dict[str, Array]]:
+    """`count` tangents v ~ N(0, I) over the named inputs, in their dtypes, from one seed."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            name: np.asarray(rng.standard_normal(np.shape(inputs[name])), dtype=inputs[name].dtype)
+            for name in names
+        }
+        for _ in range(count)
+    ]
+
+
+def _moved(inputs: Inputs, tangent: Mapping[str, Array], shift: float) -> dict[str, Array]:
+    moved = dict(inputs)
+    for name, v in tangent.items():
+        base = np.asarray(inputs[name])
+        moved[name] = base + base.dtype.type(shift) * v
+    return moved
+
+
+def directional_estimates(
+    function: VectorFunction,
+    inputs: Inputs,
+    tangent: Mapping[str, Array],
+    names: Sequence[str],
+    *,
+    eps: float,
+    noise: float = 0.0,
+) -> tuple[dict[str, DerivativeEstimates], float]:
+    """Central differences of g along the tangent, per element of each named part of g, with
+    their error estimates; and the step h used."""
+    base = function(inputs)
+    scale = max(
+        (float(np.max(np.abs(np.asarray(base[n])), initial=0.0)) for n in names), default=0.0
+    )
+    x_max = max(float(np.max(np.abs(np.asarray(inputs[n])), initial=0.0)) for n in tangent)
+    v_max = max(float(np.max(np.abs(v), initial=0.0)) for v in tangent.values())
+    # The textbook step for the largest moved entry, balanced against g's own size, shrunk so
+    # that no entry moves further than that.
+    step = float(default_steps(CENTRAL, np.asarray([x_max]), eps, magnitude=scale)[0])
+    step /= max(v_max, 1e-300)
+    values = {}
+    with np.errstate(all="ignore"):
+        for offset in OFFSETS:
+            values[offset] = function(_moved(inputs, tangent, offset * step))
+    estimates = {}
+    for name in names:
+        at = {o: np.asarray(values[o][name], dtype=np.float64).reshape(-1) for o in OFFSETS}
+        size = np.max(np.abs(np.stack(list(at.values()))), axis=0)
+        with np.errstate(all="ignore"):
+            d_h = (at[1.0] - at[-1.0]) / (2 * step)
+            d_half = (at[0.5] - at[-0.5]) / step
+            d_double = (at[2.0] - at[-2.0]) / (4 * step)
+            truncation = np.maximum(
+                np.abs(d_half - d_h) / (1 - 2.0**-2), np.abs(d_double - d_h) / (2.0**2 - 1)
+            )
+            roundoff = 4 * eps * size / step + 4 * eps * np.abs(d_h) + noise / step
+            forward_slope = (at[1.0] - np.asarray(base[name], dtype=np.float64).reshape(-1)) / step
+            backward_slope = (
+                np.asarray(base[name], dtype=np.float64).reshape(-1) - at[-1.0]
+            ) / step
+            gap_h = forward_slope - backward_slope
+            gap_half = (
+                at[0.5] + at[-0.5] - 2 * np.asarray(base[name], dtype=np.float64).reshape(-1)
+            ) / (step / 2)
+        steps = np.full(d_h.shape, step)
+        estimates[name] = DerivativeEstimates(
+            numerical=d_h,
+            steps=steps,
+            truncation=truncation,
+            roundoff=roundoff,
+            one_sided_gap=np.abs(gap_h),
+            gap_growth=np.abs(gap_h - 2 * gap_half),
+            reach=steps * 2,
+            balance=roundoff,
+            forward_slope=forward_slope,
+            backward_slope=backward_slope,
+            slope_error=4 * eps * size / step + noise / step,
+            settled=np.zeros(d_h.shape, dtype=bool),
+            terms=np.zeros(d_h.shape),
+        )
+    return estimates, step
+
+
+def tangent_check(
+    kind: str,
+    model: Model,
+    function: VectorFunction,
+    analytic: Callable[[Inputs, Mapping[str, Array]], Mapping[str, Array | None]],
+    inputs: Inputs,
+    *,
+    names: Sequence[str],
+    tangent_inputs: Sequence[str],
+    count: int,
+    seed: int,
+    rtol: float | None,
+    atol: float | None,
+    model_info: ModelInfo | None,
+    sources: Mapping[str, str] | None,
+    top: int,
+    details: str,
+    precision: Precision = Precision(),
+    output_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    gradient_check: RunReport | None = None,
+    extra_settings: Mapping[str, object] | None = None,
+) -> RunReport:
+    """Check `analytic(inputs, v)` (an hvp or a jvp, by part name) against central
+    differences of `function` along `count` seeded random tangents over `tangent_inputs`.
+
+    The entries are the elements of the parts `names` of g; `output_shapes` gives each part's
+    shape (default: that input's shape, for an hvp).
+    """
+    dtype = _dtype(inputs)
+    eps = max(machine_epsilon(dtype), precision.eps or 0.0)
+    tolerance = Tolerance.resolve(dtype, rtol, atol)
+    shapes = dict(output_shapes or {n: tuple(np.shape(inputs[n])) for n in names})
+    batches: list[Batch] = []
+    with single_threaded_blas():
+        with np.errstate(all="ignore"):
+            f0 = float(np.real(model.value(inputs)))
+        require_finite_value(model, f0, inputs)
+        for number, tangent in enumerate(
+            random_tangents(inputs, tangent_inputs, count, seed), start=1
+        ):
+            given = analytic(inputs, tangent)
+            estimates, _ = directional_estimates(
+                function, inputs, tangent, names, eps=eps, noise=precision.noise
+            )
+            for name in names:
+                part = given.get(name)
+                if part is None:
+                    raise InputError(f"the {kind} gives nothing for {name}")
+                values = np.asarray(part, dtype=np.float64)
+                if values.shape != shapes[name]:
+                    raise InputError(
+                        f"the {kind} returned {name} of shape {values.shape}; expected "
+                        f"{shapes[name]}"
+                    )
+                if not np.all(np.isfinite(values)):
+                    raise InputError(f"the {kind} returned non-finite values for {name}")
+                found = estimates[name]
+                flat = np.arange(values.size, dtype=np.intp)
+                verdicts = _judge(
+                    model,
+                    inputs,
+                    f"{kind}:{name}",
+                    flat,
+                    values.reshape(-1),
+                    found,
+                    tolerance,
+                    scale=_scale(found.numerical),
+                    recheck=None,
+                    slopes=None,
+                    user_step=False,
+                )
+                batches.append((name, number, flat, verdicts))
+    # The parts of g, shaped as they are: an hvp's parts are the inputs themselves.
+    part_inputs = {
+        name: inputs[name] if kind == "hvp" else np.zeros(shapes[name], dtype=dtype)
+        for name in names
+    }
+    report = assemble_run_report(
+        model,
+        model_info,
+        _describe(kind, inputs, sources or {}, tangent_inputs, names, shapes),
+        part_inputs,
+        CENTRAL,
+        None,
+        tolerance,
+        f0,
+        batches,
+        details=details,
+        top=top,
+        reference=None,
+        extra={
+            "check": kind,
+            "order": 2 if kind == "hvp" else 1,
+            "tangents": count,
+            "tangent_inputs": list(tangent_inputs),
+            "wrt": list(names),
+            "seed": seed,
+            **(extra_settings or {}),
+        },
+        precision=precision,
+        tag="tangent",
+    )
+    import dataclasses
+
+    return dataclasses.replace(report, gradient_check=_prerequisite(gradient_check))
+
+
+def _describe(
+    kind: str,
+    inputs: Inputs,
+    sources: Mapping[str, str],
+    moved: Sequence[str],
+    names: Sequence[str],
+    shapes: Mapping[str, tuple[int, ...]],
+) -> dict[str, InputInfo]:
+    infos = describe_inputs(inputs, sources, list(moved), None)
+    if kind == "jvp":
+        for name in names:
+            infos.setdefault(
+                name,
+                InputInfo(name, "forward's output", shapes[name], "float64", True, None),
+            )
+    return infos
+
+
+def _prerequisite(report: RunReport | None) -> dict[str, object] | None:
+    if report is None:
+        return None
+    return {
+        "verdict": report.verdict,
+        "entries": sum(s.entries for s in report.summary.values()),
+        "failed": sum(s.failed for s in report.summary.values()),
+        "inconclusive": sum(s.inconclusive for s in report.summary.values()),
+    }
+
+
+def flatten_outputs(outputs: Sequence[NDArray[np.floating]]) -> dict[str, Array]:
+    """forward's outputs by name: `f` for a scalar, `out` for one array, `out1`, `out2`... for
+    several (the layer convention)."""
+    if len(outputs) == 1:
+        return {"f" if np.ndim(outputs[0]) == 0 else "out": outputs[0]}
+    return {f"out{k}": o for k, o in enumerate(outputs, start=1)}

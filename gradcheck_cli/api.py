@@ -64,7 +64,10 @@ def check_gradients(
     grad_output last and returns the vector-Jacobian product). `wrt` names the inputs to check
     (default: every floating input backward gives a gradient for); `entries` is "all",
     "random:K" or {name: [index, ...]}; `mode="fast"` checks random directions first;
-    `complex_safe=True` allows method="complex-step" for functions that accept complex input.
+    `complex_safe=True` allows method="complex-step" for functions that accept complex input;
+    `jobs` runs the forward calls on that many worker processes (None: one per core) when
+    the check would take more than about a second and forward and backward pickle (functions
+    defined at module level; not in a script's __main__).
     The other settings mean what the CLI options of the same name mean. Bad input raises
     `gradcheck_cli.errors.InputError`.
     """
@@ -236,6 +239,10 @@ def _check(
     names = _wrt_names(wrt)
     chosen_entries, checked = _entries(entries, bound.inputs, gradients, names, seed)
     info = ModelInfo(model_file.name, model_file.formula, "api")
+    from gradcheck_cli.workers import Parallel, default_jobs
+
+    count = default_jobs() if jobs is None else jobs
+    parallel = Parallel(bound.recipe, model_file.label, count, model_file.counter)
     settings = {
         "entries": entries if isinstance(entries, str) else ("all" if entries is None else "list"),
         "seed": seed,
@@ -270,6 +277,7 @@ def _check(
             delta=delta,
             details=details,
             extra_settings={**settings, "mode": "full"},
+            parallel=parallel,
             **common,
         )
     import dataclasses

@@ -322,7 +322,13 @@ def render_run(
             console.print(error_map(printable(name), ratio, width=console.width))
     if report.forward_calls is not None:
         entries = sum(s.entries for s in report.summary.values())
-        per = f" ({report.forward_calls / entries:.2f} per entry)" if entries else ""
+        if report.fast is not None:
+            count, unit = entries, "covered entry"
+        elif rows_checked != checked:
+            count, unit = rows_checked, "entry and cotangent"
+        else:
+            count, unit = entries, "entry"
+        per = f" ({report.forward_calls / count:.2f} per {unit})" if count else ""
         console.print(f"forward calls: {report.forward_calls}{per}")
     console.print(_final_line(report))
 

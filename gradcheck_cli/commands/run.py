@@ -114,6 +114,15 @@ if TYPE_CHECKING:
     "results are the same for every number.",
 )
 @click.option(
+    "--max-calls",
+    type=click.IntRange(min=0),
+    default=1_000_000,
+    show_default=True,
+    help="Refuse, up front and with the estimated time, a full check of a model file that "
+    "would need more forward calls than this (0: no limit); --mode fast and --entries "
+    "random:K check in far fewer.",
+)
+@click.option(
     "--map",
     "show_map",
     is_flag=True,
@@ -152,6 +161,7 @@ def run(
     cotangents: int,
     reference: str | None,
     jobs: int | None,
+    max_calls: int,
     show_map: bool,
     plot_path: Path | None,
     junit_path: Path | None,
@@ -212,6 +222,7 @@ def run(
             seed=seed,
             reference=reference,
             jobs=jobs,
+            max_calls=max_calls,
             progress=output_format == "table",
         )
 
@@ -256,6 +267,7 @@ def _run_report(
     seed: int,
     reference: str | None,
     jobs: int | None,
+    max_calls: int,
     progress: bool,
 ) -> tuple[Subject, RunReport]:
     from gradcheck_cli import checks
@@ -267,6 +279,8 @@ def _run_report(
     # Named entries without --wrt choose the checked inputs themselves.
     chosen = [] if named and wrt is None else checks.resolve_wrt(subject.inputs, gradients, wrt)
     checked, selection = entries_of_spec(entries_spec, subject.inputs, chosen, seed)
+    if mode == "full" and subject.model_file is not None and max_calls:
+        _refuse_over_budget(subject, checked, selection, max_calls, jobs)
     reference_gradients = None
     if reference == "torch":
         from gradcheck_cli.torch_reference import reference_gradients as torch_reference
@@ -322,6 +336,52 @@ def _run_report(
         # The Hessian-vector product only means something once the gradient is right.
         report = _tangent_report(subject, "hvp", checked, tangents, seed, top, details, report)
     return subject, report
+
+
+def _refuse_over_budget(
+    subject: Subject,
+    checked: list[str],
+    selection: dict[str, Any] | None,
+    max_calls: int,
+    jobs: int | None,
+) -> None:
+    """A full check costs about two forward calls per entry and cotangent: say up front when
+    that is more than --max-calls, with the time it would take, rather than run for hours."""
+    import time
+
+    import numpy as np
+
+    from gradcheck_cli.errors import InputError
+    from gradcheck_cli.workers import default_jobs
+
+    entries = sum(
+        int(np.size(subject.inputs[name])) if selection is None else int(selection[name].size)
+        for name in checked
+    )
+    calls = 2 * entries * len(subject.models)
+    if calls <= max_calls:
+        return
+    timings = []
+    for _ in range(3):  # the fastest of a few: the first call pays for caches warming up
+        started = time.perf_counter()
+        with np.errstate(all="ignore"):
+            subject.models[0].value(subject.inputs)
+        timings.append(time.perf_counter() - started)
+    seconds = min(timings) * calls / (jobs or default_jobs())
+    raise InputError(
+        f"a full check of {entries} entries needs about {calls:.3g} forward calls of "
+        f"{subject.info.name}, more than --max-calls {max_calls} (about {_duration(seconds)} "
+        "at this forward's speed): use --mode fast (a few directions, then only the wrong "
+        "entries), --entries random:K, or raise --max-calls"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _tangent_report(

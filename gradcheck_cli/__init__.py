@@ -10,10 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "assert_gradients_close", "check_gradients", "check_layer"]
+__all__ = [
+    "__version__",
+    "assert_gradients_close",
+    "check_gradients",
+    "check_hvp",
+    "check_jvp",
+    "check_layer",
+]
 
 if TYPE_CHECKING:
-    from gradcheck_cli.api import assert_gradients_close, check_gradients, check_layer
+    from gradcheck_cli.api import (
+        assert_gradients_close,
+        check_gradients,
+        check_hvp,
+        check_jvp,
+        check_layer,
+    )
 
 
 def __getattr__(name: str) -> Any:

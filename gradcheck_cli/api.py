@@ -12,6 +12,7 @@ Every function returns the same `RunReport` that `gradcheck run --format json` p
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from numpy.typing import ArrayLike
 from gradcheck_cli import checks
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.report import ModelInfo, RunReport
-from gradcheck_cli.user_model import ModelFile, Supplied, bind, model_from_functions
+from gradcheck_cli.user_model import Bound, ModelFile, Supplied, bind, model_from_functions
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
 
@@ -153,6 +154,205 @@ def failure_message(report: RunReport) -> str:
     return "gradients not shown right:\n" + buffer.getvalue().rstrip()
 
 
+def check_hvp(
+    forward: Callable[..., Any],
+    backward: Callable[..., Any],
+    hvp: Callable[..., Any],
+    inputs: Mapping[str, ArrayLike],
+    *,
+    tangents: int = 2,
+    seed: int = 0,
+    wrt: str | Sequence[str] | None = None,
+    params: Mapping[str, object] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    dtype: Literal["float64", "float32"] = "float64",
+    top: int = 10,
+    details: Literal["auto", "all", "worst"] = "auto",
+    name: str | None = None,
+    formula: str | None = None,
+    nondet_tol: float = 0.0,
+) -> RunReport:
+    """Check a Hessian-vector product, as `gradcheck run --order 2` does.
+
+    forward returns a number; backward takes the same arguments and returns the gradient (as
+    for check_gradients); `hvp(<inputs>, tangents)` returns H v in backward's structure, where
+    `tangents` is a dict by input name holding an array for every floating input (zeros for
+    those not in `wrt`). The gradient is checked first, entry by entry: unless it passes, the
+    report returned is that check's (a wrong gradient makes the hvp check meaningless).
+    Otherwise H v is checked against central differences of backward along `tangents` seeded
+    random tangents (seed `seed`) over the inputs of `wrt`, element by element; the report's
+    entries carry the tangent's number and `gradient_check` sums up the first check.
+    """
+    model_file = model_from_functions(forward, backward, name=name, formula=formula, hvp=hvp)
+    bound, checked = _bind_for_tangents(
+        model_file,
+        _supplied(forward, None, None, inputs),
+        params=params,
+        wrt=wrt,
+        dtype=dtype,
+        tangents=tangents,
+        top=top,
+        details=details,
+        seed=seed,
+        nondet_tol=nondet_tol,
+        gradients=True,
+    )
+    info = ModelInfo(model_file.name, model_file.formula, "api")
+    gradient = checks.run_check(
+        bound.models,
+        bound.inputs,
+        model_info=info,
+        sources=bound.sources,
+        wrt=checked,
+        rtol=rtol,
+        atol=atol,
+        details=details,
+        top=top,
+        precision=bound.precision,
+        extra_settings={"entries": "all", "seed": seed, "mode": "full"},
+    )
+    if not gradient.passed:
+        return dataclasses.replace(gradient, forward_calls=model_file.counter.forward)
+    return _tangent_report(
+        "hvp", bound, checked, info, tangents, seed, rtol, atol, top, details, gradient
+    )
+
+
+def check_jvp(
+    forward: Callable[..., Any],
+    jvp: Callable[..., Any],
+    inputs: Mapping[str, ArrayLike],
+    *,
+    tangents: int = 2,
+    seed: int = 0,
+    wrt: str | Sequence[str] | None = None,
+    params: Mapping[str, object] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    dtype: Literal["float64", "float32"] = "float64",
+    top: int = 10,
+    details: Literal["auto", "all", "worst"] = "auto",
+    name: str | None = None,
+    formula: str | None = None,
+    nondet_tol: float = 0.0,
+) -> RunReport:
+    """Check a forward-mode derivative, as `gradcheck run --mode jvp` does.
+
+    `jvp(<inputs>, tangents)` returns J v, the directional derivative of forward's output
+    along the tangent (a dict by input name, an array for every floating input: zeros for
+    those not in `wrt`), shaped like forward's output. It is checked against central
+    differences of forward along `tangents` seeded random tangents over the inputs of `wrt`
+    (default: every floating input), one entry per element of the output: `f` for a scalar
+    forward, `out` for an array.
+    """
+    model_file = model_from_functions(forward, _no_backward, name=name, formula=formula, jvp=jvp)
+    bound, checked = _bind_for_tangents(
+        model_file,
+        _supplied(forward, None, None, inputs),
+        params=params,
+        wrt=wrt,
+        dtype=dtype,
+        tangents=tangents,
+        top=top,
+        details=details,
+        seed=seed,
+        nondet_tol=nondet_tol,
+        gradients=False,
+    )
+    info = ModelInfo(model_file.name, model_file.formula, "api")
+    return _tangent_report(
+        "jvp", bound, checked, info, tangents, seed, rtol, atol, top, details, None
+    )
+
+
+def _no_backward(*args: object, **kwargs: object) -> dict[str, object]:
+    """check_jvp needs no gradient: the stand-in backward gives none (every input stays a
+    candidate for the tangent, none is checked entry by entry)."""
+    return {}
+
+
+def _bind_for_tangents(
+    model_file: ModelFile,
+    supplied: Mapping[str, Supplied],
+    *,
+    params: Mapping[str, object] | None,
+    wrt: str | Sequence[str] | None,
+    dtype: str,
+    tangents: int,
+    top: int,
+    details: str,
+    seed: int,
+    nondet_tol: float,
+    gradients: bool,
+) -> tuple[Bound, list[str]]:
+    """The bound model and the inputs the tangents move: those of `wrt`, or by default every
+    floating input that backward gives a gradient for (`gradients`: an hvp, of a scalar f
+    only) or every floating input."""
+    _choice("dtype", dtype, ("float64", "float32"))
+    _choice("details", details, ("auto", "all", "worst"))
+    if isinstance(tangents, bool) or not isinstance(tangents, int) or tangents < 1:
+        raise InputError(f"tangents must be an integer >= 1; got {tangents!r}")
+    if top < 1:
+        raise InputError(f"top must be at least 1; got {top}")
+    if not (np.isfinite(nondet_tol) and nondet_tol >= 0):
+        raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol}")
+    bound = bind(model_file, supplied, params, dtype=dtype, seed=seed, nondet_tol=nondet_tol)
+    if gradients and bound.output_shape is not None:
+        raise InputError(
+            "check_hvp checks the Hessian of a scalar f; this forward returns an array of "
+            f"shape {bound.output_shape}"
+        )
+    if gradients:
+        given = checks.validate_gradient(bound.models[0], bound.inputs)
+    else:
+        given = {n: a for n, a in bound.inputs.items() if checks.floating(a)}
+    return bound, checks.resolve_wrt(bound.inputs, given, _wrt_names(wrt), option="wrt")
+
+
+def _tangent_report(
+    kind: str,
+    bound: Bound,
+    checked: list[str],
+    info: ModelInfo,
+    tangents: int,
+    seed: int,
+    rtol: float | None,
+    atol: float | None,
+    top: int,
+    details: str,
+    gradient: RunReport | None,
+) -> RunReport:
+    from gradcheck_cli.tangents import tangent_check, tangent_problem
+
+    model = bound.models[0]
+    problem = tangent_problem(
+        kind, model, bound.functions, bound.inputs, checked, bound.output_shape
+    )
+    report = tangent_check(
+        kind,
+        model,
+        problem.function,
+        problem.analytic,
+        bound.inputs,
+        names=problem.names,
+        tangent_inputs=checked,
+        count=tangents,
+        seed=seed,
+        rtol=rtol,
+        atol=atol,
+        model_info=info,
+        sources=bound.sources,
+        top=top,
+        details=details,
+        precision=bound.precision,
+        output_shapes=problem.shapes,
+        gradient_check=gradient,
+        output_shape=bound.output_shape,
+    )
+    return dataclasses.replace(report, forward_calls=bound.model_file.counter.forward)
+
+
 def _supplied(
     forward: Callable[..., Any],
     X: ArrayLike | None,
@@ -280,8 +480,6 @@ def _check(
             parallel=parallel,
             **common,
         )
-    import dataclasses
-
     return dataclasses.replace(report, forward_calls=model_file.counter.forward)
 
 

@@ -120,9 +120,12 @@ def _supplied(options: InputOptions, names_of_x_and_w: Mapping[str, str]) -> dic
             raise InputError(f"{option}: the input {target} is also given by {supplied[target][1]}")
         supplied[target] = (load_array(path, option=option), option, False)
     result: dict[str, Supplied] = {}
-    for name, (loaded, option, flatten) in supplied.items():
+    for name in list(supplied):
+        # Popped as it is cast: no input is held twice (a big X is most of the memory).
+        loaded, option, flatten = supplied.pop(name)
         array = cast_to_dtype(loaded, options.dtype, option=option)
         result[name] = Supplied(array, loaded.source, flatten_single_line=flatten)
+        del loaded
     return result
 
 
@@ -205,6 +208,8 @@ def _model_file_subject(options: InputOptions) -> Subject:
         seed=options.seed,
         nondet_tol=options.nondet_tol,
         fallback=fallback,
+        # The arrays were just loaded: they are the check's own, no copy needed.
+        copy_inputs=False,
     )
     info = ModelInfo(model_file.name, model_file.formula, str(model_file.path))
     return Subject(
@@ -296,47 +301,3 @@ def entries_of_spec(
     for name in names:
         chosen[name] = np.asarray(sorted(picked[name]), dtype=np.intp)
     return names, chosen
-
-
-# --- hvp and jvp -----------------------------------------------------------------------------
-
-
-def tangent_functions(
-    subject: Subject, kind: str, checked: list[str]
-) -> tuple[Any, Any, list[str], dict[str, tuple[int, ...]]]:
-    """For an hvp or jvp check: g (the gradient, or forward's outputs, by name), the analytic
-    directional derivative of g, the names of g's parts, and their shapes."""
-    from gradcheck_cli.tangents import flatten_outputs
-
-    model = subject.models[0]
-    builtin = subject.builtin
-    if kind == "hvp":
-        if subject.output_shape is not None:
-            raise InputError(
-                "--order 2 checks the Hessian of a scalar f; this forward returns an array"
-            )
-
-        def gradient(inputs: Any) -> Any:
-            return {n: g for n, g in model.gradient(inputs).items() if g is not None}
-
-        analytic = builtin.hessian_vector_product if builtin is not None else subject.functions.hvp
-        return gradient, analytic, list(checked), {n: subject.inputs[n].shape for n in checked}
-    if builtin is not None:
-
-        def value(inputs: Any) -> Any:
-            return {"f": np.asarray(builtin.value(inputs))}
-
-        def directional(inputs: Any, tangents: Any) -> Any:
-            return {"f": np.asarray(builtin.jacobian_vector_product(inputs, tangents))}
-
-        return value, directional, ["f"], {"f": ()}
-    functions = subject.functions
-
-    def outputs(inputs: Any) -> Any:
-        return flatten_outputs(functions.outputs(inputs))
-
-    def user_jvp(inputs: Any, tangents: Any) -> Any:
-        return flatten_outputs(functions.jvp(inputs, tangents))
-
-    shapes = {n: tuple(np.shape(a)) for n, a in outputs(subject.inputs).items()}
-    return outputs, user_jvp, list(shapes), shapes

@@ -5,20 +5,23 @@ Both are directional derivatives of a vector function g along a tangent v:
 - hvp: g is the gradient (the backward); H v ~ (grad f(x + h v) - grad f(x - h v)) / 2h;
 - jvp: g is forward's output; J v ~ (forward(x + h v) - forward(x - h v)) / 2h.
 Each element of g gets a verdict, exactly as an entry of a gradient does in a first-order check:
-the same error estimate (Richardson from h/2 and 2h, round-off of g's own size at that step),
+the same error estimate (Richardson from h/2 and 2h, round-off of the size of g's part at that
+step),
 the same tolerance, the same reasons, so reports, tables, diagnosis and error maps read the
 same. The entries are named by g's structure: the input whose gradient component it is (hvp),
 or the output (jvp: `out`, or `out1`, `out2`... for several; `f` for a scalar forward).
 
-Seeded random tangents v ~ N(0, I) over the checked inputs; a check costs six evaluations of g
-per tangent, whatever the size of the inputs.
+Seeded random tangents v ~ N(0, I) over the checked inputs; a check costs one evaluation of g,
+then six and one of the hand-written derivative per tangent, whatever the size of the inputs.
 
 Pure numpy: nothing here knows about click or rich.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,14 +40,21 @@ from gradcheck_cli.checks import (
 )
 from gradcheck_cli.differences import SCHEMES, DerivativeEstimates, default_steps, machine_epsilon
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.models import Array, Inputs, Model
-from gradcheck_cli.report import InputInfo, ModelInfo, RunReport
+from gradcheck_cli.models import Array, ElementwiseModel, Gradients, Inputs, Model
+from gradcheck_cli.report import InputInfo, ModelInfo, OutputShape, RunReport
 
 VectorFunction = Callable[[Inputs], Mapping[str, Array]]
 """g at the inputs, as named arrays (the gradient's components, or forward's outputs)."""
 
+DirectionalDerivative = Callable[[Inputs, Mapping[str, Array]], Mapping[str, Array | None]]
+"""The hand-written derivative of g along a tangent, by part name (an hvp or a jvp)."""
+
 CENTRAL = SCHEMES["central"]
 OFFSETS = (1.0, -1.0, 0.5, -0.5, 2.0, -2.0)
+STEP_RULE = (
+    "one step h per tangent v: the shortest over |v| of the moved entries' "
+    "(eps * max(1, |g|))^(1/3) * max(1, |x|), rounded down to a power of two"
+)
 
 
 def random_tangents(
@@ -77,19 +87,27 @@ def directional_estimates(
     *,
     eps: float,
     noise: float = 0.0,
+    base: Mapping[str, Array] | None = None,
 ) -> tuple[dict[str, DerivativeEstimates], float]:
     """Central differences of g along the tangent, per element of each named part of g, with
-    their error estimates; and the step h used."""
-    base = function(inputs)
+    their error estimates; and the step h used. `base` is g at the inputs, if known."""
+    if base is None:
+        base = function(inputs)
     scale = max(
         (float(np.max(np.abs(np.asarray(base[n])), initial=0.0)) for n in names), default=0.0
     )
-    x_max = max(float(np.max(np.abs(np.asarray(inputs[n])), initial=0.0)) for n in tangent)
-    v_max = max(float(np.max(np.abs(v), initial=0.0)) for v in tangent.values())
-    # The textbook step for the largest moved entry, balanced against g's own size, shrunk so
-    # that no entry moves further than that.
-    step = float(default_steps(CENTRAL, np.asarray([x_max]), eps, magnitude=scale)[0])
-    step /= max(v_max, 1e-300)
+    # Every moved entry's own textbook step, balanced against g's size; the tangent's step is
+    # the shortest over |v|, so that no entry moves further than its own step: an input of
+    # large entries must not stretch the step of another on whose small scale f varies.
+    step = np.inf
+    for name, v in tangent.items():
+        own = default_steps(
+            CENTRAL, np.abs(np.asarray(inputs[name], dtype=np.float64)).reshape(-1), eps, scale
+        )
+        with np.errstate(divide="ignore"):
+            step = min(step, float(np.min(own / np.abs(np.asarray(v)).reshape(-1), initial=np.inf)))
+    if not np.isfinite(step):  # a zero tangent: nothing moves, any step will do
+        step = float(default_steps(CENTRAL, np.zeros(1), eps, scale)[0])
     values = {}
     with np.errstate(all="ignore"):
         for offset in OFFSETS:
@@ -97,7 +115,13 @@ def directional_estimates(
     estimates = {}
     for name in names:
         at = {o: np.asarray(values[o][name], dtype=np.float64).reshape(-1) for o in OFFSETS}
-        size = np.max(np.abs(np.stack(list(at.values()))), axis=0)
+        sizes = np.max(np.abs(np.stack(list(at.values()))), axis=0)
+        # The elements of a part are computed together, from the same intermediate values (a
+        # backward's D @ W.T, a layer's activations): an element's round-off is eps times the
+        # size of those, which its part's largest value stands for, not eps times its own size
+        # (a saturated sigmoid's 1 - s loses every digit its small derivative has).
+        finite = sizes[np.isfinite(sizes)]
+        size = np.where(np.isfinite(sizes), np.max(finite, initial=0.0), sizes)
         with np.errstate(all="ignore"):
             d_h = (at[1.0] - at[-1.0]) / (2 * step)
             d_half = (at[0.5] - at[-0.5]) / step
@@ -128,6 +152,7 @@ def directional_estimates(
             backward_slope=backward_slope,
             slope_error=4 * eps * size / step + noise / step,
             settled=np.zeros(d_h.shape, dtype=bool),
+            shrunk=np.zeros(d_h.shape, dtype=bool),
             terms=np.zeros(d_h.shape),
         )
     return estimates, step
@@ -154,12 +179,14 @@ def tangent_check(
     output_shapes: Mapping[str, tuple[int, ...]] | None = None,
     gradient_check: RunReport | None = None,
     extra_settings: Mapping[str, object] | None = None,
+    output_shape: OutputShape = None,
 ) -> RunReport:
     """Check `analytic(inputs, v)` (an hvp or a jvp, by part name) against central
     differences of `function` along `count` seeded random tangents over `tangent_inputs`.
 
     The entries are the elements of the parts `names` of g; `output_shapes` gives each part's
-    shape (default: that input's shape, for an hvp).
+    shape (default: that input's shape, for an hvp); `output_shape` is forward's (a jvp of an
+    array forward: the report's f is then <forward, v1>, as in a first-order check).
     """
     dtype = _dtype(inputs)
     eps = max(machine_epsilon(dtype), precision.eps or 0.0)
@@ -170,12 +197,14 @@ def tangent_check(
         with np.errstate(all="ignore"):
             f0 = float(np.real(model.value(inputs)))
         require_finite_value(model, f0, inputs)
+        with np.errstate(all="ignore"):
+            base = function(inputs)
         for number, tangent in enumerate(
             random_tangents(inputs, tangent_inputs, count, seed), start=1
         ):
-            given = analytic(inputs, tangent)
+            given = analytic(inputs, _whole(inputs, tangent))
             estimates, _ = directional_estimates(
-                function, inputs, tangent, names, eps=eps, noise=precision.noise
+                function, inputs, tangent, names, eps=eps, noise=precision.noise, base=base
             )
             for name in names:
                 part = given.get(name)
@@ -213,7 +242,7 @@ def tangent_check(
     report = assemble_run_report(
         model,
         model_info,
-        _describe(kind, inputs, sources or {}, tangent_inputs, names, shapes),
+        _describe(inputs, sources or {}, tangent_inputs),
         part_inputs,
         CENTRAL,
         None,
@@ -234,28 +263,32 @@ def tangent_check(
         },
         precision=precision,
         tag="tangent",
+        output_shape=output_shape,
     )
-    import dataclasses
+    return dataclasses.replace(
+        report,
+        settings=dataclasses.replace(report.settings, step_rule=STEP_RULE),
+        gradient_check=_prerequisite(gradient_check),
+    )
 
-    return dataclasses.replace(report, gradient_check=_prerequisite(gradient_check))
+
+def _whole(inputs: Inputs, tangent: Mapping[str, Array]) -> dict[str, Array]:
+    """The tangent as the hand-written derivative receives it: an array for every floating
+    input, zero where the input is not moved (so `tangents["A"]` works under --wrt x)."""
+    zeros = {
+        name: np.zeros_like(array)
+        for name, array in inputs.items()
+        if np.asarray(array).dtype.kind == "f" and name not in tangent
+    }
+    return {**zeros, **tangent}
 
 
 def _describe(
-    kind: str,
-    inputs: Inputs,
-    sources: Mapping[str, str],
-    moved: Sequence[str],
-    names: Sequence[str],
-    shapes: Mapping[str, tuple[int, ...]],
+    inputs: Inputs, sources: Mapping[str, str], moved: Sequence[str]
 ) -> dict[str, InputInfo]:
-    infos = describe_inputs(inputs, sources, list(moved), None)
-    if kind == "jvp":
-        for name in names:
-            infos.setdefault(
-                name,
-                InputInfo(name, "forward's output", shapes[name], "float64", True, None),
-            )
-    return infos
+    """The model's inputs, the moved ones marked checked. A jvp's entries are elements of
+    forward's output, not inputs: they are named by the summary and the checks alone."""
+    return describe_inputs(inputs, sources, list(moved), None)
 
 
 def _prerequisite(report: RunReport | None) -> dict[str, object] | None:
@@ -275,3 +308,82 @@ def flatten_outputs(outputs: Sequence[NDArray[np.floating]]) -> dict[str, Array]
     if len(outputs) == 1:
         return {"f" if np.ndim(outputs[0]) == 0 else "out": outputs[0]}
     return {f"out{k}": o for k, o in enumerate(outputs, start=1)}
+
+
+class FileFunctions(Protocol):
+    """What a model file (or the API's functions) offers a tangent check: forward's outputs,
+    and the hand-written hvp and jvp over named inputs (user_model's bound functions)."""
+
+    def outputs(self, inputs: Inputs) -> list[NDArray[Any]]: ...
+
+    def hvp(self, inputs: Inputs, tangents: Mapping[str, Array]) -> Gradients: ...
+
+    def jvp(self, inputs: Inputs, tangents: Mapping[str, Array]) -> list[NDArray[Any]]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TangentProblem:
+    """What a tangent check compares: g, its hand-written directional derivative, the names of
+    g's parts (the entries' `wrt`) and their shapes."""
+
+    function: VectorFunction
+    analytic: DirectionalDerivative
+    names: list[str]
+    shapes: dict[str, tuple[int, ...]]
+
+
+def tangent_problem(
+    kind: str,
+    model: Model,
+    functions: FileFunctions | None,
+    inputs: Inputs,
+    checked: Sequence[str],
+    output_shape: OutputShape = None,
+) -> TangentProblem:
+    """For an hvp or jvp check of `model` (a built-in model, or a model file's first model with
+    its `functions`): g (the gradient, or forward's outputs, by name), its analytic directional
+    derivative, and g's parts. Raises InputError when the check does not apply."""
+    builtin = model if isinstance(model, ElementwiseModel) else None
+    if kind == "hvp":
+        if output_shape is not None:
+            raise InputError(
+                "--order 2 (check_hvp) checks the Hessian of a scalar f; this forward returns "
+                f"{'arrays' if output_shape and isinstance(output_shape[0], tuple) else 'an array'}"
+            )
+
+        def gradient(at: Inputs) -> dict[str, Array]:
+            return {n: g for n, g in model.gradient(at).items() if g is not None}
+
+        hvp: DirectionalDerivative
+        if builtin is not None:
+            hvp = builtin.hessian_vector_product
+        elif functions is not None:
+            hvp = functions.hvp
+        else:
+            raise InputError(f"{model.name} has no hvp to check")
+        shapes = {n: tuple(np.shape(inputs[n])) for n in checked}
+        return TangentProblem(gradient, hvp, list(checked), shapes)
+    if kind != "jvp":
+        raise ValueError(f"a tangent check is hvp or jvp; got {kind!r}")
+    if builtin is not None:
+        model_of_builtin = builtin
+
+        def value(at: Inputs) -> dict[str, Array]:
+            return {"f": np.asarray(model_of_builtin.value(at))}
+
+        def directional(at: Inputs, tangents: Mapping[str, Array]) -> dict[str, Array | None]:
+            return {"f": np.asarray(model_of_builtin.jacobian_vector_product(at, tangents))}
+
+        return TangentProblem(value, directional, ["f"], {"f": ()})
+    if functions is None:
+        raise InputError(f"{model.name} has no jvp to check")
+    file_functions = functions
+
+    def outputs(at: Inputs) -> dict[str, Array]:
+        return flatten_outputs(file_functions.outputs(at))
+
+    def user_jvp(at: Inputs, tangents: Mapping[str, Array]) -> dict[str, Array | None]:
+        return dict(flatten_outputs(file_functions.jvp(at, tangents)))
+
+    shapes = {n: tuple(np.shape(a)) for n, a in outputs(inputs).items()}
+    return TangentProblem(outputs, user_jvp, list(shapes), shapes)

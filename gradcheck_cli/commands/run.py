@@ -194,6 +194,10 @@ def run(
         )
     if mode == "jvp" and delta is not None:
         raise click.UsageError("--mode jvp picks its own step per tangent; drop --delta")
+    if (mode == "jvp" or order == 2) and entries_spec[0] != "all":
+        raise click.UsageError(
+            "--order 2 and --mode jvp check every element along random tangents; drop --entries"
+        )
     refuse_output_clash(output_path, output_format)
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
     if plot_path is not None:
@@ -278,6 +282,7 @@ def _run_report(
     named = entries_spec[0] == "list" and all(e.name is not None for e in entries_spec[1])
     # Named entries without --wrt choose the checked inputs themselves.
     chosen = [] if named and wrt is None else checks.resolve_wrt(subject.inputs, gradients, wrt)
+    del gradients  # a gradient as large as its input: not held through the check
     checked, selection = entries_of_spec(entries_spec, subject.inputs, chosen, seed)
     if mode == "full" and subject.model_file is not None and max_calls:
         _refuse_over_budget(subject, checked, selection, max_calls, jobs)
@@ -287,7 +292,22 @@ def _run_report(
 
         reference_gradients = torch_reference(subject)
     if mode == "jvp":
-        return subject, _tangent_report(subject, "jvp", checked, tangents, seed, top, details, None)
+        report = _tangent_report(
+            subject, "jvp", checked, tangents, seed, top, details, None, rtol=rtol, atol=atol
+        )
+        return subject, report
+    if order == 2:
+        # Refused before the gradient is checked: the Hessian of an array forward is not one.
+        from gradcheck_cli.tangents import tangent_problem
+
+        tangent_problem(
+            "hvp",
+            subject.models[0],
+            subject.functions,
+            subject.inputs,
+            checked,
+            subject.output_shape,
+        )
     reporter = ProgressReporter(progress, "checking entries")
     settings: dict[str, object] = {"entries": entries_text(entries_spec), "seed": seed}
     common: dict[str, Any] = {
@@ -334,7 +354,9 @@ def _run_report(
         report = dataclasses.replace(report, forward_calls=subject.model_file.counter.forward)
     if order == 2 and report.passed:
         # The Hessian-vector product only means something once the gradient is right.
-        report = _tangent_report(subject, "hvp", checked, tangents, seed, top, details, report)
+        report = _tangent_report(
+            subject, "hvp", checked, tangents, seed, top, details, report, rtol=rtol, atol=atol
+        )
     return subject, report
 
 
@@ -393,28 +415,43 @@ def _tangent_report(
     top: int,
     details: str,
     gradient: RunReport | None,
+    *,
+    rtol: float | None,
+    atol: float | None,
 ) -> RunReport:
-    from gradcheck_cli.subject import tangent_functions
-    from gradcheck_cli.tangents import tangent_check
+    import dataclasses
 
-    function, analytic, names, shapes = tangent_functions(subject, kind, checked)
-    return tangent_check(
+    from gradcheck_cli.tangents import tangent_check, tangent_problem
+
+    problem = tangent_problem(
         kind,
         subject.models[0],
-        function,
-        analytic,
+        subject.functions,
         subject.inputs,
-        names=names,
+        checked,
+        subject.output_shape,
+    )
+    report = tangent_check(
+        kind,
+        subject.models[0],
+        problem.function,
+        problem.analytic,
+        subject.inputs,
+        names=problem.names,
         tangent_inputs=checked,
         count=tangents,
         seed=seed,
-        rtol=None,
-        atol=None,
+        rtol=rtol,
+        atol=atol,
         model_info=subject.info,
         sources=subject.sources,
         top=top,
         details=details,
         precision=subject.precision,
-        output_shapes=shapes,
+        output_shapes=problem.shapes,
+        output_shape=subject.output_shape,
         gradient_check=gradient,
     )
+    if subject.model_file is not None:
+        report = dataclasses.replace(report, forward_calls=subject.model_file.counter.forward)
+    return report

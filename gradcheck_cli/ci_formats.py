@@ -183,6 +183,10 @@ def _run_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case], 
     return cases, "FAILED: " + ("; ".join(parts) or "the report's verdict is FAILED")
 
 
+def _distinct(rows: Sequence[Mapping[str, Any]]) -> int:
+    return len({tuple(row.get("index") or ()) for row in rows})
+
+
 def _input_case(
     name: str,
     listed: Sequence[Mapping[str, Any]],
@@ -192,13 +196,18 @@ def _input_case(
     """The test case `d<name>` from the input's listed entries, summary counts and directions."""
     listed_wrong = [entry for entry in listed if _is_wrong(entry)]
     listed_inconclusive = [entry for entry in listed if _is_inconclusive(entry)]
-    entries = _count(counts.get("entries"), len(listed))
-    failed = _count(counts.get("failed"), len(listed_wrong) + len(listed_inconclusive))
-    inconclusive = max(_count(counts.get("inconclusive"), 0), len(listed_inconclusive))
-    # `failed` counts every entry that did not pass, the inconclusive ones included (as their
-    # `passed: false` says). Should a core count them apart instead, the listed entries still
-    # give a floor: there are never fewer wrong entries than are listed.
-    wrong = max(failed - inconclusive, len(listed_wrong))
+    # An entry is listed once per cotangent (or tangent): count entries, not rows.
+    wrong_entries = _distinct(listed_wrong)
+    unsure_entries = _distinct(listed_inconclusive)
+    entries = _count(counts.get("entries"), _distinct(listed))
+    failed = _count(counts.get("failed"), wrong_entries + unsure_entries)
+    inconclusive = max(_count(counts.get("inconclusive"), 0), unsure_entries)
+    if "inconclusive" in counts:
+        # Schema 2 counts the wrong and the inconclusive entries apart.
+        wrong = max(failed, wrong_entries)
+    else:
+        # Schema 1's `failed` counted every entry that did not pass.
+        wrong = max(failed - inconclusive, wrong_entries)
 
     problems: list[_Problem] = []
     failing_directions = [d for d in directions if d.get("passed") is False]

@@ -25,6 +25,7 @@ Pure numpy: nothing here knows about click or rich.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -119,7 +120,11 @@ def machine_epsilon(dtype: np.dtype[Any]) -> float:
 
 
 def default_steps(
-    scheme: Scheme, values: FloatArray, eps: float | None = None, magnitude: float = 1.0
+    scheme: Scheme,
+    values: FloatArray,
+    eps: float | None = None,
+    magnitude: float = 1.0,
+    noise: float = 0.0,
 ) -> FloatArray:
     """The textbook step per entry, eps^(1/(p+1)) * max(1, |x|), rounded down to a power of two.
 
@@ -130,15 +135,17 @@ def default_steps(
     whole values of f are subtracted (a black box): their round-off is eps |f|, not eps, so
     the step that balances it against truncation is (eps |f|)^(1/(p+1)) for an f that varies
     on the scale of |x|; a longer step than that shows up in the truncation estimate and is
-    shrunk again.
+    shrunk again. `noise` is how far f may move between two calls at the same point
+    (--nondet-tol): an absolute error of f, balanced the same way.
     """
     if scheme.step_power is None:
         step = COMPLEX_STEPS.get(np.dtype(values.dtype).name, COMPLEX_STEP)
         return np.full(values.shape, step, dtype=np.float64)
     if eps is None:
         eps = machine_epsilon(values.dtype)
-    noise = eps * max(1.0, float(magnitude)) if np.isfinite(magnitude) else eps
-    textbook = noise**scheme.step_power * np.maximum(1.0, np.abs(values).astype(np.float64))
+    rounding = eps * max(1.0, float(magnitude)) if np.isfinite(magnitude) else eps
+    floor = max(rounding, noise)
+    textbook = floor**scheme.step_power * np.maximum(1.0, np.abs(values).astype(np.float64))
     # Rounded down: never longer than the textbook step (truncation grows like h^p).
     return np.asarray(np.exp2(np.floor(np.log2(textbook))), dtype=np.float64)
 
@@ -171,6 +178,9 @@ class DerivativeEstimates:
     settled: NDArray[np.bool_]
     """True where one step already decided the entry (see `one_step_estimates`): its truncation
     was not estimated, because the difference agreed with the gradient within round-off."""
+    shrunk: NDArray[np.bool_]
+    """True where the step was shrunk below the default because truncation dominated: near a
+    kink, a shrunk step can hide it, so such entries get the kink test."""
     terms: FloatArray
     """The size of the derivative's terms, sum_j |d term_j / dx| (where the path sees them: the
     built-in models; 0 for a black box). Where the terms cancel, the true derivative is far
@@ -367,6 +377,7 @@ def estimate_derivatives(
         backward_slope=np.asarray(backward_slope, dtype=np.float64),
         slope_error=np.asarray(slope_error, dtype=np.float64),
         settled=np.zeros(at_h_value.shape, dtype=bool),
+        shrunk=np.zeros(at_h_value.shape, dtype=bool),
         terms=np.asarray(terms, dtype=np.float64),
     )
 
@@ -394,7 +405,7 @@ def one_step_estimates(
     target = inputs[wrt]
     if eps is None:
         eps = machine_epsilon(target.dtype)
-    steps = default_steps(scheme, target.ravel()[flat_indices], eps, magnitude=abs(f0))
+    steps = default_steps(scheme, target.ravel()[flat_indices], eps, magnitude=abs(f0), noise=noise)
     offsets = list(scheme.offsets)
     shifts = (steps[:, None] * np.asarray(offsets, dtype=np.float64)[None, :]).astype(target.dtype)
     diffs, values, terms = black_box_differences(
@@ -418,6 +429,7 @@ def one_step_estimates(
         backward_slope=nothing,
         slope_error=nothing,
         settled=np.ones(numerical.shape, dtype=bool),
+        shrunk=np.zeros(numerical.shape, dtype=bool),
         terms=zeros,
     )
     return estimates, {o: diffs[:, k] for k, o in enumerate(offsets)}
@@ -532,6 +544,7 @@ def _dense_estimates(
         backward_slope=nothing,
         slope_error=nothing,
         settled=np.zeros(target.size, dtype=bool),
+        shrunk=np.zeros(target.size, dtype=bool),
         terms=np.asarray(terms, dtype=np.float64).ravel(),
     )
 
@@ -582,7 +595,7 @@ def estimate_at_default_steps(
     values = target.ravel()[flat_indices]
     builtin = structured and isinstance(model, ElementwiseModel) and wrt in ("X", "W")
     # The built-in paths sum only the terms an entry touches: no round-off of |f| to balance.
-    steps = default_steps(scheme, values, eps, magnitude=1.0 if builtin else abs(f0))
+    steps = default_steps(scheme, values, eps, magnitude=1.0 if builtin else abs(f0), noise=noise)
     settings: dict[str, Any] = {"f0": f0, "structured": structured, "eps": eps, "noise": noise}
     estimates = estimate_derivatives(
         model, inputs, wrt, flat_indices, steps, scheme, progress=progress, known=known, **settings
@@ -602,6 +615,7 @@ def estimate_at_default_steps(
         again = estimate_derivatives(
             model, inputs, wrt, flat_indices[redo], shorter[redo], scheme, **settings
         )
+        again = dataclasses.replace(again, shrunk=np.ones(redo.shape, dtype=bool))
         estimates = estimates.replaced(redo, again)
     if wanted is None:
         return estimates

@@ -197,6 +197,8 @@ def _value_line(report: RunReport | PerturbReport | SweepReport) -> str:
     call = f"f({_arguments(report)})"
     if report.output_shape is None:
         return f"{call} = {report.f!r}"
+    if report.settings.extra.get("check") == "jvp":
+        return f"forward returns {_outputs(report.output_shape)}; J v is checked element by element"
     return (
         f"<forward, v1> = {report.f!r}  (forward returns {_outputs(report.output_shape)}; "
         "it is checked through random cotangents v, as the gradient of <forward, v>)"
@@ -352,14 +354,15 @@ def _final_line(report: RunReport) -> Text:
             style="bold yellow",
         )
     note = f" ({doubtful} doubtful, see the reasons above)" if doubtful else ""
-    return Text(f"PASSED: all {total} entries agree{note}.", style="bold green")
+    every = "the one entry agrees" if total == 1 else f"all {total} entries agree"
+    return Text(f"PASSED: {every}{note}.", style="bold green")
 
 
 def _fast_final_line(report: RunReport, total: int, failed: int, unsure: int) -> Text:
     assert report.fast is not None
     fast = report.fast
     top_level = [d for d in report.directions if d.depth == 0]
-    bad = [d for d in top_level if not d.passed]
+    bad = [d for d in top_level if not d.passed and d.reason != "inconclusive"]
     if report.verdict == "failed":
         if failed:
             found = f"{failed} wrong entries found"
@@ -376,11 +379,14 @@ def _fast_final_line(report: RunReport, total: int, failed: int, unsure: int) ->
             style="bold red",
         )
     if report.verdict == "inconclusive":
-        return Text(
-            f"INCONCLUSIVE: the directions agree, but {unsure} entries checked one by one "
-            "could not be verified.",
-            style="bold yellow",
+        unsure_directions = sum(d.reason == "inconclusive" for d in top_level)
+        what = (
+            f"{unsure_directions} of {len(top_level)} random directions could not be verified "
+            "(the finite difference's own error is as large as what it compares)"
+            if unsure_directions
+            else f"{unsure} entries checked one by one could not be verified"
         )
+        return Text(f"INCONCLUSIVE: nothing disagrees, but {what}.", style="bold yellow")
     shown = (
         ""
         if fast.detectable_error is None

@@ -213,13 +213,15 @@ class RunReport:
     def verdict(self) -> str:
         # In fast mode a failed top-level direction fails the check even when bisection finds
         # no single wrong entry (many small errors can add up along v).
-        directions_ok = all(d.passed for d in self.directions if d.depth == 0)
+        top_level = [d for d in self.directions if d.depth == 0]
+        directions_failed = any(not d.passed and d.reason != "inconclusive" for d in top_level)
         first = self.gradient_check
         if first is not None and first["verdict"] != "passed":
             return str(first["verdict"])
-        if not directions_ok or any(s.failed for s in self.summary.values()):
+        if directions_failed or any(s.failed for s in self.summary.values()):
             return "failed"
-        if any(s.inconclusive for s in self.summary.values()):
+        unsure = any(d.reason == "inconclusive" for d in top_level)
+        if unsure or any(s.inconclusive for s in self.summary.values()):
             return "inconclusive"
         return "passed"
 

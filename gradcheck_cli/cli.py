@@ -14,11 +14,12 @@ for neither.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -65,28 +66,48 @@ STOP_WORDS = {
 
 @contextlib.contextmanager
 def signals_stop_work() -> Iterator[None]:
-    """SIGTERM and SIGHUP (CI cancels a job with SIGTERM) stop the run the way Ctrl-C does."""
+    """SIGINT, SIGTERM and SIGHUP (CI cancels a job with SIGTERM) stop the run alike: the first
+    raises `Stopped`, which unwinds the check (closing its worker processes) and removes any
+    half-written report on the way out; a second one while that happens ends the process at
+    once, with the same one line and no traceback (a program) or raises again (in-process)."""
+    first: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
+        if first and GradcheckGroup.owns_process:
+            _exit_now(first[0])
+        first.append(signum)
         raise Stopped(signum)
 
     saved = {}
-    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if signum is None:
-            continue
+    for signum in STOP_CODES:
         with contextlib.suppress(ValueError, OSError):  # not the main thread
             saved[signum] = signal.signal(signum, stop)
     try:
         yield
     finally:
         for signum, handler in saved.items():
-            signal.signal(signum, handler)
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signum, handler)
+
+
+_hard_exit = os._exit
+"""Taken at import: while user code runs, os._exit is replaced by a guard that raises
+(commands.reporting.refuse_os_exit); a signal handler must still be able to end the process."""
+
+
+def _exit_now(signum: int) -> None:
+    """End the process now, as the first signal would have, without unwinding any further."""
+    code = STOP_CODES.get(signum, EXIT_TERMINATED)
+    _stop_quietly()
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"gradcheck: {STOP_WORDS[code]}\n")
+        sys.stderr.flush()
+    _hard_exit(code)
 
 
 def _stop_quietly() -> None:
-    """The first signal wins: ignore the next ones while we clean up (a second Ctrl-C would
-    otherwise print a traceback from the middle of the cleanup), stop our threads, and remove
-    any half-written report."""
+    """The first signal wins: ignore the next ones while we clean up, stop our threads and
+    worker processes, and remove any half-written report."""
     if GradcheckGroup.owns_process:
         # The process is about to exit: no handler needs restoring, no tile needs finishing.
         for signum in STOP_CODES:
@@ -94,14 +115,48 @@ def _stop_quietly() -> None:
                 signal.signal(signum, signal.SIG_IGN)
         if "gradcheck_cli.kernels" in sys.modules:
             sys.modules["gradcheck_cli.kernels"].cancel()
+        if "multiprocessing" in sys.modules:
+            _stop_worker_processes()
     if "gradcheck_cli.output" in sys.modules:
         sys.modules["gradcheck_cli.output"].remove_temporary_files()
+
+
+def _stop_worker_processes() -> None:
+    """Kill the worker processes still alive and release what they shared, before os._exit.
+
+    The check's worker pool closes itself on the way out; this catches the workers of a pool
+    stopped while it was starting, and the semaphores of its queues, which multiprocessing
+    frees at a normal exit only: os._exit skips that, and its resource tracker would then
+    print a warning about "leaked semaphore objects" after our one line.
+    """
+    import multiprocessing
+    import multiprocessing.util
+
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(Exception):
+            child.kill()
+    # The finalizers multiprocessing runs first at exit (priority >= 0: closing queues,
+    # unlinking semaphores), without the later ones that wait for threads and processes.
+    run_finalizers = getattr(multiprocessing.util, "_run_finalizers", None)
+    if run_finalizers is not None:
+        with contextlib.suppress(Exception):
+            run_finalizers(0)
 
 
 def _one_line(text: str) -> str:
     from gradcheck_cli.sanitize import printable
 
     return printable(" ".join(str(text).split()))
+
+
+class ReaderGone(BaseException):
+    """The reader of stdout went away (`gradcheck run | head -1`). A BaseException: click
+    answers an EPIPE of its own accord, with exit code 1, which here means "a gradient is
+    wrong"."""
+
+
+_STDOUT_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG, errno.EIO}
+"""What writing stdout meets when it leads to a full or failing disk (`> /dev/full`)."""
 
 
 class GradcheckGroup(click.Group):
@@ -113,48 +168,60 @@ class GradcheckGroup(click.Group):
         except KeyboardInterrupt:
             # Past click, which would print a blank line of its own and raise Abort.
             raise Stopped(signal.SIGINT) from None
+        except BrokenPipeError:
+            raise ReaderGone from None
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **kw: Any
     ) -> Any:
         standalone = kw.pop("standalone_mode", True)
         argv = list(sys.argv[1:] if args is None else args)
+        # The handlers stay in place until the exit code is known: a signal while an error is
+        # being reported is a stop like any other, and a second one ends the process quietly.
+        with signals_stop_work() if standalone else contextlib.nullcontext():
+            try:
+                code = self._outcome(argv, prog_name, **kw)
+                if standalone:
+                    code = _flush_stdout(code)
+            except (Stopped, KeyboardInterrupt, click.exceptions.Abort) as stop:
+                signum = stop.signum if isinstance(stop, Stopped) else signal.SIGINT
+                code = STOP_CODES.get(signum, EXIT_TERMINATED)
+                _stop_quietly()
+                click.echo(f"gradcheck: {STOP_WORDS[code]}", err=True)
+                if standalone and self.owns_process:
+                    # Our worker threads may be mid-tile: do not wait for them at exit.
+                    with contextlib.suppress(Exception):
+                        sys.stderr.flush()
+                    _hard_exit(code)
+        if standalone:
+            sys.exit(code)
+        return code
+
+    def _outcome(self, argv: list[str], prog_name: str | None, **kw: Any) -> int:
+        """Run the command; the exit code for how it ended, with its one line on stderr."""
         debug = "--debug" in argv
-        stopped_by: int | None = None
         try:
-            with signals_stop_work() if standalone else contextlib.nullcontext():
-                result = super().main(argv, prog_name, standalone_mode=False, **kw)
-            code = result if isinstance(result, int) else EXIT_OK
+            result = super().main(argv, prog_name, standalone_mode=False, **kw)
+            return result if isinstance(result, int) else EXIT_OK
         except click.exceptions.Exit as done:
-            code = done.exit_code
+            return done.exit_code
         except click.exceptions.NoArgsIsHelpError as shown:
             # Bare `gradcheck`: the help, in full, as a first step rather than an error.
             click.echo(shown.ctx.get_help())
-            code = EXIT_OK
-        except (KeyboardInterrupt, click.exceptions.Abort):
-            stopped_by = signal.SIGINT
-            code = EXIT_INTERRUPTED
-        except Stopped as stop:
-            stopped_by = stop.signum
-            code = STOP_CODES.get(stop.signum, EXIT_TERMINATED)
-        except BrokenPipeError:
-            # The reader went away (`gradcheck run | head -1`): nothing to say, and nobody to
-            # say it to. Not 1, which would mean "a gradient is wrong".
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            code = EXIT_BROKEN_PIPE
+            return EXIT_OK
+        except (ReaderGone, BrokenPipeError):
+            # Nothing to say, and nobody to say it to. Not 1, which would mean "a gradient is
+            # wrong".
+            _discard_stdout()
+            return EXIT_BROKEN_PIPE
         except click.ClickException as error:
             hint = ""
             if isinstance(error, click.UsageError) and error.ctx is not None:
                 hint = f" (see '{error.ctx.command_path} --help')"
             click.echo(f"gradcheck: error: {_one_line(error.format_message())}{hint}", err=True)
-            code = EXIT_USAGE
+            return EXIT_USAGE
         except MemoryError as error:
-            if debug:
-                import traceback
-
-                traceback.print_exc()
+            _traceback(debug)
             detail = f": {_one_line(str(error))}" if str(error) else ""
             click.echo(
                 f"gradcheck: error: out of memory{detail} (the inputs need more memory than "
@@ -162,39 +229,71 @@ class GradcheckGroup(click.Group):
                 "--mode fast)",
                 err=True,
             )
-            code = EXIT_USAGE
+            return EXIT_USAGE
+        except OSError as error:
+            _traceback(debug)
+            if error.errno in _STDOUT_ERRNOS and error.filename is None:
+                # A write to stdout outside the report (click's --help, say): the disk is full.
+                _discard_stdout()
+                reason = _one_line(error.strerror or str(error))
+                click.echo(f"gradcheck: error: cannot write to stdout: {reason}", err=True)
+                return EXIT_USAGE
+            return _internal_error(error)
         except Exception as error:
             from gradcheck_cli.errors import InputError
 
-            if debug:
-                import traceback
-
-                traceback.print_exc()
+            _traceback(debug)
             if isinstance(error, InputError):
                 click.echo(f"gradcheck: error: {_one_line(str(error))}", err=True)
-                code = EXIT_USAGE
-            else:
-                click.echo(
-                    f"gradcheck: internal error: {type(error).__name__}: {_one_line(str(error))} "
-                    "(a bug in gradcheck; --debug shows the traceback)",
-                    err=True,
-                )
-                code = EXIT_INTERNAL
-        if stopped_by is not None:
-            _stop_quietly()
-            click.echo(f"gradcheck: {STOP_WORDS[code]}", err=True)
-        if standalone:
-            if stopped_by is not None and self.owns_process:
-                # Our worker threads may be mid-tile: do not wait for them at exit.
-                with contextlib.suppress(Exception):
-                    sys.stderr.flush()
-                os._exit(code)
-            sys.exit(code)
-        return code
+                return EXIT_USAGE
+            return _internal_error(error)
 
     owns_process = False
     """True when started as the `gradcheck` program (main()), not called in-process (tests,
     CliRunner): only then may a stop end the process without waiting for its threads."""
+
+
+def _traceback(debug: bool) -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+
+
+def _internal_error(error: BaseException) -> int:
+    click.echo(
+        f"gradcheck: internal error: {type(error).__name__}: {_one_line(str(error))} "
+        "(a bug in gradcheck; --debug shows the traceback)",
+        err=True,
+    )
+    return EXIT_INTERNAL
+
+
+def _flush_stdout(code: int) -> int:
+    """Flush stdout before exiting, so that a write that fails here is reported, not lost in
+    the interpreter's own flush at exit (which would print a traceback and exit 120)."""
+    stream: TextIO | None = sys.stdout  # None when the process started with stdout closed
+    if stream is None:
+        return code
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    except (OSError, ValueError) as error:
+        _discard_stdout()
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        click.echo(f"gradcheck: error: cannot write to stdout: {_one_line(str(reason))}", err=True)
+        return EXIT_USAGE
+    return code
+
+
+def _discard_stdout() -> None:
+    """Point file descriptor 1 at /dev/null: whatever is still buffered for stdout goes there
+    at exit, instead of failing a second time."""
+    from gradcheck_cli.output import discard_stdout
+
+    discard_stdout()
 
 
 @click.group(cls=GradcheckGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -238,7 +238,7 @@ def cast_to_dtype(loaded: LoadedArray, dtype: str, *, option: str) -> NDArray[An
     if array.dtype.kind in "biu":
         return array
     with np.errstate(over="ignore"):  # overflow is found and reported below, by entry
-        cast = array.astype(np.dtype(dtype))
+        cast = array.astype(np.dtype(dtype), copy=False)  # no second copy of a big input
     _refuse_overflow(array, cast, loaded.source, f"given to {option} with --dtype {dtype}")
     return cast
 

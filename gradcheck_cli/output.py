@@ -32,6 +32,11 @@ STDOUT_PATH = "-"
 
 _NO_PROTECTED_PATHS: Mapping[Path, str] = MappingProxyType({})
 
+_given_names: dict[Path, Path] = {}
+"""How the user named each path `check_output_path` returned (its resolved target -> the path as
+given), so that a write that fails later names the file as the user did (`out.json`), not by
+its absolute target, whoever writes it (the reports, a plot)."""
+
 _temporary_files: set[Path] = set()
 """Temporary files that a write has created and not yet renamed or removed. A signal handler
 that ends the process with os._exit skips every `finally`; it calls `remove_temporary_files`
@@ -94,6 +99,7 @@ def check_output_path(path: Path, *, protected: Mapping[Path, str] = _NO_PROTECT
             raise OutputError(
                 f"{path}: is the file given to {option}; refusing to overwrite an input"
             )
+    _given_names[target] = path
     return target
 
 
@@ -160,7 +166,9 @@ def write_stdout(text: str) -> None:
     """Write `text` to sys.stdout and flush it, so that a full disk is seen here and now.
 
     An OSError (`> /dev/full`: ENOSPC; EIO) becomes an `OutputError`; a BrokenPipeError (the
-    reader went away, as in `| head`) propagates as it is, for the CLI to end quietly.
+    reader went away, as in `| head`) propagates as it is, for the CLI to end quietly. Either
+    way what is left in the buffer is discarded (`discard_stdout`): the interpreter's flush at
+    exit would fail on it again, with a traceback and exit code 120.
     """
     # typeshed says TextIO, but Python sets sys.stdout to None when descriptor 1 is closed.
     stream: TextIO | None = sys.stdout
@@ -170,13 +178,36 @@ def write_stdout(text: str) -> None:
         stream.write(text)
         stream.flush()
     except BrokenPipeError:
+        discard_stdout()
         raise
     except OSError as error:
+        discard_stdout()
         raise OutputError(
             f"cannot write the report to stdout: {error.strerror or error}"
         ) from error
     except ValueError as error:  # "I/O operation on closed file"
         raise OutputError(f"cannot write the report to stdout: {error}") from error
+
+
+def discard_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null, after a write to it failed for good.
+
+    What is still buffered then goes nowhere, quietly, when the interpreter flushes it at exit.
+    Does nothing where stdout has no descriptor (a test's in-memory stream).
+    """
+    stream: TextIO | None = sys.stdout
+    try:
+        descriptor = stream.fileno() if stream is not None else -1
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        return
+    if descriptor < 0:
+        return
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, descriptor)
+        finally:
+            os.close(devnull)
 
 
 def _jsonable(value: Any) -> Any:
@@ -279,4 +310,5 @@ def _remove_quietly(temp: Path) -> None:
 
 
 def _write_failed(path: Path, error: OSError) -> OutputError:
-    return OutputError(f"{path}: cannot write the report: {error.strerror or error}")
+    shown = _given_names.get(path, path)
+    return OutputError(f"{shown}: cannot write the report: {error.strerror or error}")

@@ -36,11 +36,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import hashlib
 import importlib.machinery
 import importlib.util
 import inspect
 import numbers
+import os
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -120,10 +123,7 @@ def load_model_file(path: Path, entry: str | None = None) -> ModelFile:
     (`entry_forward`/`entry_backward`) or a loss function (`entry`, returning (loss, grads)).
     """
     path = Path(path)
-    if not path.exists():
-        raise UserCodeError(f"model file not found: {path}")
-    if path.is_dir():
-        raise UserCodeError(f"model file {path} is a directory, not a .py file")
+    _check_model_path(path)
     if path.suffix != ".py":
         raise UserCodeError(f"model file {path} is not a .py file")
     path = path.resolve()
@@ -170,13 +170,38 @@ def load_model_file(path: Path, entry: str | None = None) -> ModelFile:
     )
 
 
+def _check_model_path(path: Path) -> None:
+    """Refuse, by what is wrong with it, a model path that is not a readable regular file."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise UserCodeError(
+                f"model file {path} is a broken symlink: its target {os.readlink(path)} does not "
+                "exist"
+            ) from None
+        raise UserCodeError(f"model file not found: {path}") from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UserCodeError(
+                f"model file {path} is a symlink loop, it never reaches a file"
+            ) from None
+        raise UserCodeError(f"model file {path}: cannot open: {error.strerror or error}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise UserCodeError(f"model file {path} is a directory, not a .py file")
+    if not stat.S_ISREG(status.st_mode):  # a FIFO would block the import, /dev/zero never end
+        raise UserCodeError(f"model file {path} is not a regular file")
+
+
 def _load_entry(module: ModuleType, entry: str, common: dict[str, Any]) -> ModelFile:
     path: Path = common["path"]
     # A file of several layers gives each its own examples (their x, w, b differ in shape):
     # NAME_example_inputs() wins over the file's example_inputs().
-    own = _optional_function(module, f"{entry}_example_inputs", path)
-    if own is not None:
-        common = {**common, "example_inputs": own}
+    # Likewise NAME_hvp and NAME_jvp over the file's hvp and jvp.
+    for role in ("example_inputs", "hvp", "jvp"):
+        own = _optional_function(module, f"{entry}_{role}", path)
+        if own is not None:
+            common = {**common, role: own}
     forward = getattr(module, f"{entry}_forward", None)
     backward = getattr(module, f"{entry}_backward", None)
     if callable(forward) and callable(backward):
@@ -370,7 +395,7 @@ def resolve_arguments(
         if name in supplied:
             given = supplied[name]
             inputs[name] = _as_input(
-                given.array, dtype, like=example, flatten=given.flatten_single_line
+                given.array, dtype, like=example, flatten=given.flatten_single_line, copy=copy
             )
             sources[name] = given.source
         elif name in params:
@@ -919,7 +944,7 @@ def bind(
 
 def _digests(inputs: Inputs) -> list[bytes]:
     """A fingerprint of every input's bytes: did the user's code write into one?"""
-    return [hashlib.blake2b(np.ascontiguousarray(a).tobytes()).digest() for a in inputs.values()]
+    return [hashlib.blake2b(np.ascontiguousarray(a).data).digest() for a in inputs.values()]
 
 
 def _given(inputs: Inputs) -> str:
@@ -958,7 +983,24 @@ def _check_deterministic(
                     f"differ by {gap:.3g}{shown}, more than --nondet-tol {tolerance:g}; {hint}"
                 )
     model = models[0]
-    one, two = model.gradient(inputs), model.gradient(inputs)
+    one = model.gradient(inputs)
+    moved: list[str] = []
+    if tolerance == 0:
+        # Bitwise: fingerprints suffice, and a second full gradient is never held.
+        first_prints = {n: _digests({n: g}) for n, g in one.items() if g is not None}
+        del one
+        two = model.gradient(inputs)
+        moved = [
+            name
+            for name, prints in first_prints.items()
+            if (later := two.get(name)) is not None and _digests({name: later}) != prints
+        ]
+        if not moved:
+            return
+        # Only now hold two gradients at once, to say by how much they differ.
+        one = model.gradient(inputs)
+    else:
+        two = model.gradient(inputs)
     for name, first_gradient in one.items():
         second_gradient = two.get(name)
         if first_gradient is None or second_gradient is None:
@@ -971,6 +1013,11 @@ def _check_deterministic(
                 f"{label}: backward is not deterministic: two calls at the same inputs give "
                 f"d{name} differing by {gap:.3g}, more than --nondet-tol {tolerance:g}; {hint}"
             )
+    if moved:  # it moved between the first two calls, if not between these two
+        raise UserCodeError(
+            f"{label}: backward is not deterministic: two calls at the same inputs give "
+            f"different d{moved[0]}, more than --nondet-tol 0; {hint}"
+        )
 
 
 LOW_PRECISIONS = (np.float16, np.float32)
@@ -1000,12 +1047,20 @@ def _forward_precision(functions: _Functions, inputs: Inputs, outputs: Outputs) 
             break
         if np.asarray(array).dtype.kind != "f" or np.asarray(array).size == 0:
             continue
-        work = np.array(array, copy=True)
-        flat = work.reshape(-1)
-        # A step that no float32 number holds (not a power of two): a float64 forward then
-        # gives values float32 cannot hold, even at whole-number inputs.
-        flat[0] = flat[0] + default_steps(central, flat[:1])[0] * (1 + np.pi / 10)
-        again = functions.forward({**inputs, name: work})
+        # The entry is moved in place (the check's own array; no copy of a big input) and put
+        # back exactly. A step that no float32 number holds (not a power of two): a float64
+        # forward then gives values float32 cannot hold, even at whole-number inputs.
+        work = np.asarray(array)
+        flat = work.reshape(-1) if work.flags.c_contiguous and work.flags.writeable else None
+        if flat is None:
+            work = np.array(array, copy=True)
+            flat = work.reshape(-1)
+        start = flat[0]
+        try:
+            flat[0] = start + default_steps(central, flat[:1])[0] * (1 + np.pi / 10)
+            again = functions.forward({**inputs, name: work})
+        finally:
+            flat[0] = start
         samples.append(np.concatenate([o.reshape(-1) for o in again.arrays]).astype(np.float64))
     every = np.concatenate(samples)
     every = every[np.isfinite(every)]

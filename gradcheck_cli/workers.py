@@ -80,6 +80,9 @@ def _start_worker(rebuild: Rebuild, label: str, arrays: Mapping[str, Any]) -> No
     """Runs once in each worker: quiet Ctrl-C, BLAS at one thread, user prints to stderr, the
     inputs mapped, the model bound."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The parent started us with SIGINT blocked (see WorkerPool): ignored now, unblock it.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
@@ -155,7 +158,10 @@ class WorkerPool:
                     arrays[name] = SharedArray(block.name, array.shape, array.dtype.str)
                 else:
                     arrays[name] = array
-            with _main_not_rerun():
+            # A Ctrl-C reaches the whole process group: the workers start with SIGINT blocked
+            # (they inherit the mask) until they ignore it, so none prints a traceback while
+            # it imports; the parent handles it and stops them.
+            with _main_not_rerun(), _sigint_blocked():
                 self.executor = ProcessPoolExecutor(
                     jobs,
                     mp_context=multiprocessing.get_context("spawn"),
@@ -167,12 +173,16 @@ class WorkerPool:
                 for started in [self.executor.submit(os.getpid) for _ in range(jobs)]:
                     started.result()
         except BrokenProcessPool:
+            self._stop_workers()
             self._release()
             raise UserCodeError(
                 f"{label}: a worker process could not load the model; run with --jobs 1 to see "
                 "why in this process"
             ) from None
         except BaseException:
+            # Interrupted while starting: no worker may go on to map shared memory that is
+            # about to be removed.
+            self._stop_workers()
             self._release()
             raise
 
@@ -223,13 +233,21 @@ class WorkerPool:
 
     def close(self, *, kill: bool = False) -> None:
         """Stop the workers (at once with kill: Ctrl-C) and free the shared memory."""
-        processes = list(getattr(self.executor, "_processes", {}).values())
         if kill:
-            for process in processes:
-                with contextlib.suppress(Exception):
-                    process.kill()
-        self.executor.shutdown(wait=True, cancel_futures=True)
+            self._stop_workers()
+        else:
+            self.executor.shutdown(wait=True, cancel_futures=True)
         self._release()
+
+    def _stop_workers(self) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is None:
+            return
+        # ProcessPoolExecutor has no way to stop running workers before Python 3.14.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
 
     def _release(self) -> None:
         for block in self.blocks:
@@ -250,6 +268,20 @@ class Parallel:
     jobs: int
     counter: Any
     """The parent's forward-call counter, which the workers' calls are added to."""
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while workers are forked off (POSIX; else nothing)."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager

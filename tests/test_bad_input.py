@@ -56,6 +56,9 @@ MODEL_FILES = {
     "forward_nan.py": (
         "def forward(X, W):\n    return float('nan')\n\n\ndef backward(X, W):\n    return X, W\n"
     ),
+    "forward_inf.py": (
+        "def forward(X, W):\n    return float('inf')\n\n\ndef backward(X, W):\n    return X, W\n"
+    ),
     "backward_three.py": (
         "import numpy as np\n\n\ndef forward(X, W):\n    return float(np.sum(X @ W))\n\n\n"
         "def backward(X, W):\n    return X, W, X\n"
@@ -77,6 +80,9 @@ CSV_FILES = {
     "nan.csv": "1,2,3\n4,nan,6\n7,8,9\n",
     "inf.csv": "1,2,3\n4,5,6\n7,8,-inf\n",
     "matrix.txt": "1,2,3\n4,5,6\n7,8,9\n",
+    "big.csv": "1,1e39,3\n4,5,6\n7,8,9\n",
+    "huge_x.csv": "1e200,1e200,1e200\n1,2,3\n4,5,6\n",
+    "huge_w.csv": "1e200,1e200\n1,2\n4,5\n",
 }
 
 
@@ -99,12 +105,20 @@ def make_bad_inputs(directory: Path) -> None:
     np.savez(directory / "objects.npz", m=payload)
     (directory / "pickle.npy").write_bytes(pickle.dumps(CreateMarker(MARKER), protocol=2))
     np.savez(directory / "several.npz", a=np.ones((3, 3)), b=np.ones((3, 3)))
+    (directory / "loop.py").symlink_to("loop.py")
+    (directory / "dangling.py").symlink_to("gone.py")
 
 
-def listing(directory: Path) -> dict[str, bytes | None]:
-    """Every path under `directory` with its content (None for a directory)."""
+def listing(directory: Path) -> dict[str, bytes | str | None]:
+    """Every path under `directory` with its content (None for a directory; a symlink's target)."""
     return {
-        str(path.relative_to(directory)): None if path.is_dir() else path.read_bytes()
+        str(path.relative_to(directory)): (
+            f"-> {os.readlink(path)}"
+            if path.is_symlink()
+            else None
+            if path.is_dir()
+            else path.read_bytes()
+        )
         for path in sorted(directory.rglob("*"))
     }
 
@@ -204,6 +218,14 @@ FILE_CASES = [
     case("non-numeric-cell", "run --x nonnumeric.csv", "nonnumeric.csv", "line 2", "column 2"),
     case("nan-csv", "run --x nan.csv", "nan.csv", "line 2", "column 2", "NaN"),
     case("inf-csv", "sweep --x inf.csv", "inf.csv", "line 3", "column 3", "inf"),
+    case(
+        "csv-overflows-float32",
+        "run --x big.csv --dtype float32",
+        "big.csv",
+        "[0, 1]",
+        "overflows float32",
+        "--x",
+    ),
     case("nan-npy", "run --x nan.npy", "nan.npy", "[1, 2]", "NaN"),
     case("unknown-extension", "run --x matrix.txt", "matrix.txt", ".txt"),
     case("npy-object-array", "run --x objects.npy", "objects.npy"),
@@ -214,6 +236,15 @@ FILE_CASES = [
     case("1-d-array", "run --x vector.npy", "vector.npy", "(3,)"),
     case("3-d-array", "run --w cube.npy", "cube.npy", "(3, 3, 2)"),
     case("shapes-do-not-fit", "run --w w_4x2.npy", "w_4x2.npy", "(3, 3)", "(4, 2)"),
+    *[
+        case(
+            f"{command}-product-overflows",
+            f"{command} --x huge_x.csv --w huge_w.csv",
+            "X @ W overflows",
+            "[0, 0]",
+        )
+        for command in ("run", "perturb", "sweep")
+    ],
 ]
 
 OPTION_CASES = [
@@ -265,6 +296,10 @@ MODEL_CASES = [
     case("forward-raises-perturb", "perturb --model forward_raises.py", "forward_raises.py"),
     case("forward-nan", "run --model forward_nan.py", "forward_nan.py", "nan"),
     case("forward-nan-sweep", "sweep --model forward_nan.py", "forward_nan.py", "nan"),
+    case("forward-inf", "run --model forward_inf.py", "forward_inf.py", "= inf"),
+    case("forward-inf-perturb", "perturb --model forward_inf.py", "forward_inf.py", "= inf"),
+    case("model-file-symlink-loop", "run --model loop.py", "loop.py", "symlink loop"),
+    case("model-file-broken-symlink", "run --model dangling.py", "dangling.py", "gone.py"),
     case("backward-count", "run --model backward_three.py", "backward_three.py"),
     case(
         "backward-shapes",
@@ -291,6 +326,27 @@ OUTPUT_CASES = [
         f"run --output readonly/{OUTPUT}",
         "readonly",
         patch=deny_writing_readonly_dir,
+        output=False,
+    ),
+    case(
+        "output-is-the-input",
+        "run --x good.csv --output good.csv",
+        "--output good.csv",
+        "--x",
+        output=False,
+    ),
+    case(
+        "output-is-the-model",
+        "run --model forward_raises.py --output forward_raises.py",
+        "--output forward_raises.py",
+        "--model",
+        output=False,
+    ),
+    case(
+        "junit-xml-is-the-output",
+        f"run --output {OUTPUT} --junit-xml {OUTPUT}",
+        f"--junit-xml {OUTPUT}",
+        "--output",
         output=False,
     ),
     case(

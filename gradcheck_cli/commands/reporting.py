@@ -10,14 +10,17 @@ entry failed but some could not be verified), 129/130/143 hang-up, Ctrl-C, termi
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+from gradcheck_cli.errors import UserCodeError
 
 if TYPE_CHECKING:
     from gradcheck_cli.report import AnyReport
@@ -29,10 +32,20 @@ EXIT_CODES = {"passed": EXIT_OK, "failed": EXIT_FAILED, "inconclusive": EXIT_INC
 
 @contextlib.contextmanager
 def user_output_to_stderr() -> Iterator[None]:
-    """While user code runs (importing a model file, forward, backward), whatever it prints goes
-    to stderr, so that stdout holds the report alone: `print` through sys.stdout, and a C
-    extension's or a subprocess's writes through file descriptor 1, which points at stderr
-    meanwhile."""
+    """Around user code (importing a model file, forward, backward): keep stdout for the report
+    and the process for gradcheck.
+
+    - Whatever the user's code prints goes to stderr: `print` through sys.stdout, and a C
+      extension's or a subprocess's writes through file descriptor 1, which points at stderr
+      meanwhile.
+    - The tool's own dependencies are imported first (`import_own_dependencies`), so that a
+      module of the user's named like one of them (`rich.py` next to the model file, which is
+      on sys.path while the file is imported) cannot take its place.
+    - `os._exit` called by the user's code in this process raises `ExitRefused` (exit code 2)
+      instead of ending gradcheck on the spot, with no report and the user's exit code (0
+      would read as "passed"); see `refuse_os_exit`.
+    """
+    import_own_dependencies()
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         try:
@@ -49,7 +62,72 @@ def user_output_to_stderr() -> Iterator[None]:
                 os.close(saved)
 
         stack.callback(restore)
+        stack.enter_context(refuse_os_exit())
         yield
+
+
+def import_own_dependencies() -> None:
+    """Import now what the rest of the command will import: the table renderer (rich) for a
+    table, the CI formats for --format github or --junit-xml, matplotlib for --plot.
+
+    Python caches a module by its name, so once ours are imported a user's module of the same
+    name can no longer replace them (the user's code gets ours instead). A JSON run stays free
+    of rich.
+    """
+    context = click.get_current_context(silent=True)
+    params = context.params if context is not None else {}
+    output_format = params.get("output_format", "table")
+    if output_format == "table":
+        import gradcheck_cli.errormap
+        import gradcheck_cli.render
+    if output_format == "github" or params.get("junit_path") is not None:
+        import gradcheck_cli.ci_formats  # noqa: F401
+    if params.get("plot_path") is not None:
+        with contextlib.suppress(ImportError):  # check_plot_available has said what to do
+            import matplotlib
+
+            matplotlib.use("Agg")  # as gradcheck_cli.plot does: no window, no display needed
+            import matplotlib.colors
+            import matplotlib.pyplot
+            import matplotlib.ticker
+    import threadpoolctl  # noqa: F401  (the check holds BLAS threads with it)
+
+
+class ExitRefused(UserCodeError):
+    """The user's code called os._exit in gradcheck's own process.
+
+    The code that calls the user's functions names the file and line it came from; the CLI
+    makes it exit code 2.
+    """
+
+    def __init__(self, status: object) -> None:
+        super().__init__(
+            f"os._exit({status}) would end gradcheck's process before it reports; "
+            "a model must return a value or raise"
+        )
+
+
+@contextlib.contextmanager
+def refuse_os_exit() -> Iterator[None]:
+    """While the user's code runs, a call to os._exit in this process raises `ExitRefused`.
+
+    os._exit ends the process on the spot: no `finally`, no exit code of ours, empty stdout.
+    Only a call through the `os` module in this process is caught: a child the user's code
+    forks still exits, and a C extension calling _exit itself cannot be stopped.
+    """
+    real_exit = os._exit
+    parent = os.getpid()
+
+    def refused(status: int) -> NoReturn:
+        if os.getpid() != parent:  # a child the user's code forked: let it exit
+            real_exit(status)
+        raise ExitRefused(status)
+
+    os._exit = refused
+    try:
+        yield
+    finally:
+        os._exit = real_exit
 
 
 def refuse_output_clash(output_path: Path | None, output_format: str) -> None:
@@ -64,21 +142,33 @@ def prepare_outputs(
     outputs: dict[str, Path | None], protected: dict[Path, str]
 ) -> dict[str, Path | None]:
     """Check every output path before any work (and before any user code can move the working
-    directory); return them resolved. An output may not be one of the inputs."""
+    directory); return them resolved. An output may not be one of the inputs, nor the file of
+    another output (the second write would replace the first)."""
     from gradcheck_cli.output import OutputError, check_output_path, is_stdout
 
     resolved: dict[str, Path | None] = {}
+    written: dict[Path, str] = {}
     for option, path in outputs.items():
-        if path is None:
-            resolved[option] = None
+        if path is None or is_stdout(path):
+            resolved[option] = path
             continue
         try:
-            resolved[option] = (
-                path if is_stdout(path) else check_output_path(path, protected=protected)
-            )
+            target = check_output_path(path, protected=protected)
         except OutputError as error:
             raise OutputError(f"{option} {error}") from None
+        if target in written and not _is_device(target):
+            raise OutputError(
+                f"{option} {path}: is also the file given to {written[target]}; each report "
+                "needs a file of its own"
+            )
+        written[target] = option
+        resolved[option] = target
     return resolved
+
+
+def _is_device(path: Path) -> bool:
+    """Whether `path` exists and is not a regular file: /dev/null may take every report."""
+    return path.exists() and not path.is_file()
 
 
 def emit(
@@ -124,9 +214,12 @@ def emit(
         from gradcheck_cli.render import stdout_console
 
         console = stdout_console()
-        with console.capture() as captured:
-            draw(console)
-        write_stdout(captured.get())
+        # Drawn in memory, with stdout's width and colours: stdout is written once, by
+        # write_stdout, which sees a full disk (rich's own writes would not say so).
+        drawn = io.StringIO()
+        console.file = drawn
+        draw(console)
+        write_stdout(drawn.getvalue())
     return EXIT_CODES[report.verdict]
 
 

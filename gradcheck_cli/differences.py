@@ -719,19 +719,28 @@ def black_box_differences(
     flat_work = work.reshape(-1)
     moved = dict(inputs)
     moved[wrt] = work
+    # The hot loop, a few microseconds around each forward call: in float64, plain Python
+    # floats (the same IEEE arithmetic as numpy's float64 scalars, without their overhead);
+    # other dtypes keep numpy scalars, so that x + h rounds in the input's own precision.
+    plain = work.dtype == np.float64
+    shift_rows = shifts[:, todo].tolist() if plain else shifts[:, todo]
+    values = np.empty((flat_indices.size, len(todo)), dtype=diffs.dtype)
+    largest = magnitudes.tolist()
     with np.errstate(all="ignore"):  # a user's forward may overflow at a shifted point
         for b, index in enumerate(flat_indices.tolist()):
-            start = flat_work[index]
+            start = float(flat_work[index]) if plain else flat_work[index]
+            row = shift_rows[b]
             try:
-                for k in todo:
-                    flat_work[index] = start + shifts[b, k]
+                for k in range(len(todo)):
+                    flat_work[index] = start + row[k]
                     value = model.value(moved)
-                    diffs[b, k] = value - f0
+                    values[b, k] = value
                     size = abs(value.real)
-                    if size > magnitudes[b]:
-                        magnitudes[b] = size
+                    if size > largest[b]:
+                        largest[b] = size
             finally:
                 flat_work[index] = start  # exactly as it was, whatever happened
             if progress is not None:
                 progress(1)
-    return diffs, magnitudes, np.zeros(flat_indices.shape, dtype=np.float64)
+    diffs[:, todo] = values - f0
+    return diffs, np.asarray(largest, dtype=np.float64), np.zeros(flat_indices.shape)

@@ -95,6 +95,9 @@ class ModelFile:
     hvp: UserFunction | None = None
     jvp: UserFunction | None = None
     counter: CallCounter = field(default_factory=CallCounter, compare=False)
+    from_file: bool = False
+    """Loaded by load_model_file (a worker imports the file again), not handed over in Python
+    (a worker unpickles the functions)."""
 
     @property
     def label(self) -> str:
@@ -162,6 +165,7 @@ def load_model_file(path: Path, entry: str | None = None) -> ModelFile:
             f"{hint} (--model {path.name}:NAME)"
         )
     return ModelFile(
+        from_file=True,
         name=_label(module, "name", default=path.stem, path=path),
         formula=_label(module, "formula", default=f"forward(...) from {path.name}", path=path),
         forward=functions["forward"],
@@ -206,6 +210,7 @@ def _load_entry(module: ModuleType, entry: str, common: dict[str, Any]) -> Model
     backward = getattr(module, f"{entry}_backward", None)
     if callable(forward) and callable(backward):
         return ModelFile(
+            from_file=True,
             name=entry,
             formula=f"{entry}_forward(...) from {path.name}",
             forward=forward,
@@ -216,6 +221,7 @@ def _load_entry(module: ModuleType, entry: str, common: dict[str, Any]) -> Model
     loss = getattr(module, entry, None)
     if callable(loss) and forward is None:
         return ModelFile(
+            from_file=True,
             name=entry,
             formula=f"{entry}(...)[0] from {path.name}",
             forward=loss,
@@ -925,7 +931,7 @@ def bind(
         if not copying and _digests(inputs) != before:
             return again_with_copies()
         eps = _forward_precision(functions, inputs, outputs)
-    from_file = model_file.path.suffix == ".py"
+    from_file = model_file.from_file
     recipe = ModelRecipe(
         path=str(model_file.path) if from_file else None,
         entry=model_file.name if from_file and model_file.convention != "plain" else None,

@@ -723,9 +723,9 @@ def black_box_differences(
     # floats (the same IEEE arithmetic as numpy's float64 scalars, without their overhead);
     # other dtypes keep numpy scalars, so that x + h rounds in the input's own precision.
     plain = work.dtype == np.float64
-    shift_rows = shifts[:, todo].tolist() if plain else shifts[:, todo]
+    shift_rows: Any = shifts[:, todo].tolist() if plain else shifts[:, todo]
     values = np.empty((flat_indices.size, len(todo)), dtype=diffs.dtype)
-    largest = magnitudes.tolist()
+    largest = [abs(float(f0))] * int(flat_indices.size)
     with np.errstate(all="ignore"):  # a user's forward may overflow at a shifted point
         for b, index in enumerate(flat_indices.tolist()):
             start = float(flat_work[index]) if plain else flat_work[index]

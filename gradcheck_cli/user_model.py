@@ -46,6 +46,7 @@ import os
 import stat
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -503,6 +504,11 @@ class Caller:
         }
         self.order = list(order)
         self.copying = False
+        # torch.as_tensor warns about the read-only views we pass (our doing, not the user's):
+        # silenced for that message alone.
+        warnings.filterwarnings(
+            "ignore", message="The given NumPy array is not writable", category=UserWarning
+        )
         self._cached: tuple[tuple[int, ...], list[object], dict[str, object]] | None = None
 
     def arguments(

@@ -53,3 +53,18 @@ def test_a_wide_terminal_shows_every_column() -> None:
     text = render(RUNS["vector model, failing"], 200)
     assert "left out" not in text
     assert "estimate" in text
+
+
+def test_run_plot_writes_the_error_maps_as_a_png(tmp_path: Path) -> None:
+    """run --plot FILE.png draws the error maps with matplotlib (the test extra installs it),
+    with the verdict unchanged and no temporary file left."""
+    pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
+    target = tmp_path / "maps.png"
+    result = CliRunner().invoke(
+        cli,
+        ["run", "--model", f"{MODELS / 'dense_column_bug.py'}", "--plot", str(target)],
+        prog_name="gradcheck",
+    )
+    assert result.exit_code == 1, result.stderr
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["maps.png"]

@@ -90,3 +90,66 @@ def test_missing_torch_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
     X, W = seed_matrices()
     with pytest.raises(InputError, match=r"pip install 'gradcheck\[torch\]'"):
         torch_reference.torch_gradients(builtin_model("sigmoid-sum"), X, W)
+
+
+TORCH_MODEL = """
+import numpy as np
+import torch
+
+
+def forward(x, w, b):
+    # torch operations on whatever comes in: numpy arrays for the finite differences, tensors
+    # that require grad for --reference torch.
+    x, w, b = (torch.as_tensor(a) for a in (x, w, b))
+    return torch.tanh(x @ w + b).sum()
+
+
+def backward(x, w, b):
+    d = 1 - np.tanh(x @ w + b) ** 2
+    return d @ w.T, x.T @ d, d.sum(axis=0){bug}
+
+
+def example_inputs():
+    rng = np.random.default_rng(4)
+    return {{"x": rng.standard_normal((4, 3)), "w": rng.standard_normal((3, 2)),
+            "b": rng.standard_normal(2)}}
+"""
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("command", ["run", "perturb"])
+def test_a_model_file_written_with_torch_gets_autograd_as_a_third_opinion(
+    invoke: Invoke, tmp_path: Any, command: str
+) -> None:
+    """--reference torch on a model file whose forward uses torch operations: autograd of the
+    user's own forward, per entry, equals the hand-written backward to rounding (run lists it
+    for every entry, perturb for the perturbed one)."""
+    path = tmp_path / "torch_model.py"
+    path.write_text(TORCH_MODEL.format(bug=""), encoding="utf-8")
+    extra = ["--entry", "b[1]"] if command == "perturb" else []
+    result = invoke(
+        command, "--model", str(path), "--reference", "torch", *extra, "--format", "json"
+    )
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    rows = doc["checks"] if command == "run" else doc["perturbations"]
+    assert rows
+    for row in rows:
+        analytic = row["analytic"] if command == "run" else row["gradient"]
+        assert row["reference"] == pytest.approx(analytic, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.torch
+def test_autograd_disagrees_with_a_wrong_backward_where_it_is_wrong(
+    invoke: Invoke, tmp_path: Any
+) -> None:
+    """With db scaled by 1.5 the run fails in b alone, and autograd's column shows the right
+    values there: max |torch - analytic| is large for b and at rounding for x and w."""
+    path = tmp_path / "torch_model.py"
+    path.write_text(TORCH_MODEL.format(bug=" * 1.5"), encoding="utf-8")
+    result = invoke("run", "--model", str(path), "--reference", "torch", "--format", "json")
+    assert result.exit_code == 1, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["b"]["max_reference_diff"] > 0.1
+    assert summary["x"]["max_reference_diff"] < 1e-12
+    assert summary["w"]["max_reference_diff"] < 1e-12

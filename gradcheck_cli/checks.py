@@ -22,6 +22,7 @@ Pure numpy: nothing here knows about click or rich.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -137,15 +138,15 @@ class Verdicts:
     reasons: NDArray[np.str_]
     passed: NDArray[np.bool_]
 
-    @property
+    @functools.cached_property
     def inconclusive(self) -> NDArray[np.bool_]:
         return np.asarray(self.reasons == "inconclusive")
 
-    @property
+    @functools.cached_property
     def failed(self) -> NDArray[np.bool_]:
         return np.asarray(~self.passed & ~self.inconclusive)
 
-    @property
+    @functools.cached_property
     def badness(self) -> FloatArray:
         """How far past its tolerance each entry is (> 1 fails): orders the worst first."""
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -622,6 +623,7 @@ def _check_models(
     advance: Callable[[float], None],
     precision: Precision,
     parallel: Parallel | None = None,
+    first_gradients: Gradients | None = None,
 ) -> tuple[float | complex, list[Batch], int]:
     """f at the inputs, the verdicts for each model and each selected input, and how many
     processes evaluated them."""
@@ -648,6 +650,7 @@ def _check_models(
             precision,
             f0,
             batches,
+            first_gradients,
         )
     return f0, batches, jobs
 
@@ -664,15 +667,19 @@ def _check_each(
     precision: Precision,
     f0: float | complex,
     batches: list[Batch],
+    first_gradients: Gradients | None,
 ) -> None:
     first = models[0]
     for number, each in enumerate(models, start=1):
         with np.errstate(all="ignore"):
             f_each = each.value(inputs) if each is not first else f0
         # Only the checked inputs' gradients are kept: another's may be as large as a big X.
-        gradients = {
-            name: g for name, g in validate_gradient(each, inputs).items() if name in selections
-        }
+        if number == 1 and first_gradients is not None:
+            gradients = dict(first_gradients)
+        else:
+            gradients = {
+                name: g for name, g in validate_gradient(each, inputs).items() if name in selections
+            }
 
         def check(
             item: tuple[str, NDArray[np.intp]],
@@ -740,25 +747,31 @@ def run_check(
     scheme = resolve_scheme(method, first)
     dtype = _dtype(inputs)
     tolerance = Tolerance.resolve(dtype, rtol, atol)
-    given = validate_gradient(first, inputs)
-    checked = resolve_wrt(inputs, given, wrt)
-    # Whether each input has a gradient is all the report needs of them from here on.
-    gradients: Gradients = {name: None if g is None else np.empty(0) for name, g in given.items()}
-    del given
-    selections = select_entries(inputs, checked, entries)
-    for name, flat in selections.items():
-        validate_delta(delta, np.asarray(inputs[name]).reshape(-1)[flat], name)
-
-    total = len(models) * sum(s.size for s in selections.values())
-    done = 0.0
-
-    def advance(count: float) -> None:
-        nonlocal done
-        done += count
-        if progress is not None:
-            progress(done, total)
-
+    # BLAS held from the first product on: threads it wakes outside the hold would spin on the
+    # cores the check's own pool is about to use.
     with single_threaded_blas():
+        given = validate_gradient(first, inputs)
+        checked = resolve_wrt(inputs, given, wrt)
+        # Whether each input has a gradient is all the report needs of them from here on, and
+        # the check needs the checked ones' (another's may be as large as a big X: not kept).
+        gradients: Gradients = {
+            name: None if g is None else np.empty(0) for name, g in given.items()
+        }
+        checked_gradients: Gradients = {name: given[name] for name in checked}
+        del given
+        selections = select_entries(inputs, checked, entries)
+        for name, flat in selections.items():
+            validate_delta(delta, np.asarray(inputs[name]).reshape(-1)[flat], name)
+
+        total = len(models) * sum(s.size for s in selections.values())
+        done = 0.0
+
+        def advance(count: float) -> None:
+            nonlocal done
+            done += count
+            if progress is not None:
+                progress(done, total)
+
         f0, batches, jobs = _check_models(
             models,
             inputs,
@@ -770,7 +783,9 @@ def run_check(
             advance,
             precision,
             parallel,
+            checked_gradients,
         )
+    del checked_gradients
     return assemble_run_report(
         first,
         model_info,
@@ -866,15 +881,19 @@ def _summaries(
         numerical = np.concatenate([v.numerical for v, _ in pieces])
         bad = np.concatenate([v.badness for v, _ in pieces])
         analytic = np.concatenate([v.analytic for v, _ in pieces])
-        entries, where = np.unique(flats, return_inverse=True)
-        count = entries.size
+        if len(pieces) == 1:
+            # One batch per input (no cotangents): its entries are distinct already.
+            count = flats.size
+            where = np.arange(count)
+        else:
+            entries, where = np.unique(flats, return_inverse=True)
+            count = entries.size
 
         def per_entry(
             mask: NDArray[np.bool_], where: NDArray[np.intp] = where, count: int = count
         ) -> NDArray[np.bool_]:
-            out = np.zeros(count, dtype=bool)
-            np.logical_or.at(out, where, mask)
-            return out
+            # Any of an entry's rows: a count per entry, above zero.
+            return np.asarray(np.bincount(where, weights=mask, minlength=count) > 0)
 
         failed = per_entry(np.concatenate([v.failed for v, _ in pieces]))
         inconclusive = per_entry(np.concatenate([v.inconclusive for v, _ in pieces])) & ~failed

@@ -297,13 +297,6 @@ def estimate_derivatives(
     target = inputs[wrt]
     if eps is None:
         eps = machine_epsilon(target.dtype)
-    offsets, at_h, (at_half, at_2h) = _stencil(scheme, (0.5, 2.0))
-    offset_array = np.asarray(offsets, dtype=np.complex128 if scheme.imaginary else np.float64)
-    shifts = steps[:, None] * offset_array[None, :]
-    # Shifts in the working precision, so a float32 check is float32 throughout.
-    working = np.result_type(target.dtype, np.complex64) if scheme.imaginary else target.dtype
-    shifts = shifts.astype(working)
-
     builtin = structured and isinstance(model, ElementwiseModel) and wrt in ("X", "W")
     if (
         builtin
@@ -312,6 +305,12 @@ def estimate_derivatives(
     ):
         assert isinstance(model, ElementwiseModel)
         return _dense_estimates(model, inputs, wrt, steps, scheme, progress)  # type: ignore[arg-type]
+    offsets, at_h, (at_half, at_2h) = _stencil(scheme, (0.5, 2.0))
+    offset_array = np.asarray(offsets, dtype=np.complex128 if scheme.imaginary else np.float64)
+    shifts = steps[:, None] * offset_array[None, :]
+    # Shifts in the working precision, so a float32 check is float32 throughout.
+    working = np.result_type(target.dtype, np.complex64) if scheme.imaginary else target.dtype
+    shifts = shifts.astype(working)
     if builtin:
         assert isinstance(model, ElementwiseModel)
         diffs, values, terms = _structured_differences(
@@ -529,8 +528,11 @@ def _dense_estimates(
             + np.abs(at[1.0])
         )
     )
-    zeros = np.zeros(target.size)
-    nothing = np.full(target.size, np.nan)
+    # Columns the dense path has no values for: read-only views of one number, not arrays as
+    # large as the input (replaced() copies a column before writing into it).
+    zeros = np.broadcast_to(0.0, (target.size,))
+    nothing = np.broadcast_to(np.nan, (target.size,))
+    false = np.broadcast_to(False, (target.size,))
     return DerivativeEstimates(
         numerical=at[1.0].ravel(),
         steps=steps,
@@ -543,8 +545,8 @@ def _dense_estimates(
         forward_slope=nothing,
         backward_slope=nothing,
         slope_error=nothing,
-        settled=np.zeros(target.size, dtype=bool),
-        shrunk=np.zeros(target.size, dtype=bool),
+        settled=false,
+        shrunk=false,
         terms=np.asarray(terms, dtype=np.float64).ravel(),
     )
 

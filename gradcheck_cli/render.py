@@ -245,14 +245,16 @@ def render_run(
     rows = []
     for name, s in report.summary.items():
         worst = "-" if s.worst_index is None else printable(entry_label(name, s.worst_index))
+        # Fast mode measures errors only of the entries it checked one by one.
+        measured = s.checked_one_by_one != 0
         cells: list[Cell] = [
             printable(name),
             str(s.entries),
             Text(str(s.failed), style="bold red" if s.failed else ""),
             Text(str(s.inconclusive), style="bold yellow" if s.inconclusive else ""),
             str(s.doubtful),
-            _num(s.max_abs_error, 3),
-            _num(s.max_rel_error, 3),
+            _num(s.max_abs_error if measured else None, 3),
+            _num(s.max_rel_error if measured else None, 3),
             worst,
         ]
         if reference_shown:

@@ -924,3 +924,29 @@ def test_cli_lists_match_the_core() -> None:
     schema = json.loads(schema_path.read_text(encoding="utf-8"))
     reasons = schema["$defs"]["check"]["properties"]["reason"]
     assert set(reasons["enum"]) == set(REASON_TEXT)
+
+
+def test_a_full_check_over_the_call_budget_is_refused_up_front(
+    invoke: Invoke, model_path: ModelPath
+) -> None:
+    """--max-calls: a model file's full check needing more forward calls (2 per entry: 30 for
+    the 15 entries) is exit 2 before any check, saying how many, how long, and what to do
+    instead; --mode fast and a raised budget run."""
+    result = invoke("run", "--model", model_path("dense_tanh"), "--max-calls", "29")
+    message = usage_error(result)
+    for phrase in ("15 entries", "30 forward calls", "--max-calls 29", "--mode fast", "random:K"):
+        assert phrase in message, message
+    assert invoke("run", "--model", model_path("dense_tanh"), "--max-calls", "30").exit_code == 0
+    fast = ("run", "--model", model_path("dense_tanh"), "--max-calls", "29", "--mode", "fast")
+    assert invoke(*fast).exit_code == 0
+
+
+def test_forward_calls_are_counted_in_the_report(invoke: Invoke, model_path: ModelPath) -> None:
+    """A model file's report says how many times its forward ran: about two per entry on a
+    smooth correct model (the determinism and precision probes add a few), and the table says
+    it per entry."""
+    doc = document(invoke("run", "--model", model_path("dense_tanh"), "--format", "json"))
+    assert 30 <= doc["forward_calls"] <= 2.2 * 15 + 10
+    assert document(invoke("run", "--format", "json"))["forward_calls"] is None
+    table = invoke("run", "--model", model_path("dense_tanh"))
+    assert "forward calls:" in table.stdout

@@ -424,6 +424,14 @@ def resolve_arguments(
             )
     if not inputs:
         raise InputError(f"{label}: forward takes no array inputs: nothing to check")
+    for name, array in inputs.items():
+        bad = ~np.isfinite(array) if array.dtype.kind == "f" else None
+        if bad is not None and bad.any():
+            where = _format_index(_first(bad)) if array.ndim else ""
+            raise InputError(
+                f"{label}: input {name} from {sources[name]} holds {array[_first(bad)]} at "
+                f"[{where}]; the inputs must be finite"
+            )
     return inputs, sources, passed
 
 

@@ -1257,3 +1257,28 @@ def test_a_write_through_np_add_at_still_works(
     assert report.passed
     np.testing.assert_array_equal(bound.inputs["X"], X0)
     np.testing.assert_array_equal(X, X0)
+
+
+def test_a_non_finite_example_input_is_refused_naming_it(tmp_path: Path) -> None:
+    """example_inputs() giving a NaN: an InputError naming the input, its source and entry,
+    even where forward would never look at it."""
+    source = """
+        import numpy as np
+
+        def forward(x):
+            return float(np.sum(x[1:]))
+
+        def backward(x):
+            g = np.ones_like(x)
+            g[0] = 0
+            return g
+
+        def example_inputs():
+            return {"x": np.array([1.0, np.inf, 2.0])}
+        """
+    model_file = load_model_file(write_model(tmp_path, source))
+    with pytest.raises(InputError) as info:
+        bind(model_file, {})
+    assert str(info.value) == (
+        "model.py: input x from example_inputs() holds inf at [1]; the inputs must be finite"
+    )

@@ -67,7 +67,7 @@ def check_gradients(
     "random:K" or {name: [index, ...]}; `mode="fast"` checks random directions first;
     `complex_safe=True` allows method="complex-step" for functions that accept complex input;
     `jobs` runs the forward calls on that many worker processes (None: one per core) when
-    the check would take more than about a second and forward and backward pickle (functions
+    the check would take more than about two seconds and forward and backward pickle (functions
     defined at module level; not in a script's __main__).
     The other settings mean what the CLI options of the same name mean. Bad input raises
     `gradcheck_cli.errors.InputError`.

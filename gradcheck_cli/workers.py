@@ -45,9 +45,10 @@ CHUNKS_PER_WORKER = 8
 """Entries are cut into about this many chunks per worker: enough to even out uneven forward
 costs, few enough that a chunk's round trip is small next to its forward calls."""
 
-WORTH_SECONDS = 1.0
+WORTH_SECONDS = 2.0
 """Workers start only when the forward calls would take about this long in one process:
-starting them (a Python and numpy import each) costs a few tenths of a second."""
+starting and stopping two (a Python, numpy and model import each) took 0.55 s here, so below
+twice that they cost more than they save."""
 
 
 def default_jobs() -> int:
@@ -243,7 +244,12 @@ class WorkerPool:
         executor = getattr(self, "executor", None)
         if executor is None:
             return
-        # ProcessPoolExecutor has no way to stop running workers before Python 3.14.
+        # ProcessPoolExecutor has no way to stop running workers before Python 3.14. Its
+        # manager thread marks pending work failed once they die; futures already cancelled
+        # make it raise (a traceback on stderr): nothing pending is wanted any more.
+        pending = getattr(executor, "_pending_work_items", None)
+        if isinstance(pending, dict):
+            pending.clear()
         for process in list(getattr(executor, "_processes", {}).values()):
             with contextlib.suppress(Exception):
                 process.kill()

@@ -859,7 +859,7 @@ def test_os_exit_in_a_worker_process_is_exit_2(tmp_path: Path) -> None:
         "def forward(X, W):\n"
         "    if multiprocessing.current_process().name != 'MainProcess':\n"
         "        os._exit(0)\n"
-        "    time.sleep(0.001)  # 800 entries: long enough to start the workers\n"
+        "    time.sleep(0.003)  # 800 entries: ~5 s in one process, so the workers start\n"
         "    return float(np.sum(np.tanh(X @ W)))\n" + BACKWARD,
         encoding="utf-8",
     )

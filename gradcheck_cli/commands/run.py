@@ -110,7 +110,7 @@ if TYPE_CHECKING:
     "--jobs",
     type=click.IntRange(min=1),
     help="Worker processes for a model file's forward calls [default: one per core]; 1 runs "
-    "in this process. Started only when the check would take more than about a second; the "
+    "in this process. Started only when the check would take more than about two seconds; the "
     "results are the same for every number.",
 )
 @click.option(

@@ -699,18 +699,46 @@ def _unexplained(numbers: _Numbers, checked_count: int) -> Diagnosis:
     ratio = np.where(failing, np.abs(numbers.error) / numbers.noise, -np.inf)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), numbers.shape))
     description = f"{count} of {checked_count} checked entries of {wrt}"
+    parameters: dict[str, Any] = {"fraction": fraction, "failed": count, "checked": checked_count}
+    message = (
+        f"no simple pattern: {description} ({fraction:.1%}) disagree; worst "
+        f"{_entry_name(wrt, worst)}: analytic {numbers.analytic[worst]:.6g} vs numerical "
+        f"{numbers.numerical[worst]:.6g}"
+    )
+    ratios = _ratio_range(numbers)
+    if ratios is not None:
+        low, high = ratios
+        parameters["ratio_range"] = [low, high]
+        message += (
+            f"; analytic / numerical lies between {_format_number(low)} and "
+            f"{_format_number(high)} on the failing entries: a factor that varies from entry to "
+            "entry (a term of the derivative missing or written differently?)"
+        )
     return Diagnosis(
         wrt=wrt,
         kind="unexplained",
-        message=(
-            f"no simple pattern: {description} ({fraction:.1%}) disagree; worst "
-            f"{_entry_name(wrt, worst)}: analytic {numbers.analytic[worst]:.6g} vs numerical "
-            f"{numbers.numerical[worst]:.6g}"
-        ),
-        parameters={"fraction": fraction, "failed": count, "checked": checked_count},
+        message=message,
+        parameters=parameters,
         entries=_entries(numbers, failing, description, None),
         fit=1.0,
     )
+
+
+def _ratio_range(numbers: _Numbers) -> tuple[float, float] | None:
+    """The spread of analytic / numerical over the failing entries, when it says something.
+
+    A bug that multiplies the derivative by an entry-dependent factor (1 - tanh instead of
+    1 - tanh**2) fails every `scale` fit yet keeps one sign and a narrow ratio band; that band is
+    the next clue. Only entries whose numerical value stands clear of its noise count, and the
+    band is reported only when it keeps one sign and spans less than a factor of 4."""
+    informative = numbers.failing & (np.abs(numbers.numerical) > INFORMATIVE * numbers.noise)
+    if int(informative.sum()) < 2:
+        return None
+    ratio = numbers.analytic[informative] / numbers.numerical[informative]
+    low, high = float(ratio.min()), float(ratio.max())
+    if low * high <= 0.0 or max(abs(low), abs(high)) > 4.0 * min(abs(low), abs(high)):
+        return None
+    return low, high
 
 
 def _non_finite(numbers: _Numbers, unfit: BoolArray, checked_count: int) -> Diagnosis:

@@ -318,6 +318,29 @@ def test_random_errors_are_unexplained_with_the_right_fraction() -> None:
     )
 
 
+def test_a_factor_varying_by_entry_is_unexplained_with_its_ratio_band() -> None:
+    """1 - tanh written for 1 - tanh**2: analytic = true / (1 + tanh(z)), a band, not a scale."""
+    z = np.random.default_rng(3).uniform(0.3, 1.5, (6, 4))
+    true = 1.0 - np.tanh(z) ** 2
+    analytic = 1.0 - np.tanh(z)
+    diagnosis = diagnose_one("W", planted(true, analytic))
+    assert diagnosis.kind == "unexplained"
+    low, high = diagnosis.parameters["ratio_range"]
+    expected = 1.0 / (1.0 + np.tanh(z))
+    assert low == pytest.approx(expected.min(), rel=1e-5)
+    assert high == pytest.approx(expected.max(), rel=1e-5)
+    assert "a factor that varies from entry to entry" in diagnosis.message
+
+
+def test_ratios_of_both_signs_give_no_ratio_band() -> None:
+    """analytic = -true on half the entries and 2 true on the rest keeps no one-signed band."""
+    true = gradient((8, 3), seed=4)
+    analytic = np.where(np.arange(24).reshape(8, 3) % 2 == 0, 2.0 * true, -0.7 * true)
+    diagnosis = diagnose_one("W", planted(true, analytic))
+    assert diagnosis.kind == "unexplained"
+    assert "ratio_range" not in diagnosis.parameters
+
+
 def test_a_scalars_arbitrary_error_is_not_passed_off_as_a_scale() -> None:
     """One entry always has *some* ratio; only a simple one (2, 1/2, ...) makes it a scale."""
     true = np.array(0.7)

@@ -459,27 +459,18 @@ def _check(
         "precision": bound.precision,
         "output_shape": bound.output_shape,
     }
-    if mode == "fast":
-        from gradcheck_cli.fast import fast_check
-
-        report = fast_check(
-            bound.models,
-            bound.inputs,
-            directions=directions,
-            seed=seed,
-            extra_settings=settings,
-            **common,
-        )
-    else:
-        report = checks.run_check(
-            bound.models,
-            bound.inputs,
-            delta=delta,
-            details=details,
-            extra_settings={**settings, "mode": "full"},
-            parallel=parallel,
-            **common,
-        )
+    report = checks.check_in_mode(
+        mode,
+        bound.models,
+        bound.inputs,
+        directions=directions,
+        seed=seed,
+        delta=delta,
+        details=details,
+        parallel=parallel,
+        extra_settings=settings,
+        **common,
+    )
     return dataclasses.replace(report, forward_calls=model_file.counter.forward)
 
 

@@ -810,6 +810,46 @@ def run_check(
     )
 
 
+def check_in_mode(
+    mode: str,
+    models: Sequence[Model],
+    inputs: Inputs,
+    *,
+    directions: int,
+    seed: int,
+    delta: float | None,
+    details: str,
+    parallel: Parallel | None,
+    extra_settings: Mapping[str, object],
+    reference: Mapping[str, Array] | None = None,
+    **common: Any,
+) -> RunReport:
+    """`run_check` for mode "full", `fast.fast_check` for "fast": the one place the CLI and the
+    API choose between them. `common` holds the arguments both take (model_info, sources, wrt,
+    entries, method, rtol, atol, top, precision, output_shape, progress)."""
+    if mode == "fast":
+        from gradcheck_cli.fast import fast_check  # fast builds on this module
+
+        return fast_check(
+            models,
+            inputs,
+            directions=directions,
+            seed=seed,
+            extra_settings=extra_settings,
+            **common,
+        )
+    return run_check(
+        models,
+        inputs,
+        delta=delta,
+        details=details,
+        reference=reference,
+        extra_settings={**extra_settings, "mode": "full"},
+        parallel=parallel,
+        **common,
+    )
+
+
 @contextlib.contextmanager
 def single_threaded_blas() -> Iterator[None]:
     """BLAS (OpenBLAS, MKL, BLIS, OpenMP) at one thread while a check runs, its setting restored

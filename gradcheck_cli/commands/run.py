@@ -324,28 +324,19 @@ def _run_report(
         "output_shape": subject.output_shape,
     }
     try:
-        if mode == "fast":
-            from gradcheck_cli.fast import fast_check
-
-            report = fast_check(
-                subject.models,
-                subject.inputs,
-                directions=directions,
-                seed=seed,
-                extra_settings=settings,
-                **common,
-            )
-        else:
-            report = checks.run_check(
-                subject.models,
-                subject.inputs,
-                delta=delta,
-                details=details,
-                reference=reference_gradients,
-                extra_settings={**settings, "mode": "full", "reference": reference},
-                parallel=subject.parallel(jobs),
-                **common,
-            )
+        report = checks.check_in_mode(
+            mode,
+            subject.models,
+            subject.inputs,
+            directions=directions,
+            seed=seed,
+            delta=delta,
+            details=details,
+            parallel=subject.parallel(jobs),
+            reference=reference_gradients,
+            extra_settings=settings if mode == "fast" else {**settings, "reference": reference},
+            **common,
+        )
     finally:
         reporter.close()
     if subject.model_file is not None:

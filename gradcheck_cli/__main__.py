@@ -1,3 +1,6 @@
-from gradcheck_cli.cli import main
+"""`python -m gradcheck_cli`: exactly what the `gradcheck` program does."""
 
-main()
+from gradcheck_cli.entry import main
+
+if __name__ == "__main__":
+    main()

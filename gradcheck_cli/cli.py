@@ -27,7 +27,9 @@ from gradcheck_cli import __version__
 from gradcheck_cli.commands.info import models, schema
 from gradcheck_cli.commands.options import METHODS
 from gradcheck_cli.commands.perturb import perturb
-from gradcheck_cli.commands.reporting import (
+from gradcheck_cli.commands.run import run
+from gradcheck_cli.commands.sweep import SWEEP_RANGE, sweep
+from gradcheck_cli.exit_codes import (
     EXIT_BROKEN_PIPE,
     EXIT_HANGUP,
     EXIT_INTERNAL,
@@ -36,8 +38,6 @@ from gradcheck_cli.commands.reporting import (
     EXIT_TERMINATED,
     EXIT_USAGE,
 )
-from gradcheck_cli.commands.run import run
-from gradcheck_cli.commands.sweep import SWEEP_RANGE, sweep
 
 __all__ = ["METHODS", "SWEEP_RANGE", "cli", "main"]
 

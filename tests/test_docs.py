@@ -31,10 +31,22 @@ def test_readme_opens_with_install_and_run_then_install_and_test() -> None:
     assert first[1].endswith("pytest")
 
 
-def test_ci_runs_the_readme_test_command_verbatim() -> None:
-    """.ci/run calls exactly the README's test command, so CI proves the README right."""
-    test_command = [line for line in _shell_blocks()[0].splitlines() if line.strip()][1]
-    assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+def test_ci_runs_both_readme_commands_verbatim_in_order() -> None:
+    """.ci/run runs exactly the README's two commands, as whole lines, the install-and-run one
+    first, so CI proves the README right (the non-editable install included)."""
+    commands = [line for line in _shell_blocks()[0].splitlines() if line.strip()]
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    positions = [ci_lines.index(command) for command in commands]
+    assert positions == sorted(positions)
+
+
+def test_ci_starts_each_readme_command_in_a_clean_environment() -> None:
+    """Before each README command, .ci/run removes the virtual environment the other left."""
+    commands = [line for line in _shell_blocks()[0].splitlines() if line.strip()]
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    starts = [ci_lines.index(command) for command in commands]
+    for previous, start in zip([0, *starts], starts, strict=False):
+        assert any(line.startswith("rm -rf .venv") for line in ci_lines[previous:start])
 
 
 @pytest.mark.parametrize("name", sorted(cli.commands))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gradcheck_cli.commands.reporting import EXIT_OK
+from gradcheck_cli.exit_codes import EXIT_OK
 
 
 @click.command()

@@ -1,10 +1,7 @@
 """What every command does around its check: keep the user's output off stdout, show progress,
 write the report (table, JSON, GitHub annotations, --output, --junit-xml) and pick the exit code.
 
-Exit codes live here and in cli.py (which catches what goes wrong):
-0 passed, 1 a gradient is wrong, 2 bad usage or input, 3 internal error, 4 inconclusive (no
-entry failed but some could not be verified), 129/130/143 hang-up, Ctrl-C, terminated,
-141 the reader of stdout went away (a broken pipe).
+The exit codes are in exit_codes.py; cli.py catches what goes wrong.
 """
 
 from __future__ import annotations
@@ -21,13 +18,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.exit_codes import EXIT_CODES
 
 if TYPE_CHECKING:
     from gradcheck_cli.report import AnyReport
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
-EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 129, 130, 141, 143
-EXIT_CODES = {"passed": EXIT_OK, "failed": EXIT_FAILED, "inconclusive": EXIT_INCONCLUSIVE}
 
 
 @contextlib.contextmanager

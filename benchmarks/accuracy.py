@@ -18,10 +18,10 @@ import time
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import run_check
-from gradcheck_cli.differences import METHOD_NAMES
-from gradcheck_cli.models import builtin_model
-from gradcheck_cli.seed import seed_matrices
+from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.numerics.differences import METHOD_NAMES
+from gradcheck_cli.numerics.models import builtin_model
+from gradcheck_cli.subject.seed import seed_matrices
 
 Matrix = NDArray[np.float64]
 

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import run_check
-from gradcheck_cli.models import builtin_model
+from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.numerics.models import builtin_model
 
 MODEL = builtin_model("sigmoid-sum")
 Matrix = NDArray[np.float64]
@@ -160,7 +160,7 @@ def startup(runs: int = 15) -> tuple[float, float, str]:
 
 
 def csv_load(size: int = 5000) -> tuple[float, float, float]:
-    from gradcheck_cli.loading import load_matrix
+    from gradcheck_cli.subject.loading import load_matrix
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder, "big.csv")

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gradcheck_cli import checks
+from gradcheck_cli.checks import core as checks
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.report import ModelInfo, RunReport
-from gradcheck_cli.user_model import Bound, ModelFile, Supplied, bind, model_from_functions
+from gradcheck_cli.subject.user_model import Bound, ModelFile, Supplied, bind, model_from_functions
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
 
@@ -146,7 +146,7 @@ def failure_message(report: RunReport) -> str:
 
     from rich.console import Console
 
-    from gradcheck_cli.render import render_run
+    from gradcheck_cli.render.table import render_run
 
     buffer = io.StringIO()
     console = Console(file=buffer, width=100, color_system=None, highlight=False)
@@ -323,7 +323,7 @@ def _tangent_report(
     details: str,
     gradient: RunReport | None,
 ) -> RunReport:
-    from gradcheck_cli.tangents import tangent_check, tangent_problem
+    from gradcheck_cli.checks.tangents import tangent_check, tangent_problem
 
     model = bound.models[0]
     problem = tangent_problem(
@@ -439,7 +439,7 @@ def _check(
     names = _wrt_names(wrt)
     chosen_entries, checked = _entries(entries, bound.inputs, gradients, names, seed)
     info = ModelInfo(model_file.name, model_file.formula, "api")
-    from gradcheck_cli.workers import Parallel, default_jobs
+    from gradcheck_cli.numerics.workers import Parallel, default_jobs
 
     count = default_jobs() if jobs is None else jobs
     parallel = Parallel(bound.recipe, model_file.label, count, model_file.counter)

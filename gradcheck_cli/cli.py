@@ -113,12 +113,12 @@ def _stop_quietly() -> None:
         for signum in STOP_CODES:
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(signum, signal.SIG_IGN)
-        if "gradcheck_cli.kernels" in sys.modules:
-            sys.modules["gradcheck_cli.kernels"].cancel()
+        if "gradcheck_cli.numerics.kernels" in sys.modules:
+            sys.modules["gradcheck_cli.numerics.kernels"].cancel()
         if "multiprocessing" in sys.modules:
             _stop_worker_processes()
-    if "gradcheck_cli.output" in sys.modules:
-        sys.modules["gradcheck_cli.output"].remove_temporary_files()
+    if "gradcheck_cli.render.output" in sys.modules:
+        sys.modules["gradcheck_cli.render.output"].remove_temporary_files()
 
 
 def _stop_worker_processes() -> None:
@@ -291,7 +291,7 @@ def _flush_stdout(code: int) -> int:
 def _discard_stdout() -> None:
     """Point file descriptor 1 at /dev/null: whatever is still buffered for stdout goes there
     at exit, instead of failing a second time."""
-    from gradcheck_cli.output import discard_stdout
+    from gradcheck_cli.render.output import discard_stdout
 
     discard_stdout()
 

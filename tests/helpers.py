@@ -3,7 +3,7 @@ built-in models' gradient back as the pair (dF/dX, dF/dW)."""
 
 from __future__ import annotations
 
-from gradcheck_cli.models import Array, Model
+from gradcheck_cli.numerics.models import Array, Model
 
 
 def xw(X: Array, W: Array) -> dict[str, Array]:

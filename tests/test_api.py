@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from gradcheck_cli import assert_gradients_close, check_gradients, check_layer
 from gradcheck_cli.errors import InputError, UserCodeError
-from gradcheck_cli.output import to_json_text
+from gradcheck_cli.render.output import to_json_text
 from gradcheck_cli.report import RunReport
 
 Invoke = Callable[..., Result]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from helpers import xw
 
-from gradcheck_cli.checks import run_check, single_threaded_blas
-from gradcheck_cli.models import builtin_model
+from gradcheck_cli.checks.core import run_check, single_threaded_blas
+from gradcheck_cli.numerics.models import builtin_model
 
 SetThreads = Callable[[int], None]
 GetThreads = Callable[[], int]

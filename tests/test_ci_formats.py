@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite
 
-from gradcheck_cli.ci_formats import github_annotations, junit_xml
+from gradcheck_cli.render.ci_formats import github_annotations, junit_xml
 
 # --- Documents ----------------------------------------------------------------------------------
 

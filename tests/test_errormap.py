@@ -11,8 +11,8 @@ import pytest
 from numpy.typing import NDArray
 from rich.console import Console
 
-from gradcheck_cli.errormap import FAIL_GLYPH, GLYPHS, error_map
-from gradcheck_cli.plot import write_error_map_plot
+from gradcheck_cli.render.errormap import FAIL_GLYPH, GLYPHS, error_map
+from gradcheck_cli.render.plot import write_error_map_plot
 
 FloatArray = NDArray[np.float64]
 PASSING_GLYPHS = set(GLYPHS[1:5])

@@ -12,9 +12,9 @@ import pytest
 from click.testing import Result
 from jsonschema import Draft202012Validator
 
-from gradcheck_cli.checks import run_check
-from gradcheck_cli.fast import LEAF_SIZE, LOCALISE_LIMIT, fast_check
-from gradcheck_cli.models import Array, Gradients, Inputs, builtin_model
+from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.checks.fast import LEAF_SIZE, LOCALISE_LIMIT, fast_check
+from gradcheck_cli.numerics.models import Array, Gradients, Inputs, builtin_model
 
 Invoke = Callable[..., Result]
 ROOT = Path(__file__).resolve().parents[1]

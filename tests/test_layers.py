@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import run_check
+from gradcheck_cli.checks.core import run_check
 from gradcheck_cli.errors import UserCodeError
-from gradcheck_cli.models import Array, ContractedModel, Model
+from gradcheck_cli.numerics.models import Array, ContractedModel, Model
 from gradcheck_cli.report import RunReport
-from gradcheck_cli.user_model import Bound, FileModel, Supplied, bind, load_model_file
+from gradcheck_cli.subject.user_model import Bound, FileModel, Supplied, bind, load_model_file
 
 FloatArray = NDArray[np.float64]
 Forward = Callable[[Mapping[str, Array]], float]

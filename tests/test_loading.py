@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 from numpy.typing import NDArray
 
-from gradcheck_cli import loading
-from gradcheck_cli.loading import (
+from gradcheck_cli.subject import loading
+from gradcheck_cli.subject.loading import (
     MEMORY_BUDGET_FALLBACK,
     MEMORY_BUDGET_FLOOR,
     MEMORY_BUDGET_VARIABLE,
@@ -33,7 +33,7 @@ from gradcheck_cli.loading import (
     load_matrix,
     memory_budget,
 )
-from gradcheck_cli.seed import SEED_SOURCE, seed_matrices
+from gradcheck_cli.subject.seed import SEED_SOURCE, seed_matrices
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

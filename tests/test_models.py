@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.models import (
+from gradcheck_cli.numerics.models import (
     ACTIVATIONS,
     Array,
     ElementwiseModel,
@@ -23,7 +23,7 @@ from gradcheck_cli.models import (
     builtin_model,
     builtin_model_names,
 )
-from gradcheck_cli.seed import seed_matrices
+from gradcheck_cli.subject.seed import seed_matrices
 
 FloatArray = NDArray[np.float64]
 NAMES = builtin_model_names()

@@ -15,16 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import SAFETY, perturb_check, run_check, sweep_check
-from gradcheck_cli.differences import (
+from gradcheck_cli.checks.core import SAFETY, perturb_check, run_check, sweep_check
+from gradcheck_cli.errors import InputError
+from gradcheck_cli.numerics.differences import (
     METHOD_NAMES,
     SCHEMES,
     DerivativeEstimates,
     default_steps,
     estimate_at_default_steps,
 )
-from gradcheck_cli.errors import InputError
-from gradcheck_cli.models import (
+from gradcheck_cli.numerics.models import (
     Array,
     ElementwiseModel,
     Gradients,
@@ -35,7 +35,7 @@ from gradcheck_cli.models import (
     builtin_model_names,
 )
 from gradcheck_cli.report import RunReport
-from gradcheck_cli.seed import seed_matrices
+from gradcheck_cli.subject.seed import seed_matrices
 
 FloatArray = NDArray[np.float64]
 NAMES = builtin_model_names()

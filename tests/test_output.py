@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.output import (
+from gradcheck_cli.render.output import (
     OutputError,
     check_output_path,
     is_stdout,

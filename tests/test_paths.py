@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from helpers import gradient_pair, xw
 
-from gradcheck_cli import kernels
-from gradcheck_cli.checks import SAFETY, run_check
-from gradcheck_cli.models import Array, Wrt, builtin_model, builtin_model_names
+from gradcheck_cli.checks.core import SAFETY, run_check
+from gradcheck_cli.numerics import kernels
+from gradcheck_cli.numerics.models import Array, Wrt, builtin_model, builtin_model_names
 
 
 def inputs(seed: int, n: int = 6, k: int = 5, m: int = 4) -> tuple[Array, Array]:

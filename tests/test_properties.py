@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import run_check
+from gradcheck_cli.checks.core import run_check
 from gradcheck_cli.cli import cli
-from gradcheck_cli.loading import load_matrix
-from gradcheck_cli.models import builtin_model, builtin_model_names
+from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
+from gradcheck_cli.subject.loading import load_matrix
 
 PROPERTY_SETTINGS = settings(
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -18,10 +18,10 @@ from click.testing import Result
 from numpy.typing import NDArray
 
 from gradcheck_cli.api import check_hvp, check_jvp
-from gradcheck_cli.differences import SCHEMES, default_steps
+from gradcheck_cli.checks.tangents import directional_estimates, random_tangents
 from gradcheck_cli.errors import InputError
+from gradcheck_cli.numerics.differences import SCHEMES, default_steps
 from gradcheck_cli.report import RunReport
-from gradcheck_cli.tangents import directional_estimates, random_tangents
 
 Invoke = Callable[..., Result]
 Matrix = NDArray[np.float64]

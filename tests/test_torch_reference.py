@@ -14,8 +14,8 @@ from click.testing import Result
 from helpers import gradient_pair
 
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.models import builtin_model, builtin_model_names
-from gradcheck_cli.seed import seed_matrices
+from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
+from gradcheck_cli.subject.seed import seed_matrices
 
 Invoke = Callable[..., Result]
 
@@ -23,7 +23,7 @@ Invoke = Callable[..., Result]
 @pytest.mark.torch
 def test_seed_reference_matches_the_posts_pytorch_value() -> None:
     """The seed's last step: autograd's dF/dX[0,0] is 0.19787656, as the post printed."""
-    from gradcheck_cli.torch_reference import torch_gradients
+    from gradcheck_cli.adapters.torch_reference import torch_gradients
 
     X, W = seed_matrices()
     gradients = torch_gradients(builtin_model("sigmoid-sum"), X, W)
@@ -37,7 +37,7 @@ def test_seed_reference_matches_the_posts_pytorch_value() -> None:
 @pytest.mark.parametrize("name", builtin_model_names())
 def test_every_builtin_gradient_equals_autograd(name: str) -> None:
     """Each built-in model's closed-form gradient equals PyTorch autograd's to rounding."""
-    from gradcheck_cli.torch_reference import torch_gradients
+    from gradcheck_cli.adapters.torch_reference import torch_gradients
 
     rng = np.random.default_rng(7)
     X, W = rng.standard_normal((5, 4)), rng.standard_normal((4, 3))
@@ -77,7 +77,7 @@ def test_reference_needs_a_forward_that_works_on_torch_tensors(invoke: Invoke) -
 
 def test_missing_torch_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without PyTorch the option fails with the install command, not an ImportError."""
-    from gradcheck_cli import torch_reference
+    from gradcheck_cli.adapters import torch_reference
 
     real_import = builtins.__import__
 

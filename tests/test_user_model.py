@@ -1,4 +1,4 @@
-"""Loading and binding `--model path/to/model.py` files (gradcheck_cli.user_model)."""
+"""Loading and binding `--model path/to/model.py` files (gradcheck_cli.subject.user_model)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import pytest
 from helpers import gradient_pair, xw
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import run_check
+from gradcheck_cli.checks.core import run_check
 from gradcheck_cli.errors import InputError, UserCodeError
-from gradcheck_cli.models import Array, ContractedModel, Model
-from gradcheck_cli.user_model import (
+from gradcheck_cli.numerics.models import Array, ContractedModel, Model
+from gradcheck_cli.subject.user_model import (
     Bound,
     FileModel,
     ModelFile,

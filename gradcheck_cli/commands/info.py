@@ -21,8 +21,8 @@ def models(output_format: str) -> int:
     \b
     Name a model as ACTIVATION-REDUCTION, e.g. --model tanh-mean.
     """
-    from gradcheck_cli.models import builtin_model, builtin_model_names
-    from gradcheck_cli.output import write_stdout
+    from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
+    from gradcheck_cli.render.output import write_stdout
 
     rows = []
     for name in builtin_model_names():
@@ -38,11 +38,11 @@ def models(output_format: str) -> int:
             }
         )
     if output_format == "json":
-        from gradcheck_cli.output import to_json_text
+        from gradcheck_cli.render.output import to_json_text
 
         write_stdout(to_json_text({"models": rows}) + "\n")
     else:
-        from gradcheck_cli.render import render_models, stdout_console
+        from gradcheck_cli.render.table import render_models, stdout_console
 
         console = stdout_console()
         with console.capture() as captured:
@@ -61,7 +61,7 @@ def schema() -> int:
     """
     from importlib.resources import files
 
-    from gradcheck_cli.output import write_stdout
+    from gradcheck_cli.render.output import write_stdout
 
     write_stdout(files("gradcheck_cli").joinpath("schema.json").read_text(encoding="utf-8"))
     return EXIT_OK

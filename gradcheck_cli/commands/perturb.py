@@ -85,8 +85,8 @@ def perturb(
       gradcheck perturb --model layers.py:affine --entry 'b[1]'
       gradcheck perturb --entry 0,0 --reference torch
     """
-    from gradcheck_cli import checks
-    from gradcheck_cli.subject import InputOptions, flat_index, load_subject
+    from gradcheck_cli.checks import core as checks
+    from gradcheck_cli.subject.subjects import InputOptions, flat_index, load_subject
 
     refuse_output_clash(output_path, output_format)
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
@@ -115,7 +115,9 @@ def perturb(
             located.append((name, entry.index))
         reference_gradients = None
         if reference == "torch":
-            from gradcheck_cli.torch_reference import reference_gradients as torch_reference
+            from gradcheck_cli.adapters.torch_reference import (
+                reference_gradients as torch_reference,
+            )
 
             reference_gradients = torch_reference(subject)
         report = checks.perturb_check(
@@ -134,7 +136,7 @@ def perturb(
         )
 
     def draw(console: Any) -> None:
-        from gradcheck_cli.render import render_perturb
+        from gradcheck_cli.render.table import render_perturb
 
         render_perturb(report, console)
 

@@ -72,15 +72,15 @@ def import_own_dependencies() -> None:
     params = context.params if context is not None else {}
     output_format = params.get("output_format", "table")
     if output_format == "table":
-        import gradcheck_cli.errormap
-        import gradcheck_cli.render
+        import gradcheck_cli.render.errormap
+        import gradcheck_cli.render.table
     if output_format == "github" or params.get("junit_path") is not None:
-        import gradcheck_cli.ci_formats  # noqa: F401
+        import gradcheck_cli.render.ci_formats  # noqa: F401
     if params.get("plot_path") is not None:
         with contextlib.suppress(ImportError):  # check_plot_available has said what to do
             import matplotlib
 
-            matplotlib.use("Agg")  # as gradcheck_cli.plot does: no window, no display needed
+            matplotlib.use("Agg")  # as gradcheck_cli.render.plot does: no window, no display needed
             import matplotlib.colors
             import matplotlib.pyplot
             import matplotlib.ticker
@@ -138,7 +138,7 @@ def prepare_outputs(
     """Check every output path before any work (and before any user code can move the working
     directory); return them resolved. An output may not be one of the inputs, nor the file of
     another output (the second write would replace the first)."""
-    from gradcheck_cli.output import OutputError, check_output_path, is_stdout
+    from gradcheck_cli.render.output import OutputError, check_output_path, is_stdout
 
     resolved: dict[str, Path | None] = {}
     written: dict[Path, str] = {}
@@ -176,7 +176,7 @@ def emit(
 ) -> int:
     """Write the report files (if asked), print the table, JSON or annotations, and return the
     exit code, which tells the same story as both."""
-    from gradcheck_cli.output import (
+    from gradcheck_cli.render.output import (
         OutputError,
         is_stdout,
         to_json_text,
@@ -192,7 +192,7 @@ def emit(
         except OutputError as error:
             raise OutputError(f"--output {error}") from None
     if junit_path is not None:
-        from gradcheck_cli.ci_formats import junit_xml
+        from gradcheck_cli.render.ci_formats import junit_xml
 
         try:
             write_atomically(junit_path, junit_xml(document))
@@ -201,11 +201,11 @@ def emit(
     if output_format == "json":
         write_stdout(text + "\n")
     elif output_format == "github":
-        from gradcheck_cli.ci_formats import github_annotations
+        from gradcheck_cli.render.ci_formats import github_annotations
 
         write_stdout(github_annotations(document, file=annotated_file))
     else:
-        from gradcheck_cli.render import stdout_console
+        from gradcheck_cli.render.table import stdout_console
 
         console = stdout_console()
         # Drawn in memory, with stdout's width and colours: stdout is written once, by
@@ -234,7 +234,7 @@ class ProgressReporter:
         if self.bar is None:
             if time.monotonic() - self.started < 1.0:
                 return
-            from gradcheck_cli.render import progress_bar
+            from gradcheck_cli.render.table import progress_bar
 
             self.bar = progress_bar()
             self.bar.start()

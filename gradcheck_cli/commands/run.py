@@ -27,7 +27,7 @@ from gradcheck_cli.commands.reporting import (
 
 if TYPE_CHECKING:
     from gradcheck_cli.report import RunReport
-    from gradcheck_cli.subject import InputOptions, Subject
+    from gradcheck_cli.subject.subjects import InputOptions, Subject
 
 
 @click.command()
@@ -182,7 +182,7 @@ def run(
       gradcheck run --model fixtures/models/layers.py:affine
       gradcheck run --model model.py --input x=x.npy --input b=b.npy --wrt b
     """
-    from gradcheck_cli.subject import InputOptions
+    from gradcheck_cli.subject.subjects import InputOptions
 
     if mode == "fast" and delta is not None:
         raise click.UsageError("--mode fast picks its own step per direction; drop --delta")
@@ -201,7 +201,7 @@ def run(
     refuse_output_clash(output_path, output_format)
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
     if plot_path is not None:
-        from gradcheck_cli.plot import check_plot_available
+        from gradcheck_cli.render.plot import check_plot_available
 
         check_plot_available()
     paths = prepare_outputs(
@@ -232,14 +232,14 @@ def run(
 
     plot_target = paths["--plot"]
     if plot_target is not None:
-        from gradcheck_cli.plot import write_error_map_plot
+        from gradcheck_cli.render.plot import write_error_map_plot
 
         write_error_map_plot(
             report.error_ratios, plot_target, title=f"gradcheck: {report.model.name}"
         )
 
     def draw(console: Any) -> None:
-        from gradcheck_cli.render import render_run
+        from gradcheck_cli.render.table import render_run
 
         render_run(report, console, top=top, show_map=show_map)
 
@@ -274,8 +274,8 @@ def _run_report(
     max_calls: int,
     progress: bool,
 ) -> tuple[Subject, RunReport]:
-    from gradcheck_cli import checks
-    from gradcheck_cli.subject import entries_of_spec, load_subject
+    from gradcheck_cli.checks import core as checks
+    from gradcheck_cli.subject.subjects import entries_of_spec, load_subject
 
     subject = load_subject(options)
     gradients = checks.validate_gradient(subject.models[0], subject.inputs)
@@ -288,7 +288,7 @@ def _run_report(
         _refuse_over_budget(subject, checked, selection, max_calls, jobs)
     reference_gradients = None
     if reference == "torch":
-        from gradcheck_cli.torch_reference import reference_gradients as torch_reference
+        from gradcheck_cli.adapters.torch_reference import reference_gradients as torch_reference
 
         reference_gradients = torch_reference(subject)
     if mode == "jvp":
@@ -298,7 +298,7 @@ def _run_report(
         return subject, report
     if order == 2:
         # Refused before the gradient is checked: the Hessian of an array forward is not one.
-        from gradcheck_cli.tangents import tangent_problem
+        from gradcheck_cli.checks.tangents import tangent_problem
 
         tangent_problem(
             "hvp",
@@ -365,7 +365,7 @@ def _refuse_over_budget(
     import numpy as np
 
     from gradcheck_cli.errors import InputError
-    from gradcheck_cli.workers import default_jobs
+    from gradcheck_cli.numerics.workers import default_jobs
 
     entries = sum(
         int(np.size(subject.inputs[name])) if selection is None else int(selection[name].size)
@@ -412,7 +412,7 @@ def _tangent_report(
 ) -> RunReport:
     import dataclasses
 
-    from gradcheck_cli.tangents import tangent_check, tangent_problem
+    from gradcheck_cli.checks.tangents import tangent_check, tangent_problem
 
     problem = tangent_problem(
         kind,

@@ -93,9 +93,9 @@ def sweep(
     """
     import numpy as np
 
-    from gradcheck_cli import checks
+    from gradcheck_cli.checks import core as checks
     from gradcheck_cli.errors import InputError
-    from gradcheck_cli.subject import InputOptions, flat_index, load_subject
+    from gradcheck_cli.subject.subjects import InputOptions, flat_index, load_subject
 
     if direction == "random" and entry is not None:
         raise click.UsageError("use just one of --entry or --direction random")
@@ -112,7 +112,7 @@ def sweep(
         raise click.BadParameter(f"must be below --largest {largest:g}", param_hint="--smallest")
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
     if plot_path is not None:
-        from gradcheck_cli.plot import check_plot_available
+        from gradcheck_cli.render.plot import check_plot_available
 
         check_plot_available()
     paths = prepare_outputs(
@@ -166,12 +166,12 @@ def sweep(
         )
     plot_target = paths["--plot"]
     if plot_target is not None:
-        from gradcheck_cli.plot import write_sweep_plot
+        from gradcheck_cli.render.plot import write_sweep_plot
 
         write_sweep_plot(report, plot_target)
 
     def draw(console: Any) -> None:
-        from gradcheck_cli.render import render_sweep
+        from gradcheck_cli.render.table import render_sweep
 
         render_sweep(report, console)
 

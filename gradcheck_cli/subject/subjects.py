@@ -14,13 +14,20 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck_cli.checks import Precision
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.loading import LoadedArray, cast_to_dtype, file_of_spec, load_archive, load_array
-from gradcheck_cli.models import Array, ElementwiseModel, Model, builtin_model
+from gradcheck_cli.numerics.differences import Precision
+from gradcheck_cli.numerics.models import Array, ElementwiseModel, Model, builtin_model
+from gradcheck_cli.numerics.workers import Parallel, default_jobs
 from gradcheck_cli.report import ModelInfo, OutputShape
-from gradcheck_cli.seed import SEED_SOURCE, seed_matrices
-from gradcheck_cli.user_model import (
+from gradcheck_cli.subject.loading import (
+    LoadedArray,
+    cast_to_dtype,
+    file_of_spec,
+    load_archive,
+    load_array,
+)
+from gradcheck_cli.subject.seed import SEED_SOURCE, seed_matrices
+from gradcheck_cli.subject.user_model import (
     ModelFile,
     ModelRecipe,
     Supplied,
@@ -28,7 +35,6 @@ from gradcheck_cli.user_model import (
     load_model_file,
     split_model_spec,
 )
-from gradcheck_cli.workers import Parallel, default_jobs
 
 
 @dataclass
@@ -183,7 +189,7 @@ def _builtin_subject(options: InputOptions) -> Subject:
 def _model_file_subject(options: InputOptions) -> Subject:
     path_text, entry = split_model_spec(options.model_spec)
     model_file = load_model_file(Path(path_text), entry)
-    from gradcheck_cli.user_model import signature_of
+    from gradcheck_cli.subject.user_model import signature_of
 
     names = list(signature_of(model_file).parameters)
     letters = {}

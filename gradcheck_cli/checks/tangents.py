@@ -26,9 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import (
+from gradcheck_cli.checks.core import (
     Batch,
-    Precision,
     Tolerance,
     _dtype,
     _judge,
@@ -38,9 +37,15 @@ from gradcheck_cli.checks import (
     require_finite_value,
     single_threaded_blas,
 )
-from gradcheck_cli.differences import SCHEMES, DerivativeEstimates, default_steps, machine_epsilon
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.models import Array, ElementwiseModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.differences import (
+    SCHEMES,
+    DerivativeEstimates,
+    Precision,
+    default_steps,
+    machine_epsilon,
+)
+from gradcheck_cli.numerics.models import Array, ElementwiseModel, Gradients, Inputs, Model
 from gradcheck_cli.report import InputInfo, ModelInfo, OutputShape, RunReport
 
 VectorFunction = Callable[[Inputs], Mapping[str, Array]]

@@ -137,7 +137,7 @@ def _save_atomically(figure: Any, path: Path) -> None:
     symlink to its target, with a report's permissions (not mkstemp's 0600)."""
     import matplotlib.pyplot as plt
 
-    from gradcheck_cli.output import OutputError, write_bytes_atomically
+    from gradcheck_cli.render.output import OutputError, write_bytes_atomically
 
     try:
         buffer = io.BytesIO()

@@ -33,12 +33,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli import kernels
-from gradcheck_cli.models import Array, ElementwiseModel, Inputs, Model, Wrt
+from gradcheck_cli.numerics import kernels
+from gradcheck_cli.numerics.models import Array, ElementwiseModel, Inputs, Model, Wrt
 
 FloatArray = NDArray[np.floating]
 ProgressCallback = Callable[[float], None]
 """Called with the number of entries just finished."""
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How precisely f itself is known, beyond the inputs' dtype."""
+
+    eps: float | None = None
+    """The precision f is computed in when coarser than the inputs' (a float32 forward on
+    float64 inputs); None: the inputs' dtype."""
+    noise: float = 0.0
+    """How far two evaluations of f at the same point may differ (--nondet-tol)."""
 
 
 @dataclass(frozen=True)
@@ -701,7 +712,7 @@ def black_box_differences(
     magnitudes = np.full(flat_indices.shape, abs(f0), dtype=np.float64)
     if not todo or not flat_indices.size:
         return diffs, magnitudes, np.zeros(flat_indices.shape, dtype=np.float64)
-    from gradcheck_cli.workers import active_pool
+    from gradcheck_cli.numerics.workers import active_pool
 
     pool = active_pool(model, inputs)
     if pool is not None:

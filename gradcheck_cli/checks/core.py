@@ -32,20 +32,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli import kernels, workers
 from gradcheck_cli.diagnosis import Diagnosis, diagnose
-from gradcheck_cli.differences import (
+from gradcheck_cli.errors import InputError
+from gradcheck_cli.numerics import kernels, workers
+from gradcheck_cli.numerics.differences import (
     SCHEMES,
     DerivativeEstimates,
     FloatArray,
+    Precision,
     Scheme,
     estimate_at_default_steps,
     estimate_derivatives,
     machine_epsilon,
     one_step_estimates,
 )
-from gradcheck_cli.errors import InputError
-from gradcheck_cli.models import Array, ElementwiseModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.models import Array, ElementwiseModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.workers import Parallel
 from gradcheck_cli.report import (
     EntryCheck,
     InputInfo,
@@ -60,7 +62,6 @@ from gradcheck_cli.report import (
     SweepRow,
     entry_label,
 )
-from gradcheck_cli.workers import Parallel
 
 SAFETY = 10.0
 """Tolerance = SAFETY x the estimated error: the estimates are first-order, allow for their own
@@ -112,17 +113,6 @@ class Tolerance:
             if self.mode == "estimate":
                 tol = tol + SAFETY * estimate
         return np.asarray(tol)
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How precisely f itself is known, beyond the inputs' dtype."""
-
-    eps: float | None = None
-    """The precision f is computed in when coarser than the inputs' (a float32 forward on
-    float64 inputs); None: the inputs' dtype."""
-    noise: float = 0.0
-    """How far two evaluations of f at the same point may differ (--nondet-tol)."""
 
 
 @dataclass(frozen=True)
@@ -828,7 +818,7 @@ def check_in_mode(
     API choose between them. `common` holds the arguments both take (model_info, sources, wrt,
     entries, method, rtol, atol, top, precision, output_shape, progress)."""
     if mode == "fast":
-        from gradcheck_cli.fast import fast_check  # fast builds on this module
+        from gradcheck_cli.checks.fast import fast_check  # fast builds on this module
 
         return fast_check(
             models,

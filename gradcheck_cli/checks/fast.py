@@ -28,12 +28,11 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import (
+from gradcheck_cli.checks.core import (
     ANALYTIC_RTOL_ULPS,
     DOUBT,
     SAFETY,
     Batch,
-    Precision,
     Tolerance,
     _dtype,
     assemble_run_report,
@@ -46,8 +45,14 @@ from gradcheck_cli.checks import (
     single_threaded_blas,
     validate_gradient,
 )
-from gradcheck_cli.differences import SCHEMES, Scheme, default_steps, machine_epsilon
-from gradcheck_cli.models import Array, Gradients, Inputs, Model
+from gradcheck_cli.numerics.differences import (
+    SCHEMES,
+    Precision,
+    Scheme,
+    default_steps,
+    machine_epsilon,
+)
+from gradcheck_cli.numerics.models import Array, Gradients, Inputs, Model
 from gradcheck_cli.report import (
     DirectionCheck,
     FastEvidence,

@@ -34,7 +34,7 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.models import Array, ElementwiseModel, Wrt
+from gradcheck_cli.numerics.models import Array, ElementwiseModel, Wrt
 
 FloatArray = NDArray[np.floating]
 T = TypeVar("T")

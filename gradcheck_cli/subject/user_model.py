@@ -56,10 +56,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks import Precision
-from gradcheck_cli.differences import SCHEMES, default_steps
 from gradcheck_cli.errors import InputError, UserCodeError
-from gradcheck_cli.models import Array, ContractedModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.differences import SCHEMES, Precision, default_steps
+from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
 from gradcheck_cli.report import OutputShape
 
 if TYPE_CHECKING:

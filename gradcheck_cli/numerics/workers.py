@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
-from gradcheck_cli.models import Array, Inputs, Model
+from gradcheck_cli.numerics.models import Array, Inputs, Model
 
 SHARED_BYTES = 1 << 16
 """Inputs at least this large go to shared memory; smaller ones travel with the task setup."""
@@ -110,7 +110,7 @@ def _start_worker(rebuild: Rebuild, label: str, arrays: Mapping[str, Any]) -> No
 def _work(
     number: int, wrt: str, flat: NDArray[np.intp], shifts: Array, f0: float
 ) -> tuple[Array, NDArray[np.floating], int]:
-    from gradcheck_cli.differences import black_box_differences
+    from gradcheck_cli.numerics.differences import black_box_differences
 
     inputs: dict[str, Array] = dict(_WORKER["inputs"])
     private: dict[str, Array] = _WORKER["private"]

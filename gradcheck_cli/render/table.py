@@ -320,7 +320,7 @@ def render_run(
         )
     _legend(console, {c.reason for c in report.checks} | {d.reason for d in report.directions})
     if show_map or report.verdict != "passed":
-        from gradcheck_cli.errormap import error_map
+        from gradcheck_cli.render.errormap import error_map
 
         for name, ratio in report.error_ratios.items():
             console.print(error_map(printable(name), ratio, width=console.width))

@@ -18,9 +18,11 @@ import time
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics.differences import METHOD_NAMES
 from gradcheck_cli.numerics.models import builtin_model
+from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.seed import seed_matrices
 
 Matrix = NDArray[np.float64]
@@ -44,7 +46,7 @@ def relative_error(X: Matrix, W: Matrix, method: str, dtype: str) -> tuple[float
     """(max |numerical - exact| / max |exact|, entries failed, entries passed with a doubt)."""
     exact = MODEL.gradient({"X": X, "W": W})
     inputs = {"X": X.astype(dtype), "W": W.astype(dtype)}
-    report = run_check(MODEL, inputs, method=method, details="all")
+    report = run_check(Target.of(MODEL, inputs), CheckSettings(method=method, details="all"))
     errors = [abs(c.numerical - float(np.asarray(exact[c.wrt])[c.index])) for c in report.checks]
     scale = max(float(np.max(np.abs(np.asarray(g)))) for g in exact.values())
     failed = sum(not c.passed for c in report.checks)

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics.models import builtin_model
 
 MODEL = builtin_model("sigmoid-sum")
@@ -56,11 +57,11 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
 def ours(X: Matrix, W: Matrix) -> tuple[float, float, bool]:
     """Best of up to 3 untraced runs (tracemalloc slows every allocation), then one traced run
     for the peak memory."""
-    seconds, report = timed(lambda: run_check(MODEL, {"X": X, "W": W}))
+    seconds, report = timed(lambda: run_check(Target.of(MODEL, {"X": X, "W": W})))
     for _ in range(2 if seconds < 2 else 0):
-        seconds = min(seconds, timed(lambda: run_check(MODEL, {"X": X, "W": W}))[0])
+        seconds = min(seconds, timed(lambda: run_check(Target.of(MODEL, {"X": X, "W": W})))[0])
     tracemalloc.start()
-    run_check(MODEL, {"X": X, "W": W})
+    run_check(Target.of(MODEL, {"X": X, "W": W}))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return seconds, peak / 2**20, report.passed
@@ -204,7 +205,9 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     warm_X, warm_W = inputs(16)
-    run_check(MODEL, {"X": warm_X, "W": warm_W})  # warm-up: imports, thread pool, first-call costs
+    run_check(
+        Target.of(MODEL, {"X": warm_X, "W": warm_W})
+    )  # warm-up: imports, thread pool, first-call costs
     for n in sizes:
         X, W = inputs(n)
         seconds, peak, passed = ours(X, W)

@@ -12,7 +12,6 @@ Every function returns the same `RunReport` that `gradcheck run --format json` p
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -20,10 +19,12 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gradcheck_cli.checks import core as checks
+from gradcheck_cli import session
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.report import ModelInfo, RunReport
-from gradcheck_cli.subject.user_model import Bound, ModelFile, Supplied, bind, model_from_functions
+from gradcheck_cli.settings import API, CheckSettings, EntrySelection
+from gradcheck_cli.subject.subjects import Subject
+from gradcheck_cli.subject.user_model import ModelFile, Supplied, bind, model_from_functions
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
 
@@ -72,30 +73,26 @@ def check_gradients(
     The other settings mean what the CLI options of the same name mean. Bad input raises
     `gradcheck_cli.errors.InputError`.
     """
+    __tracebackhide__ = True
     model_file = model_from_functions(
         forward, backward, name=name, formula=formula, complex_safe=complex_safe
     )
     supplied = _supplied(forward, X, W, inputs)
-    return _check(
-        model_file,
-        supplied,
-        params=params,
-        wrt=wrt,
+    asked = CheckSettings(
         method=method,
         delta=delta,
         rtol=rtol,
         atol=atol,
-        dtype=dtype,
-        entries=entries,
+        wrt=_wrt_names(wrt),
+        entries=_entry_selection(entries),
         details=details,
         top=top,
-        cotangents=cotangents,
-        seed=seed,
         mode=mode,
         directions=directions,
-        nondet_tol=nondet_tol,
+        seed=seed,
         jobs=jobs,
     )
+    return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol)
 
 
 def check_layer(
@@ -119,9 +116,8 @@ def check_layer(
         convention="layer",
         complex_safe=bool(settings.pop("complex_safe", False)),
     )
-    return _check(
-        model_file, _supplied(layer_forward, None, None, inputs), params=params, **settings
-    )
+    __tracebackhide__ = True
+    return _check_with(model_file, _supplied(layer_forward, None, None, inputs), params, settings)
 
 
 def assert_gradients_close(
@@ -184,39 +180,20 @@ def check_hvp(
     random tangents (seed `seed`) over the inputs of `wrt`, element by element; the report's
     entries carry the tangent's number and `gradient_check` sums up the first check.
     """
+    __tracebackhide__ = True
     model_file = model_from_functions(forward, backward, name=name, formula=formula, hvp=hvp)
-    bound, checked = _bind_for_tangents(
-        model_file,
-        _supplied(forward, None, None, inputs),
-        params=params,
-        wrt=wrt,
-        dtype=dtype,
-        tangents=tangents,
-        top=top,
-        details=details,
-        seed=seed,
-        nondet_tol=nondet_tol,
-        gradients=True,
-    )
-    info = ModelInfo(model_file.name, model_file.formula, "api")
-    gradient = checks.run_check(
-        bound.models,
-        bound.inputs,
-        model_info=info,
-        sources=bound.sources,
-        wrt=checked,
+    asked = CheckSettings(
         rtol=rtol,
         atol=atol,
+        wrt=_wrt_names(wrt),
         details=details,
         top=top,
-        precision=bound.precision,
-        extra_settings={"entries": "all", "seed": seed, "mode": "full"},
+        order=2,
+        tangents=tangents,
+        seed=seed,
     )
-    if not gradient.passed:
-        return dataclasses.replace(gradient, forward_calls=model_file.counter.forward)
-    return _tangent_report(
-        "hvp", bound, checked, info, tangents, seed, rtol, atol, top, details, gradient
-    )
+    supplied = _supplied(forward, None, None, inputs)
+    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol)
 
 
 def check_jvp(
@@ -246,111 +223,26 @@ def check_jvp(
     (default: every floating input), one entry per element of the output: `f` for a scalar
     forward, `out` for an array.
     """
+    __tracebackhide__ = True
     model_file = model_from_functions(forward, _no_backward, name=name, formula=formula, jvp=jvp)
-    bound, checked = _bind_for_tangents(
-        model_file,
-        _supplied(forward, None, None, inputs),
-        params=params,
-        wrt=wrt,
-        dtype=dtype,
-        tangents=tangents,
-        top=top,
+    asked = CheckSettings(
+        rtol=rtol,
+        atol=atol,
+        wrt=_wrt_names(wrt),
         details=details,
+        top=top,
+        mode="jvp",
+        tangents=tangents,
         seed=seed,
-        nondet_tol=nondet_tol,
-        gradients=False,
     )
-    info = ModelInfo(model_file.name, model_file.formula, "api")
-    return _tangent_report(
-        "jvp", bound, checked, info, tangents, seed, rtol, atol, top, details, None
-    )
+    supplied = _supplied(forward, None, None, inputs)
+    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol)
 
 
 def _no_backward(*args: object, **kwargs: object) -> dict[str, object]:
     """check_jvp needs no gradient: the stand-in backward gives none (every input stays a
     candidate for the tangent, none is checked entry by entry)."""
     return {}
-
-
-def _bind_for_tangents(
-    model_file: ModelFile,
-    supplied: Mapping[str, Supplied],
-    *,
-    params: Mapping[str, object] | None,
-    wrt: str | Sequence[str] | None,
-    dtype: str,
-    tangents: int,
-    top: int,
-    details: str,
-    seed: int,
-    nondet_tol: float,
-    gradients: bool,
-) -> tuple[Bound, list[str]]:
-    """The bound model and the inputs the tangents move: those of `wrt`, or by default every
-    floating input that backward gives a gradient for (`gradients`: an hvp, of a scalar f
-    only) or every floating input."""
-    _choice("dtype", dtype, ("float64", "float32"))
-    _choice("details", details, ("auto", "all", "worst"))
-    if isinstance(tangents, bool) or not isinstance(tangents, int) or tangents < 1:
-        raise InputError(f"tangents must be an integer >= 1; got {tangents!r}")
-    if top < 1:
-        raise InputError(f"top must be at least 1; got {top}")
-    if not (np.isfinite(nondet_tol) and nondet_tol >= 0):
-        raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol}")
-    bound = bind(model_file, supplied, params, dtype=dtype, seed=seed, nondet_tol=nondet_tol)
-    if gradients and bound.output_shape is not None:
-        raise InputError(
-            "check_hvp checks the Hessian of a scalar f; this forward returns an array of "
-            f"shape {bound.output_shape}"
-        )
-    if gradients:
-        given = checks.validate_gradient(bound.models[0], bound.inputs)
-    else:
-        given = {n: a for n, a in bound.inputs.items() if checks.floating(a)}
-    return bound, checks.resolve_wrt(bound.inputs, given, _wrt_names(wrt), option="wrt")
-
-
-def _tangent_report(
-    kind: str,
-    bound: Bound,
-    checked: list[str],
-    info: ModelInfo,
-    tangents: int,
-    seed: int,
-    rtol: float | None,
-    atol: float | None,
-    top: int,
-    details: str,
-    gradient: RunReport | None,
-) -> RunReport:
-    from gradcheck_cli.checks.tangents import tangent_check, tangent_problem
-
-    model = bound.models[0]
-    problem = tangent_problem(
-        kind, model, bound.functions, bound.inputs, checked, bound.output_shape
-    )
-    report = tangent_check(
-        kind,
-        model,
-        problem.function,
-        problem.analytic,
-        bound.inputs,
-        names=problem.names,
-        tangent_inputs=checked,
-        count=tangents,
-        seed=seed,
-        rtol=rtol,
-        atol=atol,
-        model_info=info,
-        sources=bound.sources,
-        top=top,
-        details=details,
-        precision=bound.precision,
-        output_shapes=problem.shapes,
-        gradient_check=gradient,
-        output_shape=bound.output_shape,
-    )
-    return dataclasses.replace(report, forward_calls=bound.model_file.counter.forward)
 
 
 def _supplied(
@@ -393,144 +285,107 @@ def _positional_names(function: Callable[..., Any]) -> list[str]:
     return [p.name for p in parameters if p.kind in kinds]
 
 
-def _check(
+def _check_with(
     model_file: ModelFile,
     supplied: Mapping[str, Supplied],
-    *,
-    params: Mapping[str, object] | None = None,
-    wrt: str | Sequence[str] | None = None,
-    method: str = "central",
-    delta: float | None = None,
-    rtol: float | None = None,
-    atol: float | None = None,
-    dtype: str = "float64",
-    entries: EntriesArgument = None,
-    details: str = "auto",
-    top: int = 10,
-    cotangents: int = 2,
-    seed: int = 0,
-    mode: str = "full",
-    directions: int = 4,
-    nondet_tol: float = 0.0,
-    jobs: int | None = 1,
+    params: Mapping[str, object] | None,
+    settings: Mapping[str, Any],
 ) -> RunReport:
-    _choice("dtype", dtype, ("float64", "float32"))
-    _choice("details", details, ("auto", "all", "worst"))
-    _choice("mode", mode, ("full", "fast"))
-    if cotangents < 1 or top < 1 or directions < 1:
+    """check_layer's settings, as check_gradients takes them."""
+    known = set(inspect.signature(check_gradients).parameters) - {
+        "forward",
+        "backward",
+        "X",
+        "W",
+        "inputs",
+        "params",
+        "name",
+        "formula",
+        "complex_safe",
+    }
+    unknown = sorted(set(settings) - known)
+    if unknown:
         raise InputError(
-            "cotangents, top and directions must be at least 1; got "
-            f"{cotangents}, {top} and {directions}"
+            f"unknown setting {unknown[0]}; the settings are {', '.join(sorted(known))}"
         )
-    if not (np.isfinite(nondet_tol) and nondet_tol >= 0):
-        raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol}")
-    if mode == "fast" and delta is not None:
-        raise InputError("mode='fast' picks its own step per direction; drop delta")
-    bound = bind(
-        model_file,
-        supplied,
-        params,
-        dtype=dtype,
-        cotangents=cotangents,
-        seed=seed,
-        nondet_tol=nondet_tol,
-    )
-    gradients = checks.validate_gradient(bound.models[0], bound.inputs)
-    names = _wrt_names(wrt)
-    chosen_entries, checked = _entries(entries, bound.inputs, gradients, names, seed)
-    info = ModelInfo(model_file.name, model_file.formula, "api")
-    from gradcheck_cli.numerics.workers import Parallel, default_jobs
-
-    count = default_jobs() if jobs is None else jobs
-    parallel = Parallel(bound.recipe, model_file.label, count, model_file.counter)
-    settings = {
-        "entries": entries if isinstance(entries, str) else ("all" if entries is None else "list"),
-        "seed": seed,
-    }
-    common: dict[str, Any] = {
-        "model_info": info,
-        "sources": bound.sources,
-        "wrt": checked,
-        "entries": chosen_entries,
-        "method": method,
-        "rtol": rtol,
-        "atol": atol,
-        "top": top,
-        "precision": bound.precision,
-        "output_shape": bound.output_shape,
-    }
-    report = checks.check_in_mode(
-        mode,
-        bound.models,
-        bound.inputs,
-        directions=directions,
-        seed=seed,
-        delta=delta,
-        details=details,
-        parallel=parallel,
-        extra_settings=settings,
-        **common,
-    )
-    return dataclasses.replace(report, forward_calls=model_file.counter.forward)
+    given = dict(settings)
+    dtype = given.pop("dtype", "float64")
+    cotangents = given.pop("cotangents", 2)
+    nondet_tol = given.pop("nondet_tol", 0.0)
+    given["wrt"] = _wrt_names(given.get("wrt"))
+    given["entries"] = _entry_selection(given.get("entries"))
+    return _run(model_file, supplied, CheckSettings(**given), params, dtype, cotangents, nondet_tol)
 
 
-def _wrt_names(wrt: str | Sequence[str] | None) -> list[str] | None:
+def _run(
+    model_file: ModelFile,
+    supplied: Mapping[str, Supplied],
+    asked: CheckSettings,
+    params: Mapping[str, object] | None,
+    dtype: str,
+    cotangents: int,
+    nondet_tol: float,
+) -> RunReport:
+    """The session's run, on the functions bound to the given inputs."""
+    __tracebackhide__ = True
+    if dtype not in ("float64", "float32"):
+        raise InputError(f"dtype must be one of float64, float32; got {dtype!r}")
+    if isinstance(cotangents, bool) or not isinstance(cotangents, int) or cotangents < 1:
+        raise InputError(f"cotangents must be an integer >= 1; got {cotangents!r}")
+    if not (isinstance(nondet_tol, (int, float)) and np.isfinite(nondet_tol) and nondet_tol >= 0):
+        raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol!r}")
+
+    def load() -> Subject:
+        bound = bind(
+            model_file,
+            supplied,
+            params,
+            dtype=dtype,
+            cotangents=cotangents,
+            seed=asked.seed,
+            nondet_tol=nondet_tol,
+        )
+        info = ModelInfo(model_file.name, model_file.formula, "api")
+        return Subject(
+            bound.models,
+            info,
+            bound.inputs,
+            bound.sources,
+            bound.precision,
+            bound.output_shape,
+            model_file,
+            bound.params,
+            bound.recipe,
+            bound.functions,
+        )
+
+    _, report = session.run(load, asked, naming=API)
+    return report
+
+
+def _wrt_names(wrt: str | Sequence[str] | None) -> tuple[str, ...] | None:
     if wrt is None:
         return None
     if isinstance(wrt, str):
         if wrt == "both":
-            return ["X", "W"]
-        return [n.strip() for n in wrt.split(",")]
-    return list(wrt)
+            return ("X", "W")
+        return tuple(n.strip() for n in wrt.split(","))
+    return tuple(wrt)
 
 
-def _entries(
-    entries: EntriesArgument,
-    inputs: Mapping[str, Any],
-    gradients: Mapping[str, Any],
-    wrt: list[str] | None,
-    seed: int,
-) -> tuple[dict[str, np.ndarray[Any, Any]] | None, list[str]]:
-    """(flat indices per input or None, the checked inputs) for the `entries` argument."""
+def _entry_selection(entries: EntriesArgument) -> EntrySelection:
+    """entries="all", "random:K" or {name: [index, ...]} as the settings hold it."""
     if entries is None or entries == "all":
-        return None, checks.resolve_wrt(inputs, gradients, wrt, option="wrt")
+        return EntrySelection()
     if isinstance(entries, str):
         count = entries.removeprefix("random:")
         if not entries.startswith("random:") or not count.isdigit() or int(count) < 1:
             raise InputError(f"entries must be 'all', 'random:K' or a dict; got {entries!r}")
-        checked = checks.resolve_wrt(inputs, gradients, wrt, option="wrt")
-        rng = np.random.default_rng(seed)
-        chosen = {}
-        for name in checked:
-            size = int(np.size(inputs[name]))
-            chosen[name] = np.sort(rng.choice(size, size=min(int(count), size), replace=False))
-        return chosen, checked
-    selection = {}
+        return EntrySelection("random", count=int(count))
+    listed = []
     for key, indices in entries.items():
-        if key not in inputs:
-            raise InputError(
-                f"entries key {key!r} is not an input; the inputs are {', '.join(inputs)}"
-            )
-        shape = np.shape(inputs[key])
-        flat = []
+        if not isinstance(key, str):
+            raise InputError(f"entries keys must be input names; got {key!r}")
         for index in indices:
-            index = tuple(int(i) for i in index)
-            if len(index) != len(shape) or not all(
-                0 <= i < n for i, n in zip(index, shape, strict=True)
-            ):
-                limits = ", ".join(f"0..{n - 1}" for n in shape)
-                raise InputError(
-                    f"entry {key}{list(index)} is out of range for shape {shape}: each index "
-                    f"must be in {limits or 'an empty index (a 0-D input)'}"
-                )
-            flat.append(int(np.ravel_multi_index(index, shape)) if shape else 0)
-        selection[key] = np.asarray(sorted(set(flat)), dtype=np.intp)
-    checked = checks.resolve_wrt(
-        inputs, gradients, wrt if wrt is not None else list(selection), option="wrt"
-    )
-    return selection, checked
-
-
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+            listed.append((key, tuple(int(i) for i in index)))
+    return EntrySelection("listed", listed=tuple(listed))

@@ -25,10 +25,9 @@ import click
 
 from gradcheck_cli import __version__
 from gradcheck_cli.commands.info import models, schema
-from gradcheck_cli.commands.options import METHODS
 from gradcheck_cli.commands.perturb import perturb
 from gradcheck_cli.commands.run import run
-from gradcheck_cli.commands.sweep import SWEEP_RANGE, sweep
+from gradcheck_cli.commands.sweep import sweep
 from gradcheck_cli.exit_codes import (
     EXIT_BROKEN_PIPE,
     EXIT_HANGUP,
@@ -39,7 +38,7 @@ from gradcheck_cli.exit_codes import (
     EXIT_USAGE,
 )
 
-__all__ = ["METHODS", "SWEEP_RANGE", "cli", "main"]
+__all__ = ["cli", "main"]
 
 
 class Stopped(BaseException):

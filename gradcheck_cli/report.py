@@ -70,6 +70,9 @@ class InputInfo:
 
 @dataclass(frozen=True)
 class Settings:
+    """How every entry of a report was judged: the scheme, the step, the tolerance, the
+    precision. Every report has these; each kind of report adds its own (below)."""
+
     method: str
     delta: float | None
     """The step every entry used, or None when each entry got its default step."""
@@ -80,8 +83,58 @@ class Settings:
     """estimate: tol = atol + rtol*|numerical| + safety * error_estimate; fixed: no estimate."""
     safety: float
     dtype: str
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Command-specific settings (entries, details, seed, reference, ...)."""
+    wrt: tuple[str, ...]
+    """The checked inputs (for a jvp check, the checked outputs)."""
+    forward_eps: float | None
+    """The precision forward computes in when coarser than the inputs' dtype; else None."""
+    nondet_tol: float
+    """How far two evaluations at the same inputs may differ."""
+
+
+@dataclass(frozen=True)
+class FastSettings:
+    """Fast mode: how many random directions, and how each is differenced."""
+
+    directions: int
+    direction_scheme: str
+    localise_limit: int
+    """Localisation stops after this many wrong entries."""
+
+
+@dataclass(frozen=True)
+class TangentSettings:
+    """An hvp (--order 2) or jvp (--mode jvp) check: the entries are elements of g along
+    random tangents."""
+
+    check: Literal["hvp", "jvp"]
+    order: int
+    tangents: int
+    tangent_inputs: tuple[str, ...]
+    """The inputs the tangents move (the others get zeros)."""
+
+
+@dataclass(frozen=True)
+class RunSettings(Settings):
+    """A run's settings: which entries, how many listed, the mode, the processes, the seed."""
+
+    details: str = "auto"
+    entries: str = "all"
+    seed: int = 0
+    mode: str = "full"
+    cotangents: int | None = None
+    """How many random cotangents checked an array-valued forward; None for a scalar one."""
+    jobs: int = 1
+    """How many processes evaluated the forward calls."""
+    reference: str | None = None
+    fast: FastSettings | None = None
+    tangent: TangentSettings | None = None
+
+
+@dataclass(frozen=True)
+class SweepSettings(Settings):
+    """The Taylor sweep's settings: the slope is fitted over this many smallest clear deltas."""
+
+    fit_points: int = 4
 
 
 @dataclass(frozen=True)
@@ -185,7 +238,7 @@ class FastEvidence:
 class RunReport:
     model: ModelInfo
     inputs: dict[str, InputInfo]
-    settings: Settings
+    settings: RunSettings
     f: float
     """f at the given inputs; for a model whose forward returns an array, the contracted value
     <forward, v1> with the first cotangent (see `output_shape`)."""
@@ -308,7 +361,7 @@ class SweepRow:
 class SweepReport:
     model: ModelInfo
     inputs: dict[str, InputInfo]
-    settings: Settings
+    settings: SweepSettings
     f: float
     direction: dict[str, Any]
     directional_derivative: float
@@ -356,7 +409,8 @@ def _entry(check: EntryCheck | DirectionCheck | Perturbation) -> dict[str, Any]:
 
 def _document(report: AnyReport, **body: Any) -> dict[str, Any]:
     settings = _plain(report.settings)
-    settings.update(settings.pop("extra"))
+    for part in ("fast", "tangent"):  # a run's kind-specific settings, flattened
+        settings.update(settings.pop(part, None) or {})
     head: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "command": report.command,

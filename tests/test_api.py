@@ -432,7 +432,7 @@ def test_random_entries_per_input(xwb: dict[str, Matrix]) -> None:
     assert [(c.wrt, c.index) for c in report.checks if c.wrt == "b"] == [("b", (0,)), ("b", (1,))]
     again = check_gradients(dense_forward, dense_backward, inputs=xwb, entries="random:3")
     assert [(c.wrt, c.index) for c in again.checks] == picked
-    assert report.settings.extra["entries"] == "random:3"
+    assert report.settings.entries == "random:3"
 
 
 def test_entries_by_input_name(xwb: dict[str, Matrix]) -> None:
@@ -482,7 +482,7 @@ def test_fast_mode_passes_and_finds_a_single_wrong_bias_entry(xwb: dict[str, Mat
     report = check_gradients(dense_forward, dense_backward, inputs=xwb, mode="fast")
     assert report.passed
     assert report.fast is not None
-    assert report.settings.extra["mode"] == "fast"
+    assert report.settings.mode == "fast"
     buggy = check_gradients(dense_forward, db_bug_backward, inputs=xwb, mode="fast")
     assert not buggy.passed
     assert [(c.wrt, c.index) for c in buggy.checks if not c.passed] == [("b", (1,))]
@@ -660,9 +660,9 @@ def test_a_float32_forward_is_reported_with_its_precision(seed_arrays: Seed) -> 
 
     report = check_gradients(forward, tanh_backward, X, W)
     assert report.passed
-    assert report.settings.extra["forward_eps"] == float(np.finfo(np.float32).eps)
+    assert report.settings.forward_eps == float(np.finfo(np.float32).eps)
     X, W = seed_arrays
-    assert check_gradients(tanh_forward, tanh_backward, X, W).settings.extra["forward_eps"] is None
+    assert check_gradients(tanh_forward, tanh_backward, X, W).settings.forward_eps is None
 
 
 def test_a_small_gradient_bug_at_integer_inputs_fails() -> None:

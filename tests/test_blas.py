@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from helpers import xw
 
-from gradcheck_cli.checks.core import run_check, single_threaded_blas
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.target import Target
+from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.models import builtin_model
 
 SetThreads = Callable[[int], None]
@@ -101,7 +103,7 @@ def test_run_check_leaves_the_blas_setting_as_it_found_it(
     set_threads(2)
     rng = np.random.default_rng(0)
     X, W = rng.standard_normal((40, 30)), rng.standard_normal((30, 20))
-    assert run_check(builtin_model("sigmoid-sum"), xw(X, W)).passed
+    assert run_check(Target.of(builtin_model("sigmoid-sum"), xw(X, W))).passed
     assert get_threads() == 2
 
 

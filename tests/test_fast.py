@@ -12,9 +12,11 @@ import pytest
 from click.testing import Result
 from jsonschema import Draft202012Validator
 
-from gradcheck_cli.checks.core import run_check
 from gradcheck_cli.checks.fast import LEAF_SIZE, LOCALISE_LIMIT, fast_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs, builtin_model
+from gradcheck_cli.settings import CheckSettings
 
 Invoke = Callable[..., Result]
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +65,9 @@ def test_correct_gradient_passes_on_directions_alone() -> None:
     the summary counts every entry as covered and none as checked one by one, and the report
     says what the directions showed: an error of some size would have shown."""
     xw = inputs()
-    report = fast_check(builtin_model("tanh-sum"), xw, directions=4, seed=1)
+    report = fast_check(
+        Target.of(builtin_model("tanh-sum"), xw), CheckSettings(mode="fast", directions=4, seed=1)
+    )
     assert report.passed
     assert [d.depth for d in report.directions] == [0, 0, 0, 0]
     assert all(d.passed for d in report.directions)
@@ -83,7 +87,9 @@ def test_planted_entries_are_localised(factor: float) -> None:
     bisection and reported as mismatches, and nothing else fails."""
     xw = inputs()
     wrong = {"X": [(17, 3)], "W": [(5, 11)]}
-    report = fast_check(Planted("sigmoid-sum", wrong, factor), xw, seed=0)
+    report = fast_check(
+        Target.of(Planted("sigmoid-sum", wrong, factor), xw), CheckSettings(mode="fast", seed=0)
+    )
     assert not report.passed
     failed = {(c.wrt, c.index) for c in report.checks if not c.passed}
     assert failed == {("X", (17, 3)), ("W", (5, 11))}
@@ -102,7 +108,7 @@ def test_a_single_entry_off_by_one_in_a_thousand_is_named_on_every_seed() -> Non
     model = Planted("sigmoid-sum", {"W": [(3, 5)]}, 1.001)
     named = 0
     for seed in range(10):
-        report = fast_check(model, xw, seed=seed)
+        report = fast_check(Target.of(model, xw), CheckSettings(mode="fast", seed=seed))
         assert report.verdict == "failed"
         wrong = {(c.wrt, c.index) for c in report.checks if not c.passed}
         named += wrong == {("W", (3, 5))}
@@ -113,8 +119,8 @@ def test_fast_and_full_agree_on_the_wrong_entries() -> None:
     """What fast mode localises, the full check fails too, with the same analytic values."""
     xw = inputs(12, 10, 6)
     model = Planted("tanh-mean", {"X": [(2, 7)], "W": [(9, 0), (4, 5)]}, 0.9)
-    fast = fast_check(model, xw)
-    full = run_check(model, xw, details="all")
+    fast = fast_check(Target.of(model, xw), CheckSettings(mode="fast"))
+    full = run_check(Target.of(model, xw), CheckSettings(details="all"))
     fast_failed = {(c.wrt, c.index): c.analytic for c in fast.checks if not c.passed}
     full_failed = {(c.wrt, c.index): c.analytic for c in full.checks if not c.passed}
     assert fast_failed == full_failed
@@ -126,10 +132,13 @@ def test_localising_stops_at_the_limit() -> None:
     bound, said in the settings) instead of costing more than a full check."""
     xw = inputs(20, 10, 8)
     wrong = {"X": [(i, j) for i in range(20) for j in range(10)]}
-    report = fast_check(Planted("sigmoid-sum", wrong, 2.0), xw)
+    report = fast_check(
+        Target.of(Planted("sigmoid-sum", wrong, 2.0), xw), CheckSettings(mode="fast")
+    )
     failed = sum(s.failed for s in report.summary.values())
     assert LOCALISE_LIMIT <= failed < LOCALISE_LIMIT + LEAF_SIZE
-    assert report.settings.extra["localise_limit"] == LOCALISE_LIMIT
+    assert report.settings.fast is not None
+    assert report.settings.fast.localise_limit == LOCALISE_LIMIT
     assert not report.passed
 
 
@@ -138,12 +147,17 @@ def test_errors_spread_too_thin_to_localise_still_fail() -> None:
     along a direction over all of them: the directions fail, no entry can be blamed, and the
     report, the verdict and the final line all say FAILED (not "PASSED" under exit 1)."""
     xw = inputs()
-    correct = fast_check(builtin_model("sigmoid-sum"), xw, seed=2)
+    correct = fast_check(
+        Target.of(builtin_model("sigmoid-sum"), xw), CheckSettings(mode="fast", seed=2)
+    )
     assert correct.fast is not None
     assert correct.fast.detectable_error is not None
     # An error vector of norm about 50 x what is sure to show, spread over 600 entries.
     offset = 50 * correct.fast.detectable_error / np.sqrt(600)
-    report = fast_check(Planted("sigmoid-sum", {}, 1.0, {"W": offset}), xw, seed=2)
+    report = fast_check(
+        Target.of(Planted("sigmoid-sum", {}, 1.0, {"W": offset}), xw),
+        CheckSettings(mode="fast", seed=2),
+    )
     assert report.verdict == "failed"
     assert not report.passed
     assert report.to_document()["passed"] is False
@@ -159,7 +173,9 @@ def test_a_kink_a_hair_from_the_point_is_judged_not_failed() -> None:
     X, W = xw["X"], xw["W"]
     X[0, 0] += (2e-7 - (X @ W)[0, 0]) / W[0, 0]  # G[0, 0] = 2e-7: just above relu's kink
     assert abs((X @ W)[0, 0] - 2e-7) < 1e-12
-    report = fast_check(builtin_model("relu-sum"), xw, seed=0)
+    report = fast_check(
+        Target.of(builtin_model("relu-sum"), xw), CheckSettings(mode="fast", seed=0)
+    )
     assert report.verdict == "passed", [
         (d.reason, d.abs_error, d.tolerance) for d in report.directions
     ]

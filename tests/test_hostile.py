@@ -337,7 +337,7 @@ def test_memory_error_during_the_check_is_exit_2(
             "type float64"
         )
 
-    monkeypatch.setattr("gradcheck_cli.checks.core.run_check", out_of_memory)
+    monkeypatch.setattr("gradcheck_cli.session.run_check", out_of_memory)
     (inputs_dir / "out.json").write_text(OLD_REPORT, encoding="utf-8")
     line = one_error_line(invoke(runner, "run", "--output", "out.json"))
     assert line == (

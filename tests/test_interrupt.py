@@ -87,7 +87,7 @@ def test_keyboard_interrupt_in_the_check_exits_130(
     def interrupted(*args: Any, **kwargs: Any) -> NoReturn:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("gradcheck_cli.checks.core.run_check", interrupted)
+    monkeypatch.setattr("gradcheck_cli.session.run_check", interrupted)
     output = tmp_path / "out.json"
     output.write_text(OUTPUT_CONTENT, encoding="utf-8")
     result = runner.invoke(cli, ["run", "--output", str(output)], prog_name="gradcheck")

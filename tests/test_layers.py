@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Model
 from gradcheck_cli.report import RunReport
@@ -182,7 +183,7 @@ def bind_layer(path: Path, name: str, inputs: Mapping[str, Array]) -> Bound:
 
 
 def check(bound: Bound) -> RunReport:
-    return run_check(bound.models, bound.inputs, sources=bound.sources)
+    return run_check(Target(tuple(bound.models), bound.inputs, sources=bound.sources))
 
 
 def central_difference(f: Forward, inputs: Mapping[str, Array]) -> dict[str, FloatArray]:

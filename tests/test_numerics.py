@@ -15,7 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import SAFETY, perturb_check, run_check, sweep_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.judgement import SAFETY
+from gradcheck_cli.checks.perturb import perturb_check
+from gradcheck_cli.checks.target import Target
+from gradcheck_cli.checks.taylor import sweep_check
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.differences import (
     METHOD_NAMES,
@@ -35,6 +39,7 @@ from gradcheck_cli.numerics.models import (
     builtin_model_names,
 )
 from gradcheck_cli.report import RunReport
+from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.seed import seed_matrices
 
 FloatArray = NDArray[np.float64]
@@ -255,7 +260,9 @@ def test_correct_gradient_passes(name: str, kind: str, dtype: str) -> None:
     model = builtin_model(name)
     for X, W in inputs(kind, 8):
         for method in methods_for(model):
-            report = run_check(model, xw(X.astype(dtype), W.astype(dtype)), method=method)
+            report = run_check(
+                Target.of(model, xw(X.astype(dtype), W.astype(dtype))), CheckSettings(method=method)
+            )
             assert report.verdict != "failed", (method, X.shape, W.shape, report.summary)
             weak = kind == "saturating" or (
                 dtype == "float32" and method in ("forward", "backward")
@@ -273,7 +280,9 @@ def test_doubtful_passes_are_rare_in_float64(method: str) -> None:
         if method not in methods_for(model):
             continue
         for X, W in inputs("random", 8):
-            report = run_check(model, xw(X, W), method=method, details="all")
+            report = run_check(
+                Target.of(model, xw(X, W)), CheckSettings(method=method, details="all")
+            )
             entries += len(report.checks)
             doubtful += sum(c.passed and c.reason != "ok" for c in report.checks)
     assert doubtful < 0.01 * entries
@@ -303,7 +312,9 @@ def test_wrong_gradient_fails(name: str, bug: str, dtype: str) -> None:
         if all(np.array_equal(a, b) for a, b in zip(right, wrong, strict=True)):
             continue  # e.g. a symmetric dF/dX is its own transpose
         for method in methods:
-            report = run_check(model, xw(X, W), method=method, details="all")
+            report = run_check(
+                Target.of(model, xw(X, W)), CheckSettings(method=method, details="all")
+            )
             assert not report.passed, (method, X.shape, W.shape)
             assert "mismatch" in reasons(report)
 
@@ -327,7 +338,7 @@ def test_any_shape_correct_gradients_pass(
     X = (scale * rng.standard_normal((n, k))).astype(dtype)
     W = rng.standard_normal((k, m)).astype(dtype)
     for name in NAMES:
-        report = run_check(builtin_model(name), xw(X, W))
+        report = run_check(Target.of(builtin_model(name), xw(X, W)))
         assert report.verdict != "failed", name
         if dtype == "float64":
             assert report.passed, name
@@ -340,7 +351,7 @@ def test_mismatch_names_the_planted_bug() -> None:
     """The entry planted 1e-3 off is the one that fails, with reason "mismatch"."""
     X, W = seed_matrices()
     model = Planted(builtin_model("sigmoid-sum"), one_entry_off)
-    report = run_check(model, xw(X, W), details="all")
+    report = run_check(Target.of(model, xw(X, W)), CheckSettings(details="all"))
     failed = [c for c in report.checks if not c.passed]
     i, j = np.unravel_index(np.argmax(np.abs(gradient_pair(model.inner, X, W)[0])), X.shape)
     worst = (int(i), int(j))
@@ -353,12 +364,16 @@ def test_too_small_step_is_blamed_not_the_gradient() -> None:
     so a tiny step costs it no accuracy: there the same entries are simply "ok".)"""
     X, W = seed_matrices()
     model = builtin_model("sigmoid-sum")
-    report = run_check(model, xw(X, W), delta=1e-13, details="all", structured=False)
+    report = run_check(
+        Target.of(model, xw(X, W)), CheckSettings(delta=1e-13, details="all"), structured=False
+    )
     assert report.passed
     assert reasons(report) == Counter({"step-too-small": 15})
-    dense = run_check(model, xw(X, W), delta=1e-13, details="all")
+    dense = run_check(Target.of(model, xw(X, W)), CheckSettings(delta=1e-13, details="all"))
     assert reasons(dense) == Counter({"ok": 15})
-    wrong = run_check(Planted(model, scaled), xw(X, W), delta=1e-13, structured=False)
+    wrong = run_check(
+        Target.of(Planted(model, scaled), xw(X, W)), CheckSettings(delta=1e-13), structured=False
+    )
     assert not wrong.passed
     assert set(reasons(wrong)) == {"mismatch"}
 
@@ -367,10 +382,14 @@ def test_too_large_step_is_blamed_not_the_gradient() -> None:
     """--delta 0.5 on a curved model: a correct gradient passes, its doubtful entries as
     "step-too-large"; a wrong one still fails."""
     X, W = seed_matrices()
-    report = run_check(builtin_model("sigmoid-sum"), xw(X, W), delta=0.5, details="all")
+    report = run_check(
+        Target.of(builtin_model("sigmoid-sum"), xw(X, W)), CheckSettings(delta=0.5, details="all")
+    )
     assert report.passed
     assert set(reasons(report)) == {"ok", "step-too-large"}
-    wrong = run_check(Planted(builtin_model("sigmoid-sum"), scaled), xw(X, W), delta=0.5)
+    wrong = run_check(
+        Target.of(Planted(builtin_model("sigmoid-sum"), scaled), xw(X, W)), CheckSettings(delta=0.5)
+    )
     assert not wrong.passed
 
 
@@ -380,7 +399,9 @@ def test_kink_within_the_step_passes_as_kink(method: str) -> None:
     X = np.array([[1.0, -1.0, 0.5], [0.3, 0.2, -0.7]])
     W = np.array([[1.0, 0.4], [2.0, -0.2], [2.0, 0.9]])  # (X @ W)[0, 0] == 0 exactly
     assert (X @ W)[0, 0] == 0
-    report = run_check(builtin_model("relu-sum"), xw(X, W), method=method, details="all")
+    report = run_check(
+        Target.of(builtin_model("relu-sum"), xw(X, W)), CheckSettings(method=method, details="all")
+    )
     assert report.passed
     by_entry = {(c.wrt, c.index): c.reason for c in report.checks}
     touching = {("X", (0, j)) for j in range(3)} | {("W", (j, 0)) for j in range(3)}
@@ -399,14 +420,23 @@ def test_saturated_gradient_is_inconclusive_by_whole_forward_passes() -> None:
     passed, and not failed either."""
     X = np.array([[10.0, 10.0]])
     W = np.array([[2.0], [2.0]])
-    report = run_check(builtin_model("sigmoid-sum"), xw(X, W), details="all", structured=False)
+    report = run_check(
+        Target.of(builtin_model("sigmoid-sum"), xw(X, W)),
+        CheckSettings(details="all"),
+        structured=False,
+    )
     assert report.verdict == "inconclusive"
     assert set(reasons(report)) == {"inconclusive"}
     # The dense path's closed-form brackets subtract nothing: they resolve it and agree.
-    dense = run_check(builtin_model("sigmoid-sum"), xw(X, W), details="all")
+    dense = run_check(
+        Target.of(builtin_model("sigmoid-sum"), xw(X, W)), CheckSettings(details="all")
+    )
     assert set(reasons(dense)) == {"ok"}
     # Complex-step has no subtraction and no such floor: it sees the gradient and agrees.
-    seen = run_check(builtin_model("sigmoid-sum"), xw(X, W), method="complex-step", details="all")
+    seen = run_check(
+        Target.of(builtin_model("sigmoid-sum"), xw(X, W)),
+        CheckSettings(method="complex-step", details="all"),
+    )
     assert set(reasons(seen)) == {"ok"}
 
 
@@ -414,16 +444,24 @@ def test_non_finite_value_fails() -> None:
     """A model whose value is NaN at a perturbed point fails there with reason "non-finite"."""
     X = np.array([[1.0, 1.0]])
     W = np.array([[1.0 + 1e-9], [-1.0]])  # X @ W ~ 1e-9: a step in X[0, 0] crosses 0
-    report = run_check(SqrtSum(), xw(X, W), details="all")
+    report = run_check(Target.of(SqrtSum(), xw(X, W)), CheckSettings(details="all"))
     assert not report.passed
     assert {(c.wrt, c.index): c.reason for c in report.checks}[("X", (0, 0))] == "non-finite"
-    assert "non-finite" in {p.reason for p in perturb_check(SqrtSum(), xw(X, W)).perturbations}
+    assert "non-finite" in {
+        p.reason
+        for p in perturb_check(
+            Target.of(SqrtSum(), xw(X, W)), CheckSettings(delta=1e-4), entries=(("X", (0, 0)),)
+        ).perturbations
+    }
 
 
 def test_complex_step_is_refused_for_relu() -> None:
     """Complex-step on a model with a kink is refused, never silently wrong."""
     with pytest.raises(InputError, match="complex-analytic"):
-        run_check(builtin_model("relu-sum"), xw(*seed_matrices()), method="complex-step")
+        run_check(
+            Target.of(builtin_model("relu-sum"), xw(*seed_matrices())),
+            CheckSettings(method="complex-step"),
+        )
 
 
 # --- the seed's perturbation and the Taylor sweep ------------------------------------------------
@@ -433,7 +471,9 @@ def test_perturb_reproduces_the_seed() -> None:
     """perturb at X[0, 0], delta 1e-4 reproduces the seed post's f, f(x + delta) and gradient."""
     X, W = seed_matrices()
     row = perturb_check(
-        builtin_model("sigmoid-sum"), xw(X, W), entries=(("X", (0, 0)),), delta=1e-4
+        Target.of(builtin_model("sigmoid-sum"), xw(X, W)),
+        CheckSettings(delta=1e-4),
+        entries=(("X", (0, 0)),),
     )
     (p,) = row.perturbations
     assert p.f == pytest.approx(SEED_F, rel=1e-12)
@@ -448,10 +488,16 @@ def test_perturb_fails_a_gradient_one_percent_off(method: str) -> None:
     """On the seed, the correct gradient passes perturb by every method, 1% off fails."""
     X, W = seed_matrices()
     entries = (("X", (0, 0)), ("X", (2, 1)))
-    right = perturb_check(builtin_model("sigmoid-sum"), xw(X, W), entries=entries, method=method)
+    right = perturb_check(
+        Target.of(builtin_model("sigmoid-sum"), xw(X, W)),
+        CheckSettings(method=method, delta=1e-4),
+        entries=entries,
+    )
     assert right.passed
     wrong = Planted(builtin_model("sigmoid-sum"), scaled)
-    report = perturb_check(wrong, xw(X, W), entries=entries, method=method)
+    report = perturb_check(
+        Target.of(wrong, xw(X, W)), CheckSettings(method=method, delta=1e-4), entries=entries
+    )
     assert [p.reason for p in report.perturbations] == ["mismatch", "mismatch"]
 
 
@@ -465,7 +511,10 @@ def test_sweep_slope_two_for_the_true_gradient(name: str) -> None:
     unit = np.zeros_like(X)
     unit[0, 0] = 1.0
     report = sweep_check(
-        builtin_model(name), xw(X, W), direction={"X": unit}, direction_info={}, deltas=DELTAS
+        Target.of(builtin_model(name), xw(X, W)),
+        direction={"X": unit},
+        direction_info={},
+        deltas=DELTAS,
     )
     assert report.slope == pytest.approx(2.0, abs=0.2)
     assert (report.passed, report.reason) == (True, "slope-2")
@@ -478,6 +527,8 @@ def test_sweep_slope_one_for_a_scaled_gradient(name: str) -> None:
     rng = np.random.default_rng(0)
     direction = {"X": rng.standard_normal(X.shape), "W": rng.standard_normal(W.shape)}
     model = Planted(builtin_model(name), scaled)
-    report = sweep_check(model, xw(X, W), direction=direction, direction_info={}, deltas=DELTAS)
+    report = sweep_check(
+        Target.of(model, xw(X, W)), direction=direction, direction_info={}, deltas=DELTAS
+    )
     assert report.slope == pytest.approx(1.0, abs=0.2)
     assert (report.passed, report.reason) == (False, "slope-1")

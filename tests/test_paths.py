@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from helpers import gradient_pair, xw
 
-from gradcheck_cli.checks.core import SAFETY, run_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.judgement import SAFETY
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics import kernels
 from gradcheck_cli.numerics.models import Array, Wrt, builtin_model, builtin_model_names
+from gradcheck_cli.settings import CheckSettings
 
 
 def inputs(seed: int, n: int = 6, k: int = 5, m: int = 4) -> tuple[Array, Array]:
@@ -51,10 +54,14 @@ def test_dense_gathered_and_black_box_agree(name: str, method: str, seed: int) -
     estimates, and their verdicts on a correct gradient are the same: pass."""
     X, W = inputs(seed)
     model = builtin_model(name)
-    dense = run_check(model, xw(X, W), method=method, details="all")
+    dense = run_check(Target.of(model, xw(X, W)), CheckSettings(method=method, details="all"))
     some = {"X": np.arange(0, X.size, 3), "W": np.arange(1, W.size, 2)}
-    gathered = run_check(model, xw(X, W), method=method, details="all", entries=some)
-    black_box = run_check(model, xw(X, W), method=method, details="all", structured=False)
+    gathered = run_check(
+        Target.of(model, xw(X, W)), CheckSettings(method=method, details="all"), selections=some
+    )
+    black_box = run_check(
+        Target.of(model, xw(X, W)), CheckSettings(method=method, details="all"), structured=False
+    )
     assert dense.passed
     assert gathered.passed
     assert black_box.passed

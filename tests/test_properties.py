@@ -22,9 +22,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.cli import cli
 from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
+from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.loading import load_matrix
 
 PROPERTY_SETTINGS = settings(
@@ -80,7 +82,7 @@ def test_builtin_gradients_agree_within_the_reported_estimate(
     """Each listed entry passes: |analytic - numerical| <= its tolerance (relu may hit a kink)."""
     X, W = pair
     model = builtin_model(model_name)
-    report = run_check(model, xw(X, W), method=method, details="all")
+    report = run_check(Target.of(model, xw(X, W)), CheckSettings(method=method, details="all"))
     assert len(report.checks) == X.size + W.size
     for entry in report.checks:
         where = f"{entry.wrt}{list(entry.index)}: {entry}"
@@ -103,7 +105,9 @@ def test_tiny_weights_do_not_fail_a_correct_gradient(model_name: str, method: st
     inconclusive: no evidence for it either.)"""
     X = np.zeros((1, 1))
     W = np.full((1, 1), np.finfo(np.float64).tiny)
-    report = run_check(builtin_model(model_name), xw(X, W), method=method, details="all")
+    report = run_check(
+        Target.of(builtin_model(model_name), xw(X, W)), CheckSettings(method=method, details="all")
+    )
     assert report.verdict != "failed", [c for c in report.checks if not c.passed]
     assert all(c.passed or c.reason == "inconclusive" for c in report.checks)
 

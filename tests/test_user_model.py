@@ -16,9 +16,11 @@ import pytest
 from helpers import gradient_pair, xw
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.checks.full import run_check
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Model
+from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.user_model import (
     Bound,
     FileModel,
@@ -218,7 +220,7 @@ def test_a_file_declaring_complex_safe_is_complex_analytic(
         """
     (model,) = bind_source(tmp_path, source, X, W)
     assert model.complex_analytic
-    report = run_check(model, xw(X, W), method="complex-step")
+    report = run_check(Target.of(model, xw(X, W)), CheckSettings(method="complex-step"))
     assert report.passed
     assert report.settings.method == "complex-step"
 
@@ -893,7 +895,7 @@ def test_integer_labels_are_constants_never_perturbed(
     path = write_model(tmp_path, source)
     model_file = load_model_file(path)
     bound = bind(model_file, supplied(**picks_inputs))
-    report = run_check(bound.models, bound.inputs, sources=bound.sources)
+    report = run_check(Target(tuple(bound.models), bound.inputs, sources=bound.sources))
     assert report.passed
     assert {n: s.entries for n, s in report.summary.items()} == {
         "x": 12,
@@ -925,7 +927,7 @@ def test_an_input_without_a_gradient_is_not_checked(
     """None (or a missing key) for b: b is not checked, and the report says why."""
     bound = bind_picks(tmp_path, returned, picks_inputs)
     assert bound.models[0].gradient(bound.inputs)["b"] is None
-    report = run_check(bound.models, bound.inputs, sources=bound.sources)
+    report = run_check(Target(tuple(bound.models), bound.inputs, sources=bound.sources))
     assert report.passed
     assert set(report.summary) == {"x", "w", "scale"}
     assert (report.inputs["b"].checked, report.inputs["b"].why) == (
@@ -939,7 +941,7 @@ def test_a_bug_in_the_bias_gradient_alone_fails_only_the_bias(
 ) -> None:
     """db 1% too small: every entry of b fails, no entry of x, w or scale does."""
     bound = bind_picks(tmp_path, "dx, dw, 0.99 * db, dscale, None", picks_inputs)
-    report = run_check(bound.models, bound.inputs, sources=bound.sources)
+    report = run_check(Target(tuple(bound.models), bound.inputs, sources=bound.sources))
     assert not report.passed
     assert {n: s.failed for n, s in report.summary.items()} == {
         "x": 0,
@@ -991,7 +993,7 @@ def test_example_inputs_supply_inputs_and_parameters(tmp_path: Path) -> None:
     assert bound.params == {"options": {"reduce": "sum"}, "label": "from example_inputs()"}
     (model,) = bound.models
     assert model.value(bound.inputs) == pytest.approx(float(np.sum(gamma * x**2)), rel=1e-15)
-    assert run_check(bound.models, bound.inputs).passed
+    assert run_check(Target.of(bound.models, bound.inputs)).passed
 
 
 def test_given_arrays_and_params_override_example_inputs(tmp_path: Path) -> None:
@@ -1014,7 +1016,7 @@ def test_given_arrays_and_params_override_example_inputs(tmp_path: Path) -> None
     gamma = bound.inputs["gamma"]
     (model,) = bound.models
     assert model.value(bound.inputs) == pytest.approx(float(np.mean(gamma * x**3)), rel=1e-14)
-    report = run_check(bound.models, bound.inputs)
+    report = run_check(Target.of(bound.models, bound.inputs))
     assert report.passed
     assert set(report.summary) == {"x", "gamma"}
 
@@ -1222,7 +1224,7 @@ def test_user_code_writing_into_its_arguments_still_works(
         d = v * (1.0 - np.tanh(2 * X @ W) ** 2)
         np.testing.assert_allclose(dX, 2 * d @ W.T, rtol=1e-13)
         np.testing.assert_allclose(dW, 2 * X.T @ d, rtol=1e-13)
-    report = run_check(bound.models, bound.inputs)
+    report = run_check(Target.of(bound.models, bound.inputs))
     assert report.passed
     np.testing.assert_array_equal(X, X0)
     np.testing.assert_array_equal(W, W0)
@@ -1253,7 +1255,7 @@ def test_a_write_through_np_add_at_still_works(
         """
     X0 = X.copy()
     bound = bind_xw(load_model_file(write_model(tmp_path, source)), X, W)
-    report = run_check(bound.models, bound.inputs)
+    report = run_check(Target.of(bound.models, bound.inputs))
     assert report.passed
     np.testing.assert_array_equal(bound.inputs["X"], X0)
     np.testing.assert_array_equal(X, X0)

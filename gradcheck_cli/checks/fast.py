@@ -28,23 +28,25 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import (
+from gradcheck_cli.checks.assembly import Batch, assemble_run_report, run_settings
+from gradcheck_cli.checks.full import check_input
+from gradcheck_cli.checks.judgement import (
     ANALYTIC_RTOL_ULPS,
     DOUBT,
     SAFETY,
-    Batch,
     Tolerance,
-    _dtype,
-    assemble_run_report,
-    check_input,
+    VerdictRule,
+    working_dtype,
+)
+from gradcheck_cli.checks.selection import (
     describe_inputs,
     require_finite_value,
-    resolve_scheme,
     resolve_wrt,
     select_entries,
-    single_threaded_blas,
     validate_gradient,
 )
+from gradcheck_cli.checks.target import Target
+from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.differences import (
     SCHEMES,
     Precision,
@@ -56,12 +58,12 @@ from gradcheck_cli.numerics.models import Array, Gradients, Inputs, Model
 from gradcheck_cli.report import (
     DirectionCheck,
     FastEvidence,
+    FastSettings,
     InputSummary,
-    ModelInfo,
-    OutputShape,
     RunReport,
     UnlocalisedBlock,
 )
+from gradcheck_cli.settings import COMMAND_LINE, CheckSettings, Naming
 
 DEFAULT_DIRECTIONS = 4
 """Random directions over all selected entries. One already catches a wrong entry almost
@@ -89,33 +91,23 @@ Block = dict[str, NDArray[np.intp]]
 
 
 def fast_check(
-    model: Model | Sequence[Model],
-    inputs: Inputs,
+    target: Target,
+    asked: CheckSettings = CheckSettings(mode="fast"),
     *,
-    model_info: ModelInfo | None = None,
-    sources: Mapping[str, str] | None = None,
-    wrt: Sequence[str] | None = None,
-    entries: Mapping[str, NDArray[np.intp]] | None = None,
-    method: str = "central",
-    rtol: float | None = None,
-    atol: float | None = None,
-    directions: int = DEFAULT_DIRECTIONS,
-    seed: int = 0,
-    top: int = 10,
+    selections: Mapping[str, NDArray[np.intp]] | None = None,
     progress: Callable[[float, int], None] | None = None,
-    extra_settings: Mapping[str, object] | None = None,
-    precision: Precision = Precision(),
-    output_shape: OutputShape = None,
+    jobs: int = 1,
+    naming: Naming = COMMAND_LINE,
 ) -> RunReport:
     """Directional checks, then bisection to the wrong entries when a direction fails."""
-    models = [model] if isinstance(model, Model) else list(model)
-    scheme = resolve_scheme(method, models[0])
-    dtype = _dtype(inputs)
-    tolerance = Tolerance.resolve(dtype, rtol, atol)
+    models, inputs, precision = list(target.models), target.inputs, target.precision
+    rule = VerdictRule.of(asked, models[0], inputs, precision, naming)
+    scheme, tolerance = rule.scheme, rule.tolerance
+    directions = asked.directions
     gradients = validate_gradient(models[0], inputs)
-    checked = resolve_wrt(inputs, gradients, wrt)
-    everything: Block = select_entries(inputs, checked, entries)
-    rng = np.random.default_rng(seed)
+    checked = resolve_wrt(inputs, gradients, asked.wrt, option=naming.setting("wrt"))
+    everything: Block = select_entries(inputs, checked, selections)
+    rng = np.random.default_rng(asked.seed)
     with np.errstate(all="ignore"):
         f0 = float(np.real(models[0].value(inputs)))
     require_finite_value(models[0], f0, inputs)
@@ -162,32 +154,35 @@ def fast_check(
                 unlocalised.extend(probe.unlocalised)
 
     # Entries checked one by one (leaves of the bisection) become the report's checks.
-    report = assemble_run_report(
-        models[0],
-        model_info,
-        describe_inputs(inputs, sources or {}, checked, gradients),
-        inputs,
-        scheme,
-        None,
-        tolerance,
-        f0,
-        found,
+    settings = run_settings(
+        asked,
+        rule,
+        working_dtype(inputs),
+        checked,
+        cotangents=target.cotangents,
+        jobs=jobs,
         details="all",
-        top=top,
-        reference=None,
-        extra={
-            "wrt": checked,
-            "cotangents": len(models) if output_shape is not None else None,
-            "mode": "fast",
-            "directions": directions,
-            "direction_scheme": "complex-step"
+        mode="fast",
+        fast=FastSettings(
+            directions=directions,
+            direction_scheme="complex-step"
             if scheme.imaginary
             else "five-point at h and 2h; truncation against a five-point at h and 3h",
-            "localise_limit": LOCALISE_LIMIT,
-            **(extra_settings or {}),
-        },
-        output_shape=output_shape,
-        precision=precision,
+            localise_limit=LOCALISE_LIMIT,
+        ),
+    )
+    report = assemble_run_report(
+        models[0],
+        inputs,
+        found,
+        settings,
+        f0=f0,
+        about=target.about,
+        input_infos=describe_inputs(
+            inputs, target.sources, checked, gradients, selected_by=naming.setting("wrt")
+        ),
+        top=asked.top,
+        output_shape=target.output_shape,
     )
     # Entries covered by the directions, with the figures of those checked one by one.
     summary: dict[str, InputSummary] = {}
@@ -252,7 +247,7 @@ class _Prober:
         self.rng = rng
         self.cotangent = cotangent
         self.precision = precision
-        dtype = _dtype(inputs)
+        dtype = working_dtype(inputs)
         self.eps = max(machine_epsilon(dtype), precision.eps or 0.0)
         self.leaves: list[Batch] = []
         self.trail: list[DirectionCheck] = []

@@ -26,27 +26,21 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.core import (
-    Batch,
-    Tolerance,
-    _dtype,
-    _judge,
-    _scale,
-    assemble_run_report,
-    describe_inputs,
-    require_finite_value,
-    single_threaded_blas,
-)
+from gradcheck_cli.checks.assembly import Batch, assemble_run_report, run_settings
+from gradcheck_cli.checks.judgement import Tolerance, VerdictRule, judge, scale_of, working_dtype
+from gradcheck_cli.checks.selection import describe_inputs, require_finite_value
+from gradcheck_cli.checks.target import Target
 from gradcheck_cli.errors import InputError
+from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.differences import (
     SCHEMES,
     DerivativeEstimates,
-    Precision,
     default_steps,
     machine_epsilon,
 )
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Gradients, Inputs, Model
-from gradcheck_cli.report import InputInfo, ModelInfo, OutputShape, RunReport
+from gradcheck_cli.report import OutputShape, RunReport, TangentSettings
+from gradcheck_cli.settings import CheckSettings
 
 VectorFunction = Callable[[Inputs], Mapping[str, Array]]
 """g at the inputs, as named arrays (the gradient's components, or forward's outputs)."""
@@ -165,38 +159,28 @@ def directional_estimates(
 
 def tangent_check(
     kind: str,
-    model: Model,
-    function: VectorFunction,
-    analytic: Callable[[Inputs, Mapping[str, Array]], Mapping[str, Array | None]],
-    inputs: Inputs,
+    target: Target,
+    problem: TangentProblem,
+    asked: CheckSettings,
     *,
-    names: Sequence[str],
     tangent_inputs: Sequence[str],
-    count: int,
-    seed: int,
-    rtol: float | None,
-    atol: float | None,
-    model_info: ModelInfo | None,
-    sources: Mapping[str, str] | None,
-    top: int,
-    details: str,
-    precision: Precision = Precision(),
-    output_shapes: Mapping[str, tuple[int, ...]] | None = None,
     gradient_check: RunReport | None = None,
-    extra_settings: Mapping[str, object] | None = None,
-    output_shape: OutputShape = None,
 ) -> RunReport:
-    """Check `analytic(inputs, v)` (an hvp or a jvp, by part name) against central
-    differences of `function` along `count` seeded random tangents over `tangent_inputs`.
+    """Check `problem.analytic(inputs, v)` (an hvp or a jvp, by part name) against central
+    differences of `problem.function` along `asked.tangents` seeded random tangents over
+    `tangent_inputs`.
 
-    The entries are the elements of the parts `names` of g; `output_shapes` gives each part's
-    shape (default: that input's shape, for an hvp); `output_shape` is forward's (a jvp of an
-    array forward: the report's f is then <forward, v1>, as in a first-order check).
+    The entries are the elements of g's parts `problem.names`, shaped `problem.shapes`; for a
+    jvp of an array forward, the report's f is <forward, v1>, as in a first-order check.
     """
-    dtype = _dtype(inputs)
+    model, inputs, precision = target.model, target.inputs, target.precision
+    function, analytic, names = problem.function, problem.analytic, problem.names
+    count, seed = asked.tangents, asked.seed
+    dtype = working_dtype(inputs)
     eps = max(machine_epsilon(dtype), precision.eps or 0.0)
-    tolerance = Tolerance.resolve(dtype, rtol, atol)
-    shapes = dict(output_shapes or {n: tuple(np.shape(inputs[n])) for n in names})
+    tolerance = Tolerance.resolve(dtype, asked.rtol, asked.atol)
+    rule = VerdictRule(CENTRAL, None, tolerance, precision)
+    shapes = dict(problem.shapes)
     batches: list[Batch] = []
     with single_threaded_blas():
         with np.errstate(all="ignore"):
@@ -225,7 +209,7 @@ def tangent_check(
                     raise InputError(f"the {kind} returned non-finite values for {name}")
                 found = estimates[name]
                 flat = np.arange(values.size, dtype=np.intp)
-                verdicts = _judge(
+                verdicts = judge(
                     model,
                     inputs,
                     f"{kind}:{name}",
@@ -233,7 +217,7 @@ def tangent_check(
                     values.reshape(-1),
                     found,
                     tolerance,
-                    scale=_scale(found.numerical),
+                    scale=scale_of(found.numerical),
                     recheck=None,
                     slopes=None,
                     user_step=False,
@@ -244,37 +228,33 @@ def tangent_check(
         name: inputs[name] if kind == "hvp" else np.zeros(shapes[name], dtype=dtype)
         for name in names
     }
+    settings = run_settings(
+        asked,
+        rule,
+        dtype,
+        names,
+        cotangents=target.cotangents,
+        mode="jvp" if kind == "jvp" else "full",
+        rule_text=STEP_RULE,
+        tangent=TangentSettings(
+            check="hvp" if kind == "hvp" else "jvp",
+            order=2 if kind == "hvp" else 1,
+            tangents=count,
+            tangent_inputs=tuple(tangent_inputs),
+        ),
+    )
     report = assemble_run_report(
         model,
-        model_info,
-        _describe(inputs, sources or {}, tangent_inputs),
         part_inputs,
-        CENTRAL,
-        None,
-        tolerance,
-        f0,
         batches,
-        details=details,
-        top=top,
-        reference=None,
-        extra={
-            "check": kind,
-            "order": 2 if kind == "hvp" else 1,
-            "tangents": count,
-            "tangent_inputs": list(tangent_inputs),
-            "wrt": list(names),
-            "seed": seed,
-            **(extra_settings or {}),
-        },
-        precision=precision,
-        tag="tangent",
-        output_shape=output_shape,
+        settings,
+        f0=f0,
+        about=target.about,
+        input_infos=describe_inputs(inputs, target.sources, list(tangent_inputs), None),
+        top=asked.top,
+        output_shape=target.output_shape,
     )
-    return dataclasses.replace(
-        report,
-        settings=dataclasses.replace(report.settings, step_rule=STEP_RULE),
-        gradient_check=_prerequisite(gradient_check),
-    )
+    return dataclasses.replace(report, gradient_check=_prerequisite(gradient_check))
 
 
 def _whole(inputs: Inputs, tangent: Mapping[str, Array]) -> dict[str, Array]:
@@ -286,14 +266,6 @@ def _whole(inputs: Inputs, tangent: Mapping[str, Array]) -> dict[str, Array]:
         if np.asarray(array).dtype.kind == "f" and name not in tangent
     }
     return {**zeros, **tangent}
-
-
-def _describe(
-    inputs: Inputs, sources: Mapping[str, str], moved: Sequence[str]
-) -> dict[str, InputInfo]:
-    """The model's inputs, the moved ones marked checked. A jvp's entries are elements of
-    forward's output, not inputs: they are named by the summary and the checks alone."""
-    return describe_inputs(inputs, sources, list(moved), None)
 
 
 def _prerequisite(report: RunReport | None) -> dict[str, object] | None:

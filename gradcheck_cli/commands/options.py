@@ -15,11 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
+from gradcheck_cli.settings import METHODS, EntrySelection
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The same as differences.METHOD_NAMES (a test keeps them equal): importing it would load numpy
-# for --help.
-METHODS = ("forward", "backward", "central", "five-point", "complex-step")
 
 _NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\[([^\]]*)\]\s*$")
 
@@ -72,29 +71,20 @@ class EntriesSpec(click.ParamType):
     name = "SPEC"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
+        if isinstance(value, EntrySelection):
             return value
         text = str(value).strip()
         if text == "all":
-            return ("all", None)
+            return EntrySelection()
         if text.startswith("random:"):
             count = text.removeprefix("random:")
             if not count.isdigit() or int(count) == 0:
                 self.fail(f"expected random:K with K a positive integer; got {value!r}", param, ctx)
-            return ("random", int(count))
+            return EntrySelection("random", count=int(count))
         entries = [EntryType().convert(item, param, ctx) for item in filter(None, text.split(";"))]
         if not entries:
             self.fail(f"expected all, random:K or w[0,1];b[2];...; got {value!r}", param, ctx)
-        return ("list", tuple(entries))
-
-
-def entries_text(spec: tuple[str, Any]) -> str:
-    kind, value = spec
-    if kind == "all":
-        return "all"
-    if kind == "random":
-        return f"random:{value}"
-    return ";".join(str(e) for e in value)
+        return EntrySelection("listed", listed=tuple((e.name, e.index) for e in entries))
 
 
 class PositiveFloat(click.ParamType):

@@ -23,10 +23,6 @@ from gradcheck_cli.commands.reporting import (
     user_output_to_stderr,
 )
 
-DEFAULT_DELTA = {"float64": 1e-4, "float32": 1e-2}
-"""The seed's 1e-4 in float64. float32's round-off (eps 1.2e-7) would swamp a change of f that
-small, so its default is a step where the O(delta^2) remainder and round-off balance."""
-
 
 @click.command()
 @input_options
@@ -85,54 +81,29 @@ def perturb(
       gradcheck perturb --model layers.py:affine --entry 'b[1]'
       gradcheck perturb --entry 0,0 --reference torch
     """
-    from gradcheck_cli.checks import core as checks
-    from gradcheck_cli.subject.subjects import InputOptions, flat_index, load_subject
+    from gradcheck_cli import session
+    from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
+    from gradcheck_cli.subject.subjects import InputOptions, load_subject
 
     refuse_output_clash(output_path, output_format)
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
     paths = prepare_outputs({"--output": output_path}, options.protected_paths())
+    asked = CheckSettings(
+        method=method,
+        delta=delta,
+        rtol=rtol,
+        atol=atol,
+        wrt=None if wrt is None else (wrt,),
+        seed=seed,
+        reference=reference,
+    )
     with user_output_to_stderr():
-        subject = load_subject(options)
-        gradients = checks.validate_gradient(subject.models[0], subject.inputs)
-        target = wrt or checks.resolve_wrt(subject.inputs, gradients, None)[0]
-        if target not in subject.inputs:
-            raise click.BadParameter(
-                f"no input named {target}; the inputs are {', '.join(subject.inputs)}",
-                param_hint="--wrt",
-            )
-        chosen = entries or (EntryRef(target, (0,) * subject.inputs[target].ndim),)
-        located = []
-        for entry in chosen:
-            name = entry.name or target
-            if name not in subject.inputs:
-                from gradcheck_cli.errors import InputError
-
-                raise InputError(
-                    f"--entry {entry}: no input named {name}; the inputs are "
-                    f"{', '.join(subject.inputs)}"
-                )
-            flat_index((entry.name, entry.index), name, subject.inputs, "--entry")
-            located.append((name, entry.index))
-        reference_gradients = None
-        if reference == "torch":
-            from gradcheck_cli.adapters.torch_reference import (
-                reference_gradients as torch_reference,
-            )
-
-            reference_gradients = torch_reference(subject)
-        report = checks.perturb_check(
-            subject.models[0],
-            subject.inputs,
-            model_info=subject.info,
-            sources=subject.sources,
-            entries=located,
-            delta=DEFAULT_DELTA[inputs["dtype"]] if delta is None else delta,
-            method=method,
-            rtol=rtol,
-            atol=atol,
-            precision=subject.precision,
-            output_shape=subject.output_shape,
-            reference=reference_gradients,
+        subject, report = session.perturb(
+            lambda: load_subject(options),
+            asked,
+            entries=[(entry.name, entry.index) for entry in entries],
+            dtype=inputs["dtype"],
+            naming=COMMAND_LINE,
         )
 
     def draw(console: Any) -> None:

@@ -23,10 +23,6 @@ from gradcheck_cli.commands.reporting import (
     user_output_to_stderr,
 )
 
-SWEEP_RANGE = {"float64": (1e-1, 1e-10), "float32": (1.0, 1e-4)}
-"""The Taylor test's default deltas: the range where the O(delta^2) remainder stands clear of
-round-off for an f of order 1."""
-
 
 @click.command()
 @input_options
@@ -91,11 +87,9 @@ def sweep(
       gradcheck sweep --entry 0,0
       gradcheck sweep --direction random --wrt both --seed 3 --plot taylor.png
     """
-    import numpy as np
-
-    from gradcheck_cli.checks import core as checks
-    from gradcheck_cli.errors import InputError
-    from gradcheck_cli.subject.subjects import InputOptions, flat_index, load_subject
+    from gradcheck_cli import session
+    from gradcheck_cli.settings import COMMAND_LINE
+    from gradcheck_cli.subject.subjects import InputOptions, load_subject
 
     if direction == "random" and entry is not None:
         raise click.UsageError("use just one of --entry or --direction random")
@@ -104,8 +98,7 @@ def sweep(
             f"--wrt {','.join(wrt)} needs --direction random (an entry lies in one input)"
         )
     refuse_output_clash(output_path, output_format)
-    dtype = inputs["dtype"]
-    default_largest, default_smallest = SWEEP_RANGE[dtype]
+    default_largest, default_smallest = session.SWEEP_RANGE[inputs["dtype"]]
     largest = default_largest if largest is None else largest
     smallest = default_smallest if smallest is None else smallest
     if smallest >= largest:
@@ -118,51 +111,16 @@ def sweep(
     paths = prepare_outputs(
         {"--output": output_path, "--plot": plot_path}, options.protected_paths()
     )
-    decades = int(np.floor(np.log10(largest) - np.log10(smallest) + 1e-9))
-    if decades > 30:
-        raise InputError(f"--largest/--smallest span {decades} decades; at most 30")
-    deltas = [largest / 10**k for k in range(decades + 1)]
+    deltas = session.sweep_deltas(largest, smallest, COMMAND_LINE)
     with user_output_to_stderr():
-        subject = load_subject(options)
-        gradients = checks.validate_gradient(subject.models[0], subject.inputs)
-        vectors: dict[str, Any] = {}
-        info: dict[str, Any]
-        if direction == "entry":
-            target = (
-                entry.name
-                if entry is not None and entry.name is not None
-                else (wrt[0] if wrt else checks.resolve_wrt(subject.inputs, gradients, None)[0])
-            )
-            if target not in subject.inputs:
-                raise InputError(
-                    f"--entry {entry}: no input named {target}; the inputs are "
-                    f"{', '.join(subject.inputs)}"
-                )
-            index = entry.index if entry is not None else (0,) * subject.inputs[target].ndim
-            flat = flat_index(
-                (entry.name if entry else None, index), target, subject.inputs, "--entry"
-            )
-            unit = np.zeros(subject.inputs[target].size, dtype=subject.inputs[target].dtype)
-            unit[flat] = 1
-            vectors[target] = unit.reshape(subject.inputs[target].shape)
-            info = {"kind": "entry", "wrt": target, "index": list(index)}
-        else:
-            names = checks.resolve_wrt(subject.inputs, gradients, list(wrt) if wrt else None)
-            rng = np.random.default_rng(seed)
-            for name in names:
-                array = subject.inputs[name]
-                vectors[name] = rng.standard_normal(array.shape).astype(array.dtype)
-            info = {"kind": "random", "wrt": ",".join(names), "seed": seed}
-        report = checks.sweep_check(
-            subject.models[0],
-            subject.inputs,
-            model_info=subject.info,
-            sources=subject.sources,
-            direction=vectors,
-            direction_info=info,
+        subject, report = session.sweep(
+            lambda: load_subject(options),
+            entry=None if entry is None else (entry.name, entry.index),
+            random_direction=direction == "random",
+            wrt=wrt,
+            seed=seed,
             deltas=deltas,
-            precision=subject.precision,
-            output_shape=subject.output_shape,
+            naming=COMMAND_LINE,
         )
     plot_target = paths["--plot"]
     if plot_target is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -203,6 +203,9 @@ class ElementwiseModel:
 
     activation: Activation
     reduction: Reduction
+
+    input_names: ClassVar[tuple[Wrt, Wrt]] = ("X", "W")
+    """The two inputs, whose entries each move one row or column of X @ W."""
 
     @property
     def name(self) -> str:
@@ -394,3 +397,12 @@ class ContractedModel:
 
     def gradient(self, inputs: Inputs) -> Gradients:
         return self.vjp(inputs)
+
+
+def closed_form_model(model: Model, wrt: str) -> ElementwiseModel | None:
+    """The model, when the differences along the entries of its input `wrt` have a closed form
+    (a built-in model: moving one entry of X or W moves one row or column of X @ W); None for
+    a black box, which is differenced by whole forward passes."""
+    if isinstance(model, ElementwiseModel) and wrt in model.input_names:
+        return model
+    return None

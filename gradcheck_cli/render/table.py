@@ -21,6 +21,7 @@ from gradcheck_cli.report import (
     EntryCheck,
     PerturbReport,
     RunReport,
+    RunSettings,
     Settings,
     SweepReport,
     entry_label,
@@ -197,7 +198,11 @@ def _value_line(report: RunReport | PerturbReport | SweepReport) -> str:
     call = f"f({_arguments(report)})"
     if report.output_shape is None:
         return f"{call} = {report.f!r}"
-    if report.settings.extra.get("check") == "jvp":
+    if (
+        isinstance(report.settings, RunSettings)
+        and report.settings.tangent is not None
+        and report.settings.tangent.check == "jvp"
+    ):
         return f"forward returns {_outputs(report.output_shape)}; J v is checked element by element"
     return (
         f"<forward, v1> = {report.f!r}  (forward returns {_outputs(report.output_shape)}; "
@@ -210,14 +215,15 @@ def render_run(
 ) -> None:
     """The report as a person reads it; error maps for a failing run, or with show_map."""
     _header(console, report)
-    kind = report.settings.extra.get("check")
+    tangent = report.settings.tangent
+    kind = None if tangent is None else tangent.check
     if kind in ("hvp", "jvp"):
         what = (
             "H v, the model's hvp, against central differences of the gradient along v"
             if kind == "hvp"
             else "J v, the model's jvp, against central differences of forward along v"
         )
-        count = report.settings.extra.get("tangents")
+        count = None if tangent is None else tangent.tangents
         console.print(f"[bold]check[/bold]  {what}, for {count} seeded random tangents v")
         if report.gradient_check is not None:
             first = report.gradient_check
@@ -436,7 +442,8 @@ def _render_directions(report: RunReport, console: Console) -> None:
     )
     bisections = len(report.directions) - len(top_level)
     if bisections or report.checks:
-        limit = report.settings.extra.get("localise_limit")
+        fast = report.settings.fast
+        limit = None if fast is None else fast.localise_limit
         failed = sum(s.failed for s in report.summary.values())
         checked = sum(s.checked_one_by_one or 0 for s in report.summary.values())
         console.print(

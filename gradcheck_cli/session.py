@@ -1,0 +1,323 @@
+"""One orchestration for the command line and the Python API: `run`, `perturb` and `sweep`.
+
+Each takes a way to load the subject (a model file and its inputs, the API's functions, a
+built-in model), the frozen settings and the face's naming. It validates the settings before any
+work, loads the subject, resolves which inputs and entries are checked, chooses between the
+full, fast, hvp and jvp checks, refuses up front a full check over the call budget, owns the
+worker pool's lifetime, and holds BLAS at one thread while the check runs. The faces only parse
+and present.
+
+Pure numpy: nothing here knows about click or rich.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gradcheck_cli.checks.fast import fast_check
+from gradcheck_cli.checks.full import ProgressCallback, run_check
+from gradcheck_cli.checks.judgement import floating
+from gradcheck_cli.checks.perturb import perturb_check
+from gradcheck_cli.checks.selection import (
+    Ref,
+    chosen_entries,
+    flat_index,
+    ref_text,
+    resolve_wrt,
+    validate_gradient,
+)
+from gradcheck_cli.checks.tangents import tangent_check, tangent_problem
+from gradcheck_cli.checks.target import Target
+from gradcheck_cli.checks.taylor import sweep_check
+from gradcheck_cli.errors import InputError
+from gradcheck_cli.numerics import workers
+from gradcheck_cli.numerics.blas import single_threaded_blas
+from gradcheck_cli.numerics.models import Array
+from gradcheck_cli.report import PerturbReport, RunReport, SweepReport
+from gradcheck_cli.settings import CheckSettings, Naming
+from gradcheck_cli.subject.subjects import Subject
+
+LoadSubject = Callable[[], Subject]
+"""Loads what is checked; called once the settings are known to be valid."""
+
+DEFAULT_DELTA = {"float64": 1e-4, "float32": 1e-2}
+"""perturb's step: the seed's 1e-4 in float64. float32's round-off (eps 1.2e-7) would swamp a
+change of f that small, so its default is a step where the O(delta^2) remainder and round-off
+balance."""
+
+SWEEP_RANGE = {"float64": (1e-1, 1e-10), "float32": (1.0, 1e-4)}
+"""The Taylor test's default deltas: the range where the O(delta^2) remainder stands clear of
+round-off for an f of order 1."""
+
+MOST_DECADES = 30
+
+
+def target_of(subject: Subject) -> Target:
+    """What the checks see of a subject: its models and inputs, and how to describe them."""
+    return Target(
+        tuple(subject.models),
+        subject.inputs,
+        subject.info,
+        subject.sources,
+        subject.precision,
+        subject.output_shape,
+    )
+
+
+def run(
+    load: LoadSubject,
+    asked: CheckSettings,
+    *,
+    naming: Naming,
+    progress: ProgressCallback | None = None,
+) -> tuple[Subject, RunReport]:
+    """Check the gradient entry by entry (full), along random directions (fast), or forward
+    mode (jvp); with order 2, the Hessian-vector product once the gradient passes."""
+    asked.validate(naming)
+    subject = load()
+    target = target_of(subject)
+    inputs = target.inputs
+    # BLAS held from the first product on: threads it wakes outside the hold would spin on the
+    # cores the check's own pool is about to use.
+    with single_threaded_blas():
+        # A jvp moves any floating input; the other checks need the backward's gradient.
+        gradients: Mapping[str, Array | None] = (
+            {name: array for name, array in inputs.items() if floating(array)}
+            if asked.mode == "jvp"
+            else validate_gradient(target.model, inputs)
+        )
+        # Entries that each name their input choose the checked inputs themselves.
+        chosen = (
+            []
+            if asked.entries.names_inputs and asked.wrt is None
+            else resolve_wrt(inputs, gradients, asked.wrt, option=naming.setting("wrt"))
+        )
+        del gradients  # a gradient as large as its input: not held through the check
+        checked, selection = chosen_entries(
+            asked.entries, inputs, chosen, asked.seed, option=naming.setting("entries")
+        )
+        asked = dataclasses.replace(asked, wrt=tuple(checked))
+        if asked.mode == "jvp":
+            return subject, _tangent_report(subject, target, "jvp", asked, None)
+        if asked.order == 2:
+            # Refused before the gradient is checked: the Hessian of an array forward is none.
+            tangent_problem(
+                "hvp", target.model, subject.functions, inputs, checked, target.output_shape
+            )
+        if asked.mode == "fast":
+            report = fast_check(
+                target, asked, selections=selection, progress=progress, naming=naming
+            )
+        else:
+            report = _full_check(subject, target, asked, selection, naming, progress)
+        report = _with_forward_calls(subject, report)
+        if asked.order == 2 and report.passed:
+            # The Hessian-vector product only means something once the gradient is right.
+            report = _tangent_report(subject, target, "hvp", asked, report)
+    return subject, report
+
+
+def _full_check(
+    subject: Subject,
+    target: Target,
+    asked: CheckSettings,
+    selection: Mapping[str, NDArray[np.intp]] | None,
+    naming: Naming,
+    progress: ProgressCallback | None,
+) -> RunReport:
+    """The full check, on worker processes when a model file's forward calls would take long
+    enough to pay for starting them."""
+    inputs = target.inputs
+    entries = sum(
+        int(np.size(inputs[name])) if selection is None else int(selection[name].size)
+        for name in asked.wrt or ()
+    )
+    calls = 2 * entries * len(target.models)
+    if subject.model_file is not None and asked.max_calls and calls > asked.max_calls:
+        _refuse_over_budget(subject, entries, calls, asked, naming)
+    reference = None
+    if asked.reference == "torch":
+        from gradcheck_cli.adapters.torch_reference import reference_gradients
+
+        reference = reference_gradients(subject)
+    started = time.perf_counter()
+    with np.errstate(all="ignore"):
+        f0 = float(np.real(target.model.value(inputs)))
+    # About two forward calls per entry and model on a smooth, correct model.
+    estimated = calls * (time.perf_counter() - started)
+    parallel = subject.parallel(asked.jobs)
+    with workers.running(parallel, inputs, target.models, estimated_seconds=estimated) as jobs:
+        return run_check(
+            target,
+            asked,
+            selections=selection,
+            reference=reference,
+            progress=progress,
+            f0=f0,
+            jobs=jobs,
+            naming=naming,
+        )
+
+
+def _refuse_over_budget(
+    subject: Subject, entries: int, calls: int, asked: CheckSettings, naming: Naming
+) -> None:
+    """A full check costs about two forward calls per entry and cotangent: say up front when
+    that is more than the budget, with the time it would take, rather than run for hours."""
+    timings = []
+    for _ in range(3):  # the fastest of a few: the first call pays for caches warming up
+        started = time.perf_counter()
+        with np.errstate(all="ignore"):
+            subject.models[0].value(subject.inputs)
+        timings.append(time.perf_counter() - started)
+    seconds = min(timings) * calls / (asked.jobs or workers.default_jobs())
+    raise InputError(
+        f"a full check of {entries} entries needs about {calls:.3g} forward calls of "
+        f"{subject.info.name}, more than {naming.setting('max_calls', asked.max_calls)} (about "
+        f"{_duration(seconds)} at this forward's speed): use {naming.setting('mode', 'fast')} "
+        f"(a few directions, then only the wrong entries), "
+        f"{naming.setting('entries', 'random:K')}, or raise {naming.setting('max_calls')}"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _with_forward_calls(subject: Subject, report: RunReport) -> RunReport:
+    """The report with how many times the user's forward ran (model files and the API)."""
+    if subject.model_file is None:
+        return report
+    return dataclasses.replace(report, forward_calls=subject.model_file.counter.forward)
+
+
+def _tangent_report(
+    subject: Subject,
+    target: Target,
+    kind: str,
+    asked: CheckSettings,
+    gradient: RunReport | None,
+) -> RunReport:
+    """The hvp check (after the gradient's, `gradient`) or the jvp check."""
+    checked = list(asked.wrt or ())
+    problem = tangent_problem(
+        kind, target.model, subject.functions, target.inputs, checked, target.output_shape
+    )
+    report = tangent_check(
+        kind, target, problem, asked, tangent_inputs=checked, gradient_check=gradient
+    )
+    return _with_forward_calls(subject, report)
+
+
+def perturb(
+    load: LoadSubject,
+    asked: CheckSettings,
+    *,
+    entries: Sequence[Ref],
+    dtype: str,
+    naming: Naming,
+) -> tuple[Subject, PerturbReport]:
+    """The seed's experiment at each entry (default: the first entry of the first checked
+    input, or of `asked.wrt`); `asked.delta` defaults to the step for `dtype`."""
+    asked.validate(naming)
+    subject = load()
+    target = target_of(subject)
+    inputs = target.inputs
+    option = naming.setting("entry")
+    with single_threaded_blas():
+        gradients = validate_gradient(target.model, inputs)
+        first = asked.wrt[0] if asked.wrt else resolve_wrt(inputs, gradients, None)[0]
+        if first not in inputs:
+            raise InputError(
+                f"{naming.setting('wrt')} {first}: no input named {first}; the inputs are "
+                f"{', '.join(inputs)}"
+            )
+        located = []
+        for name, index in entries or [(first, (0,) * np.ndim(inputs[first]))]:
+            where = name or first
+            if where not in inputs:
+                raise InputError(
+                    f"{option} {ref_text((name, index))}: no input named {where}; the inputs "
+                    f"are {', '.join(inputs)}"
+                )
+            flat_index((name, index), where, inputs, option)
+            located.append((where, tuple(index)))
+        reference = None
+        if asked.reference == "torch":
+            from gradcheck_cli.adapters.torch_reference import reference_gradients
+
+            reference = reference_gradients(subject)
+        if asked.delta is None:
+            asked = dataclasses.replace(asked, delta=DEFAULT_DELTA[dtype])
+        report = perturb_check(target, asked, entries=located, reference=reference, naming=naming)
+    return subject, report
+
+
+def sweep(
+    load: LoadSubject,
+    *,
+    entry: Ref | None,
+    random_direction: bool,
+    wrt: Sequence[str] | None,
+    seed: int,
+    deltas: Sequence[float],
+    naming: Naming,
+) -> tuple[Subject, SweepReport]:
+    """The Taylor test along one entry (default: the first of the first checked input) or a
+    seeded random direction over the inputs of `wrt` (default: every checked input)."""
+    subject = load()
+    target = target_of(subject)
+    inputs = target.inputs
+    with single_threaded_blas():
+        gradients = validate_gradient(target.model, inputs)
+        vectors: dict[str, Array] = {}
+        info: dict[str, object]
+        if not random_direction:
+            name = entry[0] if entry is not None else None
+            where = name or (wrt[0] if wrt else resolve_wrt(inputs, gradients, None)[0])
+            if where not in inputs:
+                shown = ref_text(entry) if entry is not None else where
+                raise InputError(
+                    f"{naming.setting('entry')} {shown}: no input named {where}; the inputs "
+                    f"are {', '.join(inputs)}"
+                )
+            index = entry[1] if entry is not None else (0,) * np.ndim(inputs[where])
+            flat = flat_index((name, index), where, inputs, naming.setting("entry"))
+            unit = np.zeros(np.size(inputs[where]), dtype=inputs[where].dtype)
+            unit[flat] = 1
+            vectors[where] = unit.reshape(np.shape(inputs[where]))
+            info = {"kind": "entry", "wrt": where, "index": list(index)}
+        else:
+            names = resolve_wrt(
+                inputs, gradients, list(wrt) if wrt else None, option=naming.setting("wrt")
+            )
+            rng = np.random.default_rng(seed)
+            for name in names:
+                array = inputs[name]
+                vectors[name] = rng.standard_normal(np.shape(array)).astype(array.dtype)
+            info = {"kind": "random", "wrt": ",".join(names), "seed": seed}
+        del gradients
+        report = sweep_check(
+            target, direction=vectors, direction_info=info, deltas=deltas, naming=naming
+        )
+    return subject, report
+
+
+def sweep_deltas(largest: float, smallest: float, naming: Naming) -> list[float]:
+    """Decades from `largest` down to `smallest` (below it: the command line checks that)."""
+    decades = int(np.floor(np.log10(largest) - np.log10(smallest) + 1e-9))
+    if decades > MOST_DECADES:
+        raise InputError(
+            f"{naming.setting('largest')}/{naming.setting('smallest')} span {decades} "
+            f"decades; at most {MOST_DECADES}"
+        )
+    return [largest / 10**k for k in range(decades + 1)]

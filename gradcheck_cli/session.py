@@ -97,10 +97,12 @@ def run(
             if asked.entries.names_inputs and asked.wrt is None
             else resolve_wrt(inputs, gradients, asked.wrt, option=naming.setting("wrt"))
         )
-        del gradients  # a gradient as large as its input: not held through the check
         checked, selection = chosen_entries(
             asked.entries, inputs, chosen, asked.seed, option=naming.setting("entries")
         )
+        if not chosen:  # the entries named the inputs: each must be one a check can cover
+            resolve_wrt(inputs, gradients, checked, option=naming.setting("entries"))
+        del gradients  # a gradient as large as its input: not held through the check
         asked = dataclasses.replace(asked, wrt=tuple(checked))
         if asked.mode == "jvp":
             return subject, _tangent_report(subject, target, "jvp", asked, None)
@@ -150,7 +152,7 @@ def _full_check(
         f0 = float(np.real(target.model.value(inputs)))
     # About two forward calls per entry and model on a smooth, correct model.
     estimated = calls * (time.perf_counter() - started)
-    parallel = subject.parallel(asked.jobs)
+    parallel = subject.parallel(usable_jobs(asked.jobs))
     with workers.running(parallel, inputs, target.models, estimated_seconds=estimated) as jobs:
         return run_check(
             target,
@@ -164,6 +166,13 @@ def _full_check(
         )
 
 
+def usable_jobs(requested: int | None) -> int:
+    """Worker processes to run: as many as asked, at most one per core this process may use
+    (more only compete for the same cores); None: one per core."""
+    cores = workers.default_jobs()
+    return cores if requested is None else min(requested, cores)
+
+
 def _refuse_over_budget(
     subject: Subject, entries: int, calls: int, asked: CheckSettings, naming: Naming
 ) -> None:
@@ -175,7 +184,7 @@ def _refuse_over_budget(
         with np.errstate(all="ignore"):
             subject.models[0].value(subject.inputs)
         timings.append(time.perf_counter() - started)
-    seconds = min(timings) * calls / (asked.jobs or workers.default_jobs())
+    seconds = min(timings) * calls / usable_jobs(asked.jobs)
     raise InputError(
         f"a full check of {entries} entries needs about {calls:.3g} forward calls of "
         f"{subject.info.name}, more than {naming.setting('max_calls', asked.max_calls)} (about "

@@ -63,6 +63,12 @@ MODEL_FILES = {
         "import numpy as np\n\n\ndef forward(X, W):\n    return float(np.sum(X @ W))\n\n\n"
         "def backward(X, W):\n    return X, W, X\n"
     ),
+    "labels.py": (
+        "import numpy as np\n\n\ndef forward(x, y):\n    return float(np.sum(x[y]))\n\n\n"
+        "def backward(x, y):\n    g = np.zeros_like(x)\n    np.add.at(g, y, 1.0)\n"
+        "    return g, None\n\n\n"
+        "def example_inputs():\n    return {'x': np.arange(4.0), 'y': np.array([0, 2])}\n"
+    ),
     "backward_shapes.py": (
         "import numpy as np\n\n\ndef forward(X, W):\n    return float(np.sum(X @ W))\n\n\n"
         "def backward(X, W):\n    return X, W.T\n"
@@ -277,6 +283,12 @@ OPTION_CASES = [
     case("atol-negative", "run --atol -1e-9", "--atol"),
     case("perturb-rtol-negative", "perturb --rtol -1", "--rtol"),
     case("rtol-nan", "run --rtol nan", "--rtol"),
+    case("param-json-nested-too-deep", "run --param x=" + "[" * 5000, "--param", "too deeply"),
+    case(
+        "entries-of-a-constant", "run --model labels.py --entries y[0]", "--entries y", "constant"
+    ),
+    case("junit-xml-dash", "run --junit-xml -", "--junit-xml -", "only --output"),
+    case("plot-dash", "run --plot -", "--plot -", "only --output"),
 ]
 
 MODEL_CASES = [

@@ -906,3 +906,18 @@ def test_sweep_plot_follows_the_umask_like_output(runner: CliRunner, inputs_dir:
     assert stat.S_IMODE((inputs_dir / "new.png").stat().st_mode) == 0o640
     assert stat.S_IMODE((inputs_dir / "new.png.json").stat().st_mode) == 0o640
     assert stat.S_IMODE((inputs_dir / "kept.png").stat().st_mode) == 0o600
+
+
+def test_jobs_beyond_the_cores_is_capped_and_said(runner: CliRunner, inputs_dir: Path) -> None:
+    """--jobs larger than any machine (2^64) neither overflows nor starts thousands of
+    processes: it is capped at the cores this process may use, one line on stderr says so, and
+    the report's jobs never exceeds that."""
+    from gradcheck_cli.numerics.workers import default_jobs
+
+    huge = str(2**64)
+    result = runner.invoke(cli, ["run", "--jobs", huge, "--format", "json"], prog_name="gradcheck")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == (
+        f"gradcheck: --jobs {huge} capped at {default_jobs()}, the cores this process may use\n"
+    )
+    assert json.loads(result.stdout)["settings"]["jobs"] <= default_jobs()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,14 @@ class Assignment(click.ParamType):
             try:
                 return name, json.loads(rest)
             except json.JSONDecodeError as error:
-                self.fail(f"{name}: not JSON ({error.msg}): {rest!r}", param, ctx)
+                self.fail(f"{name}: not JSON ({error.msg}): {_cut(rest)!r}", param, ctx)
+            except RecursionError:
+                self.fail(
+                    f"{name}: JSON nested too deeply (Python's parser gives up past about "
+                    f"{sys.getrecursionlimit()} levels): {_cut(rest)!r}",
+                    param,
+                    ctx,
+                )
         return name, rest
 
 
@@ -146,6 +154,14 @@ class WrtSpec(click.ParamType):
                 f"expected input names separated by commas, e.g. w,b; got {value!r}", param, ctx
             )
         return names
+
+
+SHOWN_VALUE = 60
+"""A value quoted in a message is cut to this many characters: the message stays one line."""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= SHOWN_VALUE else text[: SHOWN_VALUE - 3] + "..."
 
 
 def _apply(command: F, options: list[Callable[[F], F]]) -> F:

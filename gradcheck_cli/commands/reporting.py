@@ -143,6 +143,11 @@ def prepare_outputs(
     resolved: dict[str, Path | None] = {}
     written: dict[Path, str] = {}
     for option, path in outputs.items():
+        if path is not None and is_stdout(path) and option != "--output":
+            raise OutputError(
+                f"{option} -: only --output may be - (stdout); name a file (./- for a file "
+                "called -)"
+            )
         if path is None or is_stdout(path):
             resolved[option] = path
             continue

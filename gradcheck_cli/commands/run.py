@@ -211,6 +211,12 @@ def run(
         {"--output": output_path, "--junit-xml": junit_path, "--plot": plot_path},
         options.protected_paths(),
     )
+    if jobs is not None and session.usable_jobs(jobs) < jobs:
+        click.echo(
+            f"gradcheck: --jobs {jobs} capped at {session.usable_jobs(jobs)}, the cores this "
+            "process may use",
+            err=True,
+        )
     reporter = ProgressReporter(output_format == "table", "checking entries")
     try:
         with user_output_to_stderr():

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gradcheck_cli.diagnosis import Diagnosis
+from gradcheck_cli.diagnosis.result import Diagnosis
 
 SCHEMA_VERSION = 2
 

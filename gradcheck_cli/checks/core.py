@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.diagnosis import Diagnosis, diagnose
+from gradcheck_cli.diagnosis.result import Diagnosis
+from gradcheck_cli.diagnosis.search import diagnose
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics import kernels, workers
 from gradcheck_cli.numerics.differences import (

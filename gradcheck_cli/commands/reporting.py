@@ -75,7 +75,8 @@ def import_own_dependencies() -> None:
         import gradcheck_cli.render.errormap
         import gradcheck_cli.render.table
     if output_format == "github" or params.get("junit_path") is not None:
-        import gradcheck_cli.render.ci_formats  # noqa: F401
+        import gradcheck_cli.render.github
+        import gradcheck_cli.render.junit  # noqa: F401
     if params.get("plot_path") is not None:
         with contextlib.suppress(ImportError):  # check_plot_available has said what to do
             import matplotlib
@@ -192,7 +193,7 @@ def emit(
         except OutputError as error:
             raise OutputError(f"--output {error}") from None
     if junit_path is not None:
-        from gradcheck_cli.render.ci_formats import junit_xml
+        from gradcheck_cli.render.junit import junit_xml
 
         try:
             write_atomically(junit_path, junit_xml(document))
@@ -201,7 +202,7 @@ def emit(
     if output_format == "json":
         write_stdout(text + "\n")
     elif output_format == "github":
-        from gradcheck_cli.render.ci_formats import github_annotations
+        from gradcheck_cli.render.github import github_annotations
 
         write_stdout(github_annotations(document, file=annotated_file))
     else:

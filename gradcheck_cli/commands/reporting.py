@@ -73,7 +73,9 @@ def import_own_dependencies() -> None:
     output_format = params.get("output_format", "table")
     if output_format == "table":
         import gradcheck_cli.render.errormap
+        import gradcheck_cli.render.experiments
         import gradcheck_cli.render.table
+        import gradcheck_cli.render.terminal
     if output_format == "github" or params.get("junit_path") is not None:
         import gradcheck_cli.render.github
         import gradcheck_cli.render.junit  # noqa: F401
@@ -206,7 +208,7 @@ def emit(
 
         write_stdout(github_annotations(document, file=annotated_file))
     else:
-        from gradcheck_cli.render.table import stdout_console
+        from gradcheck_cli.render.terminal import stdout_console
 
         console = stdout_console()
         # Drawn in memory, with stdout's width and colours: stdout is written once, by
@@ -235,7 +237,7 @@ class ProgressReporter:
         if self.bar is None:
             if time.monotonic() - self.started < 1.0:
                 return
-            from gradcheck_cli.render.table import progress_bar
+            from gradcheck_cli.render.terminal import progress_bar
 
             self.bar = progress_bar()
             self.bar.start()

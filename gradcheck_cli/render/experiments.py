@@ -129,28 +129,19 @@ def sweep_chart(
     deltas: Sequence[float], residuals: Sequence[float], in_fit: Sequence[bool], height: int = 12
 ) -> Text:
     """A log-log scatter in characters: delta decreasing to the right, residual upward."""
-    points = [
-        (math.log10(d), math.log10(r), f)
-        for d, r, f in zip(deltas, residuals, in_fit, strict=True)
-        if r > 0 and math.isfinite(r)
-    ]
-    if not points:
+    columns = list(zip(deltas, residuals, in_fit, strict=True))
+    ys = [math.log10(r) for _, r, _ in columns if r > 0 and math.isfinite(r)]
+    if not ys:
         return Text("(every residual is exactly 0: nothing to plot)")
-    ys = [p[1] for p in points]
     low, high = math.floor(min(ys)), math.ceil(max(ys))
     if high == low:
         high = low + 1
     column_width = 4
     grid = [[" "] * (column_width * len(deltas)) for _ in range(height)]
-    for k, (log_d, log_r, fit) in enumerate(
-        (math.log10(d), math.log10(r) if r > 0 else None, f)
-        for d, r, f in zip(deltas, residuals, in_fit, strict=True)
-    ):
-        del log_d
-        if log_r is None or not math.isfinite(log_r):
-            continue
-        level = round((log_r - low) / (high - low) * (height - 1))
-        grid[height - 1 - level][k * column_width + 1] = "*" if fit else "o"
+    for k, (_, r, fit) in enumerate(columns):
+        if r > 0 and math.isfinite(r):
+            level = round((math.log10(r) - low) / (high - low) * (height - 1))
+            grid[height - 1 - level][k * column_width + 1] = "*" if fit else "o"
     lines = Text()
     for r, row in enumerate(grid):
         label = high - (high - low) * r / (height - 1)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from gradcheck_cli.diagnosis import Diagnosis
+from gradcheck_cli.diagnosis.result import Diagnosis
 
 SCHEMA_VERSION = 2
 
@@ -35,10 +35,6 @@ REASON_TEXT: dict[str, str] = {
 
 OutputShape = tuple[int, ...] | tuple[tuple[int, ...], ...] | None
 """None for a scalar forward; the shape of its array output; the shapes of several outputs."""
-
-VERDICTS = ("passed", "failed", "inconclusive")
-"""A report's overall verdict: every entry passed; one failed; none failed but one could not be
-verified. The CLI's exit codes follow (0, 1, 4)."""
 
 
 def entry_label(name: str, index: tuple[int, ...] | list[int]) -> str:
@@ -264,6 +260,8 @@ class RunReport:
 
     @property
     def verdict(self) -> str:
+        """passed (every entry passed), failed (one failed) or inconclusive (none failed, but one
+        could not be verified); the CLI's exit codes follow (0, 1, 4)."""
         # In fast mode a failed top-level direction fails the check even when bisection finds
         # no single wrong entry (many small errors can add up along v).
         top_level = [d for d in self.directions if d.depth == 0]

@@ -17,7 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from junitparser import Error, Failure, JUnitXml, Skipped, TestSuite
 
-from gradcheck_cli.render.ci_formats import github_annotations, junit_xml
+from gradcheck_cli.render.github import github_annotations
+from gradcheck_cli.render.junit import junit_xml
 
 # --- Documents ----------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""diagnosis.py: the pattern behind a wrong gradient, from planted bugs whose answer is known
+"""diagnosis/: the pattern behind a wrong gradient, from planted bugs whose answer is known
 (a missing 1/N, a sign error, zeros, one wrong column, a transpose, a regulariser's factor, an
 offset) on a bias, a matrix, a conv kernel and a scalar, with noisy numerical gradients."""
 
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from gradcheck_cli.diagnosis import KINDS, Diagnosis, diagnose
+from gradcheck_cli.diagnosis.result import KINDS, Diagnosis
+from gradcheck_cli.diagnosis.search import diagnose
 
 FloatArray = NDArray[np.float64]
 

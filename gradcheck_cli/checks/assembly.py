@@ -13,7 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.checks.judgement import SAFETY, VerdictRule, Verdicts
-from gradcheck_cli.diagnosis import Diagnosis, diagnose
+from gradcheck_cli.diagnosis.result import Diagnosis
+from gradcheck_cli.diagnosis.search import diagnose
 from gradcheck_cli.numerics.differences import FloatArray, Precision, Scheme, machine_epsilon
 from gradcheck_cli.numerics.models import Array, Inputs, Model
 from gradcheck_cli.report import (

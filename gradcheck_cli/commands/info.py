@@ -42,7 +42,8 @@ def models(output_format: str) -> int:
 
         write_stdout(to_json_text({"models": rows}) + "\n")
     else:
-        from gradcheck_cli.render.table import render_models, stdout_console
+        from gradcheck_cli.render.model_list import render_models
+        from gradcheck_cli.render.terminal import stdout_console
 
         console = stdout_console()
         with console.capture() as captured:

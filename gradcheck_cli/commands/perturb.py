@@ -107,7 +107,7 @@ def perturb(
         )
 
     def draw(console: Any) -> None:
-        from gradcheck_cli.render.table import render_perturb
+        from gradcheck_cli.render.experiments import render_perturb
 
         render_perturb(report, console)
 

@@ -73,9 +73,12 @@ def import_own_dependencies() -> None:
     output_format = params.get("output_format", "table")
     if output_format == "table":
         import gradcheck_cli.render.errormap
+        import gradcheck_cli.render.experiments
         import gradcheck_cli.render.table
+        import gradcheck_cli.render.terminal
     if output_format == "github" or params.get("junit_path") is not None:
-        import gradcheck_cli.render.ci_formats  # noqa: F401
+        import gradcheck_cli.render.github
+        import gradcheck_cli.render.junit  # noqa: F401
     if params.get("plot_path") is not None:
         with contextlib.suppress(ImportError):  # check_plot_available has said what to do
             import matplotlib
@@ -197,7 +200,7 @@ def emit(
         except OutputError as error:
             raise OutputError(f"--output {error}") from None
     if junit_path is not None:
-        from gradcheck_cli.render.ci_formats import junit_xml
+        from gradcheck_cli.render.junit import junit_xml
 
         try:
             write_atomically(junit_path, junit_xml(document))
@@ -206,11 +209,11 @@ def emit(
     if output_format == "json":
         write_stdout(text + "\n")
     elif output_format == "github":
-        from gradcheck_cli.render.ci_formats import github_annotations
+        from gradcheck_cli.render.github import github_annotations
 
         write_stdout(github_annotations(document, file=annotated_file))
     else:
-        from gradcheck_cli.render.table import stdout_console
+        from gradcheck_cli.render.terminal import stdout_console
 
         console = stdout_console()
         # Drawn in memory, with stdout's width and colours: stdout is written once, by
@@ -239,7 +242,7 @@ class ProgressReporter:
         if self.bar is None:
             if time.monotonic() - self.started < 1.0:
                 return
-            from gradcheck_cli.render.table import progress_bar
+            from gradcheck_cli.render.terminal import progress_bar
 
             self.bar = progress_bar()
             self.bar.start()

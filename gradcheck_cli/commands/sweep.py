@@ -129,7 +129,7 @@ def sweep(
         write_sweep_plot(report, plot_target)
 
     def draw(console: Any) -> None:
-        from gradcheck_cli.render.table import render_sweep
+        from gradcheck_cli.render.experiments import render_sweep
 
         render_sweep(report, console)
 

@@ -1,6 +1,6 @@
-"""CI formats: a gradcheck report as JUnit XML and as GitHub Actions workflow commands.
+"""How a report document reads as CI test cases: what `junit.py` and `github.py` both print.
 
-CI systems read JUnit XML and GitHub annotations, not our JSON. Both functions here read a report
+CI systems read JUnit XML and GitHub annotations, not our JSON. Both formats read a report
 document (what `--format json` prints, schema_version 1 or 2) and compute nothing new: every
 number they print is one the document holds. Pure: standard library only (no click, no rich, no
 numpy), so the CLI can call them on the document it already has.
@@ -22,16 +22,9 @@ How a document becomes test cases (the same cases drive both formats):
 - whatever the command, a document whose `passed` is false but which itemises no failure gets
   one more failing case, `gradient`, so a failed run never makes a green suite.
 
-GitHub output: an `::error` per failing case (at most 9: GitHub shows 10 error annotations per
-step, and the 10th is the summary, which counts the ones left out), a `::warning` per case with
-inconclusive findings, then the one-line summary (`::error` on failure, `::notice` on success).
-
 "Inconclusive" (an entry, perturbation or sweep that could not be verified, `passed: false`
-with reason `inconclusive`) is not "wrong". In JUnit it is an `<error>`, not a `<failure>`:
-a JUnit error is a test that could not run to a verdict, which is what this is; keeping it apart
-lets a CI dashboard count wrong gradients (failures) separately from checks to retry (errors);
-both still fail the build. A case with wrong entries as well gets one `<failure>` whose text
-also lists the inconclusive ones. In GitHub output inconclusive findings are `::warning`.
+with reason `inconclusive`) is not "wrong": each format keeps the two apart (a JUnit `<error>`
+rather than a `<failure>`, a GitHub `::warning` rather than an `::error`).
 """
 
 from __future__ import annotations
@@ -39,34 +32,23 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final, Literal
-
-__all__ = ["github_annotations", "junit_xml"]
 
 WORST_ENTRIES_LISTED = 10
 """Entries (or directions) a failure's text lists, worst first."""
 
-GITHUB_ANNOTATIONS_PER_STEP = 10
-"""GitHub shows at most 10 error and 10 warning annotations per step and drops the rest; the
-per-input errors stop one short of that so the summary line is never the one dropped."""
-
-_INCONCLUSIVE: Final = "inconclusive"
-
-# XML 1.0 `Char`: tab, newline, carriage return, and the ranges below. Everything else (most C0
-# controls, lone surrogates, U+FFFE/U+FFFF) is invalid even as a character reference. DEL and
-# the C1 controls are legal XML but can move a terminal's cursor or end a line (U+0085) in a CI
-# log, so they are made visible too.
-_NOT_PRINTABLE = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+INCONCLUSIVE: Final = "inconclusive"
+"""A `Problem.kind`, and the `reason` of an entry, perturbation or sweep that could not be
+verified."""
 
 
 # --- What a document says, as test cases --------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Problem:
+class Problem:
     """One reason a test case did not pass."""
 
     kind: Literal["wrong", "inconclusive"]
@@ -77,27 +59,32 @@ class _Problem:
 
 
 @dataclass(frozen=True)
-class _Case:
+class Case:
+    """One test case: passed (no problems), did not pass (its problems), or skipped."""
+
     name: str
-    problems: tuple[_Problem, ...] = ()
+    problems: tuple[Problem, ...] = ()
     skipped: str | None = None
     """Why the case was not run; None for a case that ran."""
 
 
 @dataclass(frozen=True)
-class _Interpretation:
+class Interpretation:
+    """A report document as test cases, with the one-line verdict both formats end on."""
+
     classname: str
-    cases: tuple[_Case, ...]
+    cases: tuple[Case, ...]
     passed: bool
     verdict: str
     """The one-line summary: "PASSED: ..." or "FAILED: ..."."""
 
 
-def _interpret(document: Mapping[str, Any]) -> _Interpretation:
-    model = _mapping(document.get("model"))
-    classname = _text(model.get("name", "gradcheck"))
+def interpret(document: Mapping[str, Any]) -> Interpretation:
+    """The test cases of `document` (see the module docstring) and its summary line."""
+    model = as_mapping(document.get("model"))
+    classname = as_text(model.get("name", "gradcheck"))
     passed = document.get("passed") is True
-    command = _text(document.get("command", "run"))
+    command = as_text(document.get("command", "run"))
     if command == "run":
         cases, verdict = _run_cases(document, passed)
     elif command == "perturb":
@@ -109,9 +96,9 @@ def _interpret(document: Mapping[str, Any]) -> _Interpretation:
     if not passed and not any(case.problems for case in cases):
         # The document's verdict is the authority; never turn a failed run into a green suite
         # because its failure is of a kind this module does not know how to itemise.
-        problem = _Problem("wrong", "the report's verdict is FAILED", ())
-        cases = [*cases, _Case("gradient", (problem,))]
-    return _Interpretation(classname, tuple(cases), passed, verdict)
+        problem = Problem("wrong", "the report's verdict is FAILED", ())
+        cases = [*cases, Case("gradient", (problem,))]
+    return Interpretation(classname, tuple(cases), passed, verdict)
 
 
 @dataclass(frozen=True)
@@ -124,30 +111,30 @@ class _Tally:
     doubtful: int
 
 
-def _run_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case], str]:
-    inputs = _mapping(document.get("inputs"))
-    summary = _mapping(document.get("summary"))
+def _run_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[Case], str]:
+    inputs = as_mapping(document.get("inputs"))
+    summary = as_mapping(document.get("summary"))
     checks = [entry for entry in _sequence(document.get("checks")) if isinstance(entry, Mapping)]
     directions = [d for d in _sequence(document.get("directions")) if isinstance(d, Mapping)]
     names = [*map(str, inputs), *(str(name) for name in summary if name not in inputs)]
 
-    cases: list[_Case] = []
+    cases: list[Case] = []
     tallies: list[_Tally] = []
     for name in names:
-        info = _mapping(inputs.get(name))
+        info = as_mapping(inputs.get(name))
         if info.get("checked") is False:
             why = info.get("why")
-            reason = _text(why) if why is not None else "no reason given"
-            cases.append(_Case(f"d{name}", skipped=f"{name} not checked: {reason}"))
+            reason = as_text(why) if why is not None else "no reason given"
+            cases.append(Case(f"d{name}", skipped=f"{name} not checked: {reason}"))
         elif "summary" in document and name not in summary:
             # Version 1 lists every input but summarises only the checked ones (`--wrt X`).
             reason = "not selected for this run"
-            cases.append(_Case(f"d{name}", skipped=f"{name} not checked: {reason}"))
+            cases.append(Case(f"d{name}", skipped=f"{name} not checked: {reason}"))
         else:
-            own_entries = [entry for entry in checks if _text(entry.get("wrt")) == name]
-            own_directions = [d for d in directions if _text(d.get("wrt")) == name]
+            own_entries = [entry for entry in checks if as_text(entry.get("wrt")) == name]
+            own_directions = [d for d in directions if as_text(d.get("wrt")) == name]
             case, tally = _input_case(
-                name, own_entries, _mapping(summary.get(name)), own_directions
+                name, own_entries, as_mapping(summary.get(name)), own_directions
             )
             cases.append(case)
             tallies.append(tally)
@@ -192,7 +179,7 @@ def _input_case(
     listed: Sequence[Mapping[str, Any]],
     counts: Mapping[str, Any],
     directions: Sequence[Mapping[str, Any]],
-) -> tuple[_Case, _Tally]:
+) -> tuple[Case, _Tally]:
     """The test case `d<name>` from the input's listed entries, summary counts and directions."""
     listed_wrong = [entry for entry in listed if _is_wrong(entry)]
     listed_inconclusive = [entry for entry in listed if _is_inconclusive(entry)]
@@ -209,7 +196,7 @@ def _input_case(
         # Schema 1's `failed` counted every entry that did not pass.
         wrong = max(failed - inconclusive, wrong_entries)
 
-    problems: list[_Problem] = []
+    problems: list[Problem] = []
     failing_directions = [d for d in directions if d.get("passed") is False]
     if wrong:
         worst_index = counts.get("worst_index")
@@ -221,29 +208,29 @@ def _input_case(
             f"a random direction over {name} disagrees and no single entry was localised: "
             f"{_direction_text(failing_directions[0])}"
         )
-        problems.append(_Problem("wrong", message, _listing(failing_directions, _direction_text)))
+        problems.append(Problem("wrong", message, _listing(failing_directions, _direction_text)))
     if inconclusive:
         problems.append(
-            _entries_problem(_INCONCLUSIVE, name, listed_inconclusive, inconclusive, entries, None)
+            _entries_problem(INCONCLUSIVE, name, listed_inconclusive, inconclusive, entries, None)
         )
     doubtful = _count(counts.get("doubtful"), 0)
-    return _Case(f"d{name}", tuple(problems)), _Tally(entries, wrong, inconclusive, doubtful)
+    return Case(f"d{name}", tuple(problems)), _Tally(entries, wrong, inconclusive, doubtful)
 
 
 def _directions_case(
     directions: Sequence[Mapping[str, Any]],
     top_level: Sequence[Mapping[str, Any]],
     failing_top: Sequence[Mapping[str, Any]],
-) -> _Case:
+) -> Case:
     """Fast mode's own case: it fails when a top-level random direction disagrees."""
     if not failing_top:
-        return _Case("directions")
+        return Case("directions")
     message = (
         f"{_agreement(len(failing_top), len(top_level), 'random direction')}; "
         f"first: {_direction_text(failing_top[0])}"
     )
     failing = [d for d in directions if d.get("passed") is False]
-    return _Case("directions", (_Problem("wrong", message, _listing(failing, _direction_text)),))
+    return Case("directions", (Problem("wrong", message, _listing(failing, _direction_text)),))
 
 
 def _entries_problem(
@@ -253,7 +240,7 @@ def _entries_problem(
     count: int,
     entries: int,
     worst_index: Any,
-) -> _Problem:
+) -> Problem:
     worst_first = sorted(listed, key=_excess, reverse=True)
     if kind == "wrong":
         headline = _agreement(count, entries, "entry", "entries", of=name)
@@ -265,27 +252,27 @@ def _entries_problem(
         headline += f"; worst {_entry_text(worst_first[0])}"
     elif worst_index is not None:
         headline += f"; worst {_label(name, worst_index)} (its numbers are not in the report)"
-    return _Problem(kind, headline, _listing(worst_first, _entry_text, total=count))
+    return Problem(kind, headline, _listing(worst_first, _entry_text, total=count))
 
 
-def _perturb_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case], str]:
+def _perturb_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[Case], str]:
     perturbations = [p for p in _sequence(document.get("perturbations")) if isinstance(p, Mapping)]
-    cases: list[_Case] = []
+    cases: list[Case] = []
     for perturbation in perturbations:
-        label = _label(_text(perturbation.get("wrt", "?")), perturbation.get("index"))
+        label = _label(as_text(perturbation.get("wrt", "?")), perturbation.get("index"))
         name = f"{label} delta={_number(perturbation.get('delta'))}"
-        problems: tuple[_Problem, ...] = ()
+        problems: tuple[Problem, ...] = ()
         if perturbation.get("passed") is False:
             kind: Literal["wrong", "inconclusive"] = (
-                _INCONCLUSIVE if _is_inconclusive(perturbation) else "wrong"
+                INCONCLUSIVE if _is_inconclusive(perturbation) else "wrong"
             )
-            problems = (_Problem(kind, _perturbation_text(label, perturbation), ()),)
-        cases.append(_Case(name, problems))
+            problems = (Problem(kind, _perturbation_text(label, perturbation), ()),)
+        cases.append(Case(name, problems))
     count = len(perturbations)
     if passed:
         return cases, f"PASSED: all {_plural(count, 'perturbation')} agree"
     wrong = sum(1 for case in cases if any(p.kind == "wrong" for p in case.problems))
-    inconclusive = sum(1 for case in cases if any(p.kind == _INCONCLUSIVE for p in case.problems))
+    inconclusive = sum(1 for case in cases if any(p.kind == INCONCLUSIVE for p in case.problems))
     parts = []
     if wrong:
         parts.append(_agreement(wrong, count, "perturbation"))
@@ -294,20 +281,20 @@ def _perturb_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Cas
     return cases, "FAILED: " + ("; ".join(parts) or "the report's verdict is FAILED")
 
 
-def _sweep_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case], str]:
-    direction = _direction_label(_mapping(document.get("direction")))
-    reason = _text(document.get("reason", ""))
+def _sweep_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[Case], str]:
+    direction = _direction_label(as_mapping(document.get("direction")))
+    reason = as_text(document.get("reason", ""))
     slope = _as_float(document.get("slope"))
     slope_text = "undefined" if slope is None else f"{slope:.2f}"
     if reason == "round-off":
         outcome = f"all residuals at round-off level along {direction}"
-    elif reason == _INCONCLUSIVE:
+    elif reason == INCONCLUSIVE:
         outcome = f"too few residuals above round-off to fit a slope along {direction}"
     else:
         outcome = f"Taylor residual slope {slope_text} along {direction}"
     if passed:
-        return [_Case(f"taylor {direction}")], f"PASSED: {outcome}"
-    if reason != _INCONCLUSIVE:
+        return [Case(f"taylor {direction}")], f"PASSED: {outcome}"
+    if reason != INCONCLUSIVE:
         outcome += " (a correct gradient gives 2, a wrong one 1)"
     message = (
         f"{outcome}; ⟨g, v⟩ {_number(document.get('directional_derivative'))}, "
@@ -319,176 +306,23 @@ def _sweep_cases(document: Mapping[str, Any], passed: bool) -> tuple[list[_Case]
         for row in _sequence(document.get("rows"))
         if isinstance(row, Mapping)
     )
-    kind: Literal["wrong", "inconclusive"] = _INCONCLUSIVE if reason == _INCONCLUSIVE else "wrong"
-    problem = _Problem(kind, message, rows)
-    return [_Case(f"taylor {direction}", (problem,))], f"FAILED: {outcome}"
+    kind: Literal["wrong", "inconclusive"] = INCONCLUSIVE if reason == INCONCLUSIVE else "wrong"
+    problem = Problem(kind, message, rows)
+    return [Case(f"taylor {direction}", (problem,))], f"FAILED: {outcome}"
 
 
-def _other_cases(command: str, passed: bool) -> tuple[list[_Case], str]:
+def _other_cases(command: str, passed: bool) -> tuple[list[Case], str]:
     if passed:
-        return [_Case(command)], f"PASSED: {command}"
-    problem = _Problem("wrong", f"{command}: the report's verdict is FAILED", ())
-    return [_Case(command, (problem,))], f"FAILED: {command}"
-
-
-# --- JUnit XML ----------------------------------------------------------------------------------
-
-
-def junit_xml(
-    document: Mapping[str, Any],
-    *,
-    suite_name: str = "gradcheck",
-    timestamp: datetime | None = None,
-    elapsed_seconds: float | None = None,
-) -> str:
-    """The report `document` as JUnit XML text, in the form pytest's `--junit-xml` writes.
-
-    One `<testsuite>` (named `suite_name`) inside `<testsuites>`; the test cases are described
-    in the module docstring. `timestamp` (default: now, local time with its UTC offset, as
-    pytest writes it) and `elapsed_seconds` (the suite's `time`, left out when None) are the
-    only things the document does not hold.
-    """
-    reading = _interpret(document)
-    when = timestamp if timestamp is not None else datetime.now().astimezone()
-    failures = errors = skipped = 0
-    case_lines: list[str] = []
-    for case in reading.cases:
-        start = f'    <testcase classname="{_attr(reading.classname)}" name="{_attr(case.name)}"'
-        wrong = [p for p in case.problems if p.kind == "wrong"]
-        inconclusive = [p for p in case.problems if p.kind == _INCONCLUSIVE]
-        if case.skipped is not None:
-            skipped += 1
-            body = f'<skipped message="{_attr(case.skipped)}" />'
-        elif wrong:
-            failures += 1
-            # One result element per case keeps the suite's counts per case, as pytest counts.
-            # The text repeats each message above its listing, so it reads alone too.
-            lines = [
-                line for problem in case.problems for line in (problem.message, *problem.details)
-            ]
-            body = _result_element("failure", "wrong-gradient", wrong[0].message, lines)
-        elif inconclusive:
-            errors += 1
-            lines = [
-                line for problem in inconclusive for line in (problem.message, *problem.details)
-            ]
-            body = _result_element("error", _INCONCLUSIVE, inconclusive[0].message, lines)
-        else:
-            case_lines.append(start + " />")
-            continue
-        case_lines += [start + ">", f"      {body}", "    </testcase>"]
-
-    counts = (
-        f'tests="{len(reading.cases)}" failures="{failures}" errors="{errors}" skipped="{skipped}"'
-    )
-    time = "" if elapsed_seconds is None else f' time="{elapsed_seconds:.3f}"'
-    model = _mapping(document.get("model"))
-    properties = [
-        ("command", document.get("command", "run")),
-        ("model", model.get("name")),
-        ("formula", model.get("formula")),
-        ("model_source", model.get("source")),
-        ("schema_version", document.get("schema_version")),
-    ]
-    property_lines = [
-        f'      <property name="{name}" value="{_attr(_text(value))}" />'
-        for name, value in properties
-        if value is not None
-    ]
-    return "\n".join(
-        [
-            '<?xml version="1.0" encoding="utf-8"?>',
-            f'<testsuites name="{_attr(suite_name)}" {counts}{time}>',
-            f'  <testsuite name="{_attr(suite_name)}" {counts}{time} '
-            f'timestamp="{_attr(when.isoformat())}">',
-            "    <properties>",
-            *property_lines,
-            "    </properties>",
-            *case_lines,
-            "  </testsuite>",
-            "</testsuites>",
-            "",
-        ]
-    )
-
-
-def _result_element(tag: str, kind: str, message: str, lines: Iterable[str]) -> str:
-    text = "\n".join(lines)
-    return f'<{tag} type="{kind}" message="{_attr(message)}">{_xml_text(text)}</{tag}>'
-
-
-def _attr(value: str) -> str:
-    """`value` for a double-quoted XML attribute: line breaks and tabs survive as references
-    (a parser would otherwise normalise them to spaces)."""
-    return _xml_text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
-
-
-def _xml_text(value: str) -> str:
-    # `\r` as a reference, since parsers turn a literal one into `\n`; `>` as one too, since
-    # text may not hold a literal `]]>`.
-    return (
-        _printable(value)
-        .replace("&", "&amp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("\r", "&#13;")
-    )
-
-
-# --- GitHub workflow commands -------------------------------------------------------------------
-
-
-def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
-    """The report `document` as GitHub Actions workflow commands, one per line.
-
-    An `::error` per failing test case (title `gradcheck: dW wrong`, message: the count and the
-    worst entry with its numbers), a `::warning` per case with inconclusive findings, then one
-    summary line: `::error title=gradcheck::FAILED: ...` or `::notice title=gradcheck::PASSED:
-    ...`. `file` (the model file's path, when there is one) is attached to the per-case lines.
-    """
-    reading = _interpret(document)
-    location = {"file": file} if file else {}
-    errors: list[str] = []
-    warnings: list[str] = []
-    for case in reading.cases:
-        for problem in case.problems:
-            command, bucket = (
-                ("error", errors) if problem.kind == "wrong" else ("warning", warnings)
-            )
-            properties = {**location, "title": f"gradcheck: {case.name} {problem.kind}"}
-            bucket.append(_workflow_command(command, properties, problem.message))
-    verdict = reading.verdict
-    room = GITHUB_ANNOTATIONS_PER_STEP - 1
-    if len(errors) > room:
-        verdict += f" ({len(errors) - room} more failing cases: see the report)"
-        errors = errors[:room]
-    summary = _workflow_command(
-        "notice" if reading.passed else "error", {"title": "gradcheck"}, verdict
-    )
-    return "\n".join([*errors, *warnings[:GITHUB_ANNOTATIONS_PER_STEP], summary]) + "\n"
-
-
-def _workflow_command(command: str, properties: Mapping[str, str], message: str) -> str:
-    """`::command key=value,key=value::message`, escaped as GitHub's runner unescapes it."""
-    listed = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items())
-    head = f"::{command} {listed}" if listed else f"::{command}"
-    return f"{head}::{_escape_data(message)}"
-
-
-def _escape_data(value: str) -> str:
-    # `%` first, or the `%` of every later escape would be escaped again.
-    return _printable(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(value: str) -> str:
-    # `:` and `,` separate properties from each other and from the message.
-    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+        return [Case(command)], f"PASSED: {command}"
+    problem = Problem("wrong", f"{command}: the report's verdict is FAILED", ())
+    return [Case(command, (problem,))], f"FAILED: {command}"
 
 
 # --- Reading the document -----------------------------------------------------------------------
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a mapping, else an empty one: a document from elsewhere may lack a key."""
     return value if isinstance(value, Mapping) else {}
 
 
@@ -511,11 +345,11 @@ def _count(value: Any, default: int) -> int:
 
 
 def _is_inconclusive(item: Mapping[str, Any]) -> bool:
-    return item.get("passed") is False and item.get("reason") == _INCONCLUSIVE
+    return item.get("passed") is False and item.get("reason") == INCONCLUSIVE
 
 
 def _is_wrong(item: Mapping[str, Any]) -> bool:
-    return item.get("passed") is False and item.get("reason") != _INCONCLUSIVE
+    return item.get("passed") is False and item.get("reason") != INCONCLUSIVE
 
 
 def _excess(entry: Mapping[str, Any]) -> float:
@@ -532,17 +366,13 @@ def _excess(entry: Mapping[str, Any]) -> float:
 # --- Wording --------------------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A document's value as text; a list as its items joined by ", "."""
     if isinstance(value, str):
         return value
     if isinstance(value, Sequence):
-        return ", ".join(_text(item) for item in value)
+        return ", ".join(as_text(item) for item in value)
     return str(value)
-
-
-def _printable(text: str) -> str:
-    """`text` with characters XML 1.0 forbids (and terminal controls) spelled out as `\\x1b`."""
-    return _NOT_PRINTABLE.sub(lambda match: ascii(match.group())[1:-1], text)
 
 
 def _number(value: Any) -> str:
@@ -552,12 +382,12 @@ def _number(value: Any) -> str:
     if not isinstance(value, bool) and isinstance(value, numbers.Integral):
         return str(int(value))
     number = _as_float(value)
-    return repr(number) if number is not None else _text(value)
+    return repr(number) if number is not None else as_text(value)
 
 
 def _label(name: str, index: Any) -> str:
     """`W[2, 1]`; `scale[]` for a 0-D input."""
-    return f"{name}[{', '.join(_text(i) for i in _sequence(index))}]"
+    return f"{name}[{', '.join(as_text(i) for i in _sequence(index))}]"
 
 
 def _plural(count: int, singular: str, plural: str | None = None) -> str:
@@ -574,18 +404,18 @@ def _agreement(
 
 
 def _entry_text(entry: Mapping[str, Any]) -> str:
-    label = _label(_text(entry.get("wrt", "?")), entry.get("index"))
+    label = _label(as_text(entry.get("wrt", "?")), entry.get("index"))
     return (
         f"{label}: analytic {_number(entry.get('analytic'))}, "
         f"numerical {_number(entry.get('numerical'))}, "
         f"abs error {_number(entry.get('abs_error'))}, "
-        f"tolerance {_number(entry.get('tolerance'))}, reason {_text(entry.get('reason'))}"
+        f"tolerance {_number(entry.get('tolerance'))}, reason {as_text(entry.get('reason'))}"
     )
 
 
 def _direction_text(direction: Mapping[str, Any]) -> str:
     return (
-        f"direction over {_text(direction.get('wrt', '?'))} "
+        f"direction over {as_text(direction.get('wrt', '?'))} "
         f"({_plural(_count(direction.get('entries'), 0), 'entry', 'entries')}, "
         f"depth {_count(direction.get('depth'), 0)}): "
         f"analytic ⟨g, v⟩ {_number(direction.get('analytic'))}, "
@@ -604,15 +434,15 @@ def _perturbation_text(label: str, perturbation: Mapping[str, Any]) -> str:
         f"numerical {_number(perturbation.get('numerical'))}, "
         f"abs error {_number(perturbation.get('abs_error'))}, "
         f"tolerance {_number(perturbation.get('tolerance'))}, "
-        f"reason {_text(perturbation.get('reason'))}"
+        f"reason {as_text(perturbation.get('reason'))}"
     )
 
 
 def _direction_label(direction: Mapping[str, Any]) -> str:
     if direction.get("kind") == "random":
-        wrt, seed = _text(direction.get("wrt")), _text(direction.get("seed"))
+        wrt, seed = as_text(direction.get("wrt")), as_text(direction.get("seed"))
         return f"random direction (wrt {wrt}, seed {seed})"
-    return _label(_text(direction.get("wrt", "?")), direction.get("index"))
+    return _label(as_text(direction.get("wrt", "?")), direction.get("index"))
 
 
 def _listing(
@@ -627,3 +457,17 @@ def _listing(
     if more > 0:
         lines.append(f"... and {more} more")
     return tuple(lines)
+
+
+# --- Text both formats print ---------------------------------------------------------------------
+
+# XML 1.0 `Char`: tab, newline, carriage return, and the ranges below. Everything else (most C0
+# controls, lone surrogates, U+FFFE/U+FFFF) is invalid even as a character reference. DEL and
+# the C1 controls are legal XML but can move a terminal's cursor or end a line (U+0085) in a CI
+# log, so they are made visible too.
+_NOT_PRINTABLE = re.compile("[^\t\n\r\u0020-\u007e\u00a0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def ci_printable(text: str) -> str:
+    """`text` with characters XML 1.0 forbids (and terminal controls) spelled out as `\\x1b`."""
+    return _NOT_PRINTABLE.sub(lambda match: ascii(match.group())[1:-1], text)

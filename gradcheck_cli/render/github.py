@@ -1,0 +1,65 @@
+"""A report document as GitHub Actions workflow commands (`github_annotations`).
+
+The test cases are `ci_cases.interpret`'s: an `::error` per failing case (at most 9: GitHub shows
+10 error annotations per step, and the 10th is the summary, which counts the ones left out), a
+`::warning` per case with inconclusive findings (inconclusive is not wrong), then the one-line
+summary (`::error` on failure, `::notice` on success).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gradcheck_cli.render.ci_cases import ci_printable, interpret
+
+GITHUB_ANNOTATIONS_PER_STEP = 10
+"""GitHub shows at most 10 error and 10 warning annotations per step and drops the rest; the
+per-input errors stop one short of that so the summary line is never the one dropped."""
+
+
+def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
+    """The report `document` as GitHub Actions workflow commands, one per line.
+
+    An `::error` per failing test case (title `gradcheck: dW wrong`, message: the count and the
+    worst entry with its numbers), a `::warning` per case with inconclusive findings, then one
+    summary line: `::error title=gradcheck::FAILED: ...` or `::notice title=gradcheck::PASSED:
+    ...`. `file` (the model file's path, when there is one) is attached to the per-case lines.
+    """
+    reading = interpret(document)
+    location = {"file": file} if file else {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    for case in reading.cases:
+        for problem in case.problems:
+            command, bucket = (
+                ("error", errors) if problem.kind == "wrong" else ("warning", warnings)
+            )
+            properties = {**location, "title": f"gradcheck: {case.name} {problem.kind}"}
+            bucket.append(_workflow_command(command, properties, problem.message))
+    verdict = reading.verdict
+    room = GITHUB_ANNOTATIONS_PER_STEP - 1
+    if len(errors) > room:
+        verdict += f" ({len(errors) - room} more failing cases: see the report)"
+        errors = errors[:room]
+    summary = _workflow_command(
+        "notice" if reading.passed else "error", {"title": "gradcheck"}, verdict
+    )
+    return "\n".join([*errors, *warnings[:GITHUB_ANNOTATIONS_PER_STEP], summary]) + "\n"
+
+
+def _workflow_command(command: str, properties: Mapping[str, str], message: str) -> str:
+    """`::command key=value,key=value::message`, escaped as GitHub's runner unescapes it."""
+    listed = ",".join(f"{key}={_escape_property(value)}" for key, value in properties.items())
+    head = f"::{command} {listed}" if listed else f"::{command}"
+    return f"{head}::{_escape_data(message)}"
+
+
+def _escape_data(value: str) -> str:
+    # `%` first, or the `%` of every later escape would be escaped again.
+    return ci_printable(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    # `:` and `,` separate properties from each other and from the message.
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")

@@ -1,0 +1,117 @@
+"""A report document as JUnit XML, in the form pytest's `--junit-xml` writes (`junit_xml`).
+
+The test cases are `ci_cases.interpret`'s. "Inconclusive" is a JUnit `<error>`, not a
+`<failure>`: a JUnit error is a test that could not run to a verdict, which is what this is;
+keeping it apart lets a CI dashboard count wrong gradients (failures) separately from checks to
+retry (errors); both still fail the build. A case with wrong entries as well gets one
+`<failure>` whose text also lists the inconclusive ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from gradcheck_cli.render.ci_cases import INCONCLUSIVE, as_mapping, as_text, ci_printable, interpret
+
+
+def junit_xml(
+    document: Mapping[str, Any],
+    *,
+    suite_name: str = "gradcheck",
+    timestamp: datetime | None = None,
+    elapsed_seconds: float | None = None,
+) -> str:
+    """The report `document` as JUnit XML text, in the form pytest's `--junit-xml` writes.
+
+    One `<testsuite>` (named `suite_name`) inside `<testsuites>`; the test cases are described
+    in `ci_cases`'s docstring. `timestamp` (default: now, local time with its UTC offset, as
+    pytest writes it) and `elapsed_seconds` (the suite's `time`, left out when None) are the
+    only things the document does not hold.
+    """
+    reading = interpret(document)
+    when = timestamp if timestamp is not None else datetime.now().astimezone()
+    failures = errors = skipped = 0
+    case_lines: list[str] = []
+    for case in reading.cases:
+        start = f'    <testcase classname="{_attr(reading.classname)}" name="{_attr(case.name)}"'
+        wrong = [p for p in case.problems if p.kind == "wrong"]
+        inconclusive = [p for p in case.problems if p.kind == INCONCLUSIVE]
+        if case.skipped is not None:
+            skipped += 1
+            body = f'<skipped message="{_attr(case.skipped)}" />'
+        elif wrong:
+            failures += 1
+            # One result element per case keeps the suite's counts per case, as pytest counts.
+            # The text repeats each message above its listing, so it reads alone too.
+            lines = [
+                line for problem in case.problems for line in (problem.message, *problem.details)
+            ]
+            body = _result_element("failure", "wrong-gradient", wrong[0].message, lines)
+        elif inconclusive:
+            errors += 1
+            lines = [
+                line for problem in inconclusive for line in (problem.message, *problem.details)
+            ]
+            body = _result_element("error", INCONCLUSIVE, inconclusive[0].message, lines)
+        else:
+            case_lines.append(start + " />")
+            continue
+        case_lines += [start + ">", f"      {body}", "    </testcase>"]
+
+    counts = (
+        f'tests="{len(reading.cases)}" failures="{failures}" errors="{errors}" skipped="{skipped}"'
+    )
+    time = "" if elapsed_seconds is None else f' time="{elapsed_seconds:.3f}"'
+    model = as_mapping(document.get("model"))
+    properties = [
+        ("command", document.get("command", "run")),
+        ("model", model.get("name")),
+        ("formula", model.get("formula")),
+        ("model_source", model.get("source")),
+        ("schema_version", document.get("schema_version")),
+    ]
+    property_lines = [
+        f'      <property name="{name}" value="{_attr(as_text(value))}" />'
+        for name, value in properties
+        if value is not None
+    ]
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            f'<testsuites name="{_attr(suite_name)}" {counts}{time}>',
+            f'  <testsuite name="{_attr(suite_name)}" {counts}{time} '
+            f'timestamp="{_attr(when.isoformat())}">',
+            "    <properties>",
+            *property_lines,
+            "    </properties>",
+            *case_lines,
+            "  </testsuite>",
+            "</testsuites>",
+            "",
+        ]
+    )
+
+
+def _result_element(tag: str, kind: str, message: str, lines: Iterable[str]) -> str:
+    text = "\n".join(lines)
+    return f'<{tag} type="{kind}" message="{_attr(message)}">{_xml_text(text)}</{tag}>'
+
+
+def _attr(value: str) -> str:
+    """`value` for a double-quoted XML attribute: line breaks and tabs survive as references
+    (a parser would otherwise normalise them to spaces)."""
+    return _xml_text(value).replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+
+
+def _xml_text(value: str) -> str:
+    # `\r` as a reference, since parsers turn a literal one into `\n`; `>` as one too, since
+    # text may not hold a literal `]]>`.
+    return (
+        ci_printable(value)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\r", "&#13;")
+    )

@@ -3,7 +3,6 @@
 - `load_array(spec, option=...)`: one array of any shape (0-D to N-D), for `--input NAME=PATH`
   and the `--x`/`--w` shorthands; `load_archive(path)`: every array of an .npz, for `--inputs`;
   `cast_to_dtype(...)`: the float inputs in the dtype of the check.
-- `load_matrix(spec, name=...)` and `check_shapes(X, W)`: the 2-D X and W of the seed's model.
 
 Pure: numpy and the standard library only. Every failure is a `LoadError` whose single-line
 message names the file (for CSV also the line and column, for arrays the entry) and the option
@@ -97,14 +96,6 @@ class LoadError(InputError):
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == has no single truth value
-class LoadedMatrix:
-    """A 2-D float64 matrix and where it came from (a path, `path.npz:key` or `builtin:...`)."""
-
-    array: NDArray[np.float64]
-    source: str
-
-
-@dataclass(frozen=True, eq=False)
 class LoadedArray:
     """An array of any shape and where it came from (a path, `path.npz:key` or `builtin:...`).
 
@@ -117,22 +108,13 @@ class LoadedArray:
 
 
 class _Want(NamedTuple):
-    """What the caller asked for: the option to name in messages, and a rank if it needs one."""
+    """What the caller asked for: the option to name in messages."""
 
     option: str
-    ndim: int | None = None
-
-    @property
-    def array_kind(self) -> str:
-        return "a numeric 2-D array" if self.ndim == 2 else "a numeric array"
 
     @property
     def expects(self) -> str:
-        return f"{self.option} expects {self.array_kind}"
-
-    @property
-    def file_kind(self) -> str:
-        return "a 2-D matrix" if self.ndim == 2 else "a numeric array"
+        return f"{self.option} expects a numeric array"
 
 
 class _NpyHeader(NamedTuple):
@@ -243,33 +225,6 @@ def cast_to_dtype(loaded: LoadedArray, dtype: str, *, option: str) -> NDArray[An
     return cast
 
 
-def load_matrix(spec: str, *, name: str) -> LoadedMatrix:
-    """Load the matrix `name` ("X" or "W") from `spec`: `a.csv`, `a.npy`, `a.npz` or `a.npz:key`.
-
-    A 2-D float64 matrix (integers and booleans converted). Raises `LoadError` with a one-line
-    message naming the file and the option (`--x`/`--w`).
-    """
-    array, source = _load(spec, _Want(f"--{name.lower()}", ndim=2))
-    if array.dtype != np.float64:
-        array = array.astype(np.float64)
-    return LoadedMatrix(array=array, source=source)
-
-
-def check_shapes(X: LoadedMatrix, W: LoadedMatrix) -> None:
-    """Raise `LoadError` unless X is (n, k) and W is (k, m), naming both sources and shapes."""
-    for label, matrix in (("X", X), ("W", W)):
-        if matrix.array.ndim != 2:
-            raise LoadError(
-                f"{label} {matrix.array.shape} from {matrix.source} is not a 2-D matrix"
-            )
-    x_columns, w_rows = X.array.shape[1], W.array.shape[0]
-    if x_columns != w_rows:
-        raise LoadError(
-            f"X {X.array.shape} from {X.source} and W {W.array.shape} from {W.source} "
-            f"do not fit: X's {x_columns} columns must equal W's {w_rows} rows"
-        )
-
-
 def file_of_spec(spec: str) -> Path:
     """The file a spec reads: `a.npz:key` -> a.npz, anything else itself (for --output checks)."""
     return Path(_split_npz_key(spec)[0])
@@ -364,7 +319,7 @@ def _open_binary(path_text: str, want: _Want) -> IO[bytes]:
         kind = _FILE_KINDS.get(stat.S_IFMT(status.st_mode), "a special file")
         raise LoadError(f"{path_text}: is {kind}, not a regular file ({option} expects a file)")
     if status.st_size == 0:
-        raise LoadError(f"{path_text}: the file is empty ({option} expects {want.file_kind})")
+        raise LoadError(f"{path_text}: the file is empty ({want.expects})")
     try:
         return path.open("rb")
     except FileNotFoundError:  # removed between the stat and the open
@@ -779,8 +734,6 @@ def _result_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 def _checked(raw: NDArray[Any], source: str, want: _Want, header: _NpyHeader) -> NDArray[Any]:
     """Check an array read from .npy/.npz and return it in its loaded dtype."""
     _check_dtype(raw.dtype, source, want)
-    if want.ndim is not None and raw.ndim != want.ndim:
-        raise LoadError(f"{source}: has shape {raw.shape}, a {raw.ndim}-D array ({want.expects})")
     if raw.size == 0:
         raise LoadError(f"{source}: is empty, shape {raw.shape} ({want.expects})")
     try:

@@ -345,9 +345,6 @@ class Supplied:
     """A 1-row or 1-column CSV given with --input may feed a 1-D input."""
 
 
-SEED_NAMES = ("X", "W")
-
-
 def signature_of(model_file: ModelFile) -> inspect.Signature:
     try:
         return inspect.signature(model_file.forward)

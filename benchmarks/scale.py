@@ -160,7 +160,7 @@ def startup(runs: int = 15) -> tuple[float, float, str]:
 
 
 def csv_load(size: int = 5000) -> tuple[float, float, float]:
-    from gradcheck_cli.subject.loading import load_array
+    from gradcheck_cli.subject.arrays.loading import load_array
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder, "big.csv")

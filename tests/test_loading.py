@@ -18,18 +18,19 @@ from hypothesis.extra.numpy import array_shapes, arrays
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.subject import loading
-from gradcheck_cli.subject.loading import (
+from gradcheck_cli.subject.arrays.budget import (
     MEMORY_BUDGET_FALLBACK,
     MEMORY_BUDGET_FLOOR,
     MEMORY_BUDGET_VARIABLE,
+    memory_budget,
+)
+from gradcheck_cli.subject.arrays.files import LoadError
+from gradcheck_cli.subject.arrays.loading import (
     LoadedArray,
-    LoadError,
     cast_to_dtype,
     file_of_spec,
     load_archive,
     load_array,
-    memory_budget,
 )
 from gradcheck_cli.subject.seed import seed_matrices
 from gradcheck_cli.subject.subjects import InputOptions, load_subject
@@ -874,7 +875,9 @@ def test_memory_budget_variable_malformed(monkeypatch: pytest.MonkeyPatch, text:
 
 def fake_memory_files(monkeypatch: pytest.MonkeyPatch, files: dict[str, str]) -> None:
     """Make the budget read `files` (path -> text) instead of /proc and /sys; others unreadable."""
-    monkeypatch.setattr(loading, "_read_small_text", lambda path: files.get(path, ""))
+    monkeypatch.setattr(
+        "gradcheck_cli.subject.arrays.budget.read_small_text", lambda path: files.get(path, "")
+    )
 
 
 def test_default_budget_is_an_eighth_of_available_memory(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from gradcheck_cli.checks.core import run_check
 from gradcheck_cli.cli import cli
 from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
-from gradcheck_cli.subject.loading import load_array
+from gradcheck_cli.subject.arrays.loading import load_array
 
 PROPERTY_SETTINGS = settings(
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]

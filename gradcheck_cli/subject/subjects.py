@@ -19,7 +19,7 @@ from gradcheck_cli.numerics.differences import Precision
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Model, builtin_model
 from gradcheck_cli.numerics.workers import Parallel, default_jobs
 from gradcheck_cli.report import ModelInfo, OutputShape
-from gradcheck_cli.subject.loading import (
+from gradcheck_cli.subject.arrays.loading import (
     LoadedArray,
     cast_to_dtype,
     file_of_spec,

@@ -23,7 +23,9 @@ from numpy.typing import ArrayLike
 from gradcheck_cli.checks import core as checks
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.report import ModelInfo, RunReport
-from gradcheck_cli.subject.user_model import Bound, ModelFile, Supplied, bind, model_from_functions
+from gradcheck_cli.subject.arguments import Supplied
+from gradcheck_cli.subject.binding import Bound, bind
+from gradcheck_cli.subject.conventions import ModelFile, model_from_functions
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
 

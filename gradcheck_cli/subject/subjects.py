@@ -19,6 +19,7 @@ from gradcheck_cli.numerics.differences import Precision
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Model, builtin_model
 from gradcheck_cli.numerics.workers import Parallel, default_jobs
 from gradcheck_cli.report import ModelInfo, OutputShape
+from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.arrays.loading import (
     LoadedArray,
     cast_to_dtype,
@@ -26,15 +27,10 @@ from gradcheck_cli.subject.arrays.loading import (
     load_archive,
     load_array,
 )
+from gradcheck_cli.subject.binding import ModelRecipe, bind
+from gradcheck_cli.subject.conventions import ModelFile, signature_of
+from gradcheck_cli.subject.files import load_model_file, split_model_spec
 from gradcheck_cli.subject.seed import SEED_SOURCE, seed_matrices
-from gradcheck_cli.subject.user_model import (
-    ModelFile,
-    ModelRecipe,
-    Supplied,
-    bind,
-    load_model_file,
-    split_model_spec,
-)
 
 
 @dataclass
@@ -189,8 +185,6 @@ def _builtin_subject(options: InputOptions) -> Subject:
 def _model_file_subject(options: InputOptions) -> Subject:
     path_text, entry = split_model_spec(options.model_spec)
     model_file = load_model_file(Path(path_text), entry)
-    from gradcheck_cli.subject.user_model import signature_of
-
     names = list(signature_of(model_file).parameters)
     letters = {}
     for letter in ("X", "W"):

@@ -32,8 +32,8 @@ from gradcheck_cli.subject.arrays.loading import (
     load_archive,
     load_array,
 )
+from gradcheck_cli.subject.options import InputOptions, load_subject
 from gradcheck_cli.subject.seed import seed_matrices
-from gradcheck_cli.subject.subjects import InputOptions, load_subject
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 

@@ -15,7 +15,7 @@ from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.models import Array, ElementwiseModel
 
 if TYPE_CHECKING:
-    from gradcheck_cli.subject.subjects import Subject
+    from gradcheck_cli.subject.options import Subject
 
 INSTALL_HINT = "pip install 'gradcheck[torch]' (or any PyTorch build: pip install torch)"
 

@@ -86,7 +86,8 @@ def perturb(
       gradcheck perturb --entry 0,0 --reference torch
     """
     from gradcheck_cli.checks import core as checks
-    from gradcheck_cli.subject.subjects import InputOptions, flat_index, load_subject
+    from gradcheck_cli.subject.entry_specs import flat_index
+    from gradcheck_cli.subject.options import InputOptions, load_subject
 
     refuse_output_clash(output_path, output_format)
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)

@@ -27,7 +27,7 @@ from gradcheck_cli.commands.reporting import (
 
 if TYPE_CHECKING:
     from gradcheck_cli.report import RunReport
-    from gradcheck_cli.subject.subjects import InputOptions, Subject
+    from gradcheck_cli.subject.options import InputOptions, Subject
 
 
 @click.command()
@@ -182,7 +182,7 @@ def run(
       gradcheck run --model fixtures/models/layers.py:affine
       gradcheck run --model model.py --input x=x.npy --input b=b.npy --wrt b
     """
-    from gradcheck_cli.subject.subjects import InputOptions
+    from gradcheck_cli.subject.options import InputOptions
 
     if mode == "fast" and delta is not None:
         raise click.UsageError("--mode fast picks its own step per direction; drop --delta")
@@ -275,7 +275,8 @@ def _run_report(
     progress: bool,
 ) -> tuple[Subject, RunReport]:
     from gradcheck_cli.checks import core as checks
-    from gradcheck_cli.subject.subjects import entries_of_spec, load_subject
+    from gradcheck_cli.subject.entry_specs import entries_of_spec
+    from gradcheck_cli.subject.options import load_subject
 
     subject = load_subject(options)
     gradients = checks.validate_gradient(subject.models[0], subject.inputs)

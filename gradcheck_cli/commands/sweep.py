@@ -95,7 +95,8 @@ def sweep(
 
     from gradcheck_cli.checks import core as checks
     from gradcheck_cli.errors import InputError
-    from gradcheck_cli.subject.subjects import InputOptions, flat_index, load_subject
+    from gradcheck_cli.subject.entry_specs import flat_index
+    from gradcheck_cli.subject.options import InputOptions, load_subject
 
     if direction == "random" and entry is not None:
         raise click.UsageError("use just one of --entry or --direction random")

@@ -187,12 +187,12 @@ def _bind_once(
     functions = ModelFunctions(model_file, caller, list(inputs))
     before = fingerprints(inputs)
 
-    def refuse_written_inputs() -> None:
+    def start_over_if_inputs_written() -> None:
         if not copying and fingerprints(inputs) != before:
             raise _WroteIntoInputs
 
     outputs = functions.forward(inputs)
-    refuse_written_inputs()
+    start_over_if_inputs_written()
     label = model_file.label
     where_given = given_inputs(inputs)
     for output in outputs.arrays:
@@ -242,9 +242,9 @@ def _bind_once(
         try:
             check_deterministic(functions, inputs, outputs, models, nondet_tol)
         except UserCodeError:
-            refuse_written_inputs()  # the inputs it wrote into made the calls differ
+            start_over_if_inputs_written()  # the inputs it wrote into made the calls differ
             raise
-        refuse_written_inputs()
+        start_over_if_inputs_written()
         eps = forward_precision(functions, inputs, outputs)
     from_file = model_file.from_file
     recipe = ModelRecipe(

@@ -87,7 +87,7 @@ def _builtin_subject(options: InputOptions) -> BuiltinSubject:
             f"--param {options.param_specs[0][0]}: the built-in model {model.name} takes no "
             "parameters"
         )
-    supplied = _supplied(options, {"X": "X", "W": "W"})
+    supplied = _arrays_from_command_line(options, {"X": "X", "W": "W"})
     unknown = [n for n in supplied if n not in ("X", "W")]
     if unknown:
         raise InputError(
@@ -106,7 +106,7 @@ def _model_file_subject(options: InputOptions) -> Bound:
             if candidate in names:
                 letters[letter] = candidate
                 break
-    supplied = _supplied(options, letters)
+    supplied = _arrays_from_command_line(options, letters)
     seed_X, seed_W = seed_matrices()
     # Files written for the two-matrix tool run on the seed's X and W, as before.
     fallback = {
@@ -127,7 +127,9 @@ def _model_file_subject(options: InputOptions) -> Bound:
     )
 
 
-def _supplied(options: InputOptions, names_of_x_and_w: Mapping[str, str]) -> dict[str, Supplied]:
+def _arrays_from_command_line(
+    options: InputOptions, names_of_x_and_w: Mapping[str, str]
+) -> dict[str, Supplied]:
     """Arrays given on the command line, by input name. --x/--w name the inputs X/x and W/w."""
     supplied: dict[str, tuple[LoadedArray, str, bool]] = {}
     if options.inputs_archive:

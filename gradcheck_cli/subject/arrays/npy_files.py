@@ -49,7 +49,7 @@ class NpyHeader(NamedTuple):
         return f"shape {self.shape} of {self.dtype}"
 
 
-class ByteStream(Protocol):
+class _ByteStream(Protocol):
     """A binary file or an .npz member: what reading a .npy header needs."""
 
     def read(self, size: int = ..., /) -> bytes: ...
@@ -88,7 +88,7 @@ def not_npy(source: str, option: str, head: bytes) -> LoadError:
     return LoadError(f"{source}: {what} ({expects(option)})")
 
 
-def read_npy_header(handle: ByteStream) -> NpyHeader:
+def read_npy_header(handle: _ByteStream) -> NpyHeader:
     """The header of the .npy data at the handle's position (ValueError if it is malformed)."""
     version = np.lib.format.read_magic(handle)
     if version == (1, 0):
@@ -135,7 +135,7 @@ def bytes_needed(header: NpyHeader) -> int:
     return stored + math.prod(header.shape) * result.itemsize
 
 
-def read_array(handle: ByteStream, header: NpyHeader, source: str, option: str) -> NDArray[Any]:
+def read_array(handle: _ByteStream, header: NpyHeader, source: str, option: str) -> NDArray[Any]:
     """The data after a checked header, as stored (ValueError if it is malformed)."""
     try:
         return np.lib.format.read_array(handle, allow_pickle=False)

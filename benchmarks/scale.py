@@ -161,7 +161,7 @@ def startup(runs: int = 15) -> tuple[float, float, str]:
 
 
 def csv_load(size: int = 5000) -> tuple[float, float, float]:
-    from gradcheck_cli.subject.loading import load_matrix
+    from gradcheck_cli.subject.arrays.loading import load_array
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder, "big.csv")
@@ -170,7 +170,7 @@ def csv_load(size: int = 5000) -> tuple[float, float, float]:
         megabytes = path.stat().st_size / 2**20
         del data
         tracemalloc.start()
-        seconds, _ = timed(lambda: load_matrix(str(path), name="X"))
+        seconds, _ = timed(lambda: load_array(str(path), option="--x"))
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     return seconds, peak / 2**20, megabytes

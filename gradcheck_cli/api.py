@@ -21,10 +21,12 @@ from numpy.typing import ArrayLike
 
 from gradcheck_cli import session
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.report import ModelInfo, RunReport
+from gradcheck_cli.report import RunReport
 from gradcheck_cli.settings import API, CheckSettings, EntrySelection
-from gradcheck_cli.subject.subjects import Subject
-from gradcheck_cli.subject.user_model import ModelFile, Supplied, bind, model_from_functions
+from gradcheck_cli.subject.arguments import Supplied
+from gradcheck_cli.subject.binding import bind
+from gradcheck_cli.subject.conventions import ModelFile, model_from_functions
+from gradcheck_cli.subject.options import Subject
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
 
@@ -336,7 +338,7 @@ def _run(
         raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol!r}")
 
     def load() -> Subject:
-        bound = bind(
+        return bind(
             model_file,
             supplied,
             params,
@@ -344,19 +346,6 @@ def _run(
             cotangents=cotangents,
             seed=asked.seed,
             nondet_tol=nondet_tol,
-        )
-        info = ModelInfo(model_file.name, model_file.formula, "api")
-        return Subject(
-            bound.models,
-            info,
-            bound.inputs,
-            bound.sources,
-            bound.precision,
-            bound.output_shape,
-            model_file,
-            bound.params,
-            bound.recipe,
-            bound.functions,
         )
 
     _, report = session.run(load, asked, naming=API)

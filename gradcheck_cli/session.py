@@ -40,7 +40,7 @@ from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.models import Array
 from gradcheck_cli.report import PerturbReport, RunReport, SweepReport
 from gradcheck_cli.settings import CheckSettings, Naming
-from gradcheck_cli.subject.subjects import Subject
+from gradcheck_cli.subject.options import Subject
 
 LoadSubject = Callable[[], Subject]
 """Loads what is checked; called once the settings are known to be valid."""

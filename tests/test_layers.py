@@ -18,7 +18,9 @@ from gradcheck_cli.checks.target import Target
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Model
 from gradcheck_cli.report import RunReport
-from gradcheck_cli.subject.user_model import Bound, FileModel, Supplied, bind, load_model_file
+from gradcheck_cli.subject.arguments import Supplied
+from gradcheck_cli.subject.binding import Bound, FileModel, bind
+from gradcheck_cli.subject.files import load_model_file
 
 FloatArray = NDArray[np.float64]
 Forward = Callable[[Mapping[str, Array]], float]

@@ -27,7 +27,7 @@ from gradcheck_cli.checks.target import Target
 from gradcheck_cli.cli import cli
 from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
 from gradcheck_cli.settings import CheckSettings
-from gradcheck_cli.subject.loading import load_matrix
+from gradcheck_cli.subject.arrays.loading import load_array
 
 PROPERTY_SETTINGS = settings(
     max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -132,7 +132,7 @@ def test_numpy_files_load_back_bit_for_bit(matrix: NDArray[np.float64], fmt: str
             np.savetxt(path, matrix, fmt="%.17g", delimiter=",")
         else:
             np.save(path, matrix)
-        loaded = load_matrix(str(path), name="X").array
+        loaded = load_array(str(path), option="--x").array
     assert loaded.dtype == np.float64
     assert loaded.shape == matrix.shape
     assert loaded.tobytes() == matrix.tobytes()

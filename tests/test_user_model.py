@@ -1,4 +1,4 @@
-"""Loading and binding `--model path/to/model.py` files (gradcheck_cli.subject.user_model)."""
+"""Loading and binding `--model path/to/model.py` files (gradcheck_cli.subject: files, binding)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,10 @@ from gradcheck_cli.checks.target import Target
 from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Model
 from gradcheck_cli.settings import CheckSettings
-from gradcheck_cli.subject.user_model import (
-    Bound,
-    FileModel,
-    ModelFile,
-    Supplied,
-    bind,
-    load_model_file,
-)
+from gradcheck_cli.subject.arguments import Supplied
+from gradcheck_cli.subject.binding import Bound, FileModel, bind
+from gradcheck_cli.subject.conventions import ModelFile
+from gradcheck_cli.subject.files import load_model_file
 
 FloatArray = NDArray[np.float64]
 Forward = Callable[[Mapping[str, Array]], float]

@@ -15,7 +15,7 @@ from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.models import Array, ElementwiseModel
 
 if TYPE_CHECKING:
-    from gradcheck_cli.subject.subjects import Subject
+    from gradcheck_cli.subject.options import Subject
 
 INSTALL_HINT = "pip install 'gradcheck[torch]' (or any PyTorch build: pip install torch)"
 
@@ -65,7 +65,8 @@ def reference_gradients(subject: Subject) -> dict[str, Array]:
     model_file = subject.model_file
     assert model_file is not None
     torch = _torch()
-    from gradcheck_cli.subject.user_model import Caller, cotangent_vectors
+    from gradcheck_cli.subject.binding import cotangent_vectors
+    from gradcheck_cli.subject.calling import Caller
 
     tensors = {}
     for name, array in subject.inputs.items():

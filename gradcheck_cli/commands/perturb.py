@@ -83,7 +83,7 @@ def perturb(
     """
     from gradcheck_cli import session
     from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
-    from gradcheck_cli.subject.subjects import InputOptions, load_subject
+    from gradcheck_cli.subject.options import InputOptions, load_subject
 
     refuse_output_clash(output_path, output_format)
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)

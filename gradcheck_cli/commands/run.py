@@ -181,7 +181,7 @@ def run(
     """
     from gradcheck_cli import session
     from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
-    from gradcheck_cli.subject.subjects import InputOptions, load_subject
+    from gradcheck_cli.subject.options import InputOptions, load_subject
 
     asked = CheckSettings(
         method=method,

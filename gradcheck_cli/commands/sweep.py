@@ -89,7 +89,7 @@ def sweep(
     """
     from gradcheck_cli import session
     from gradcheck_cli.settings import COMMAND_LINE
-    from gradcheck_cli.subject.subjects import InputOptions, load_subject
+    from gradcheck_cli.subject.options import InputOptions, load_subject
 
     if direction == "random" and entry is not None:
         raise click.UsageError("use just one of --entry or --direction random")

@@ -1,1 +1,1 @@
-"""subject."""
+"""What is checked: the model and its inputs (docs/architecture.md says which module does what)."""

@@ -1,0 +1,155 @@
+"""What each parameter of forward is given: an input array, or a parameter passed through.
+
+The arrays come from outside the file (the command line's --input, --inputs, --x and --w, or
+the API's arrays), from the file's example_inputs() or, for files written for the two-matrix
+tool, from the seed's X and W; `resolve_arguments` says which wins. Inputs are the check's own
+arrays: floats in the check's dtype, integers and booleans kept as constants.
+"""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gradcheck_cli.errors import InputError, UserCodeError
+from gradcheck_cli.numerics.models import Array
+from gradcheck_cli.subject.calling import call_user_function
+from gradcheck_cli.subject.conventions import ModelFile, signature_of
+from gradcheck_cli.subject.messages import describe, first_index, format_index
+
+
+@dataclass(frozen=True)
+class Supplied:
+    """An array given for an input from outside the file (the command line, the API)."""
+
+    array: NDArray[Any]
+    source: str
+    flatten_single_line: bool = False
+    """A 1-row or 1-column CSV given with --input may feed a 1-D input."""
+
+
+def resolve_arguments(
+    model_file: ModelFile,
+    supplied: Mapping[str, Supplied],
+    params: Mapping[str, object],
+    *,
+    dtype: str,
+    fallback: Mapping[str, Supplied] | None = None,
+    copy: bool = True,
+) -> tuple[dict[str, Array], dict[str, str], dict[str, object]]:
+    """(inputs, their sources, parameters) for forward, in its parameter order.
+
+    Each parameter takes, first found: an array from `supplied` (--input, --inputs, --x, --w),
+    a value from `params` (--param), from the file's example_inputs(), from `fallback` (the
+    seed's X and W, for files written for the two-matrix tool) or its default. Arrays and
+    numbers are inputs; anything else is a parameter. A parameter without a default that
+    nobody gives is an error naming it and the option that gives it.
+    """
+    signature = signature_of(model_file)
+    label = model_file.label
+    examples = _example_inputs(model_file)
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind in (*positional, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    for option, given_names in (("--input", list(supplied)), ("--param", list(params))):
+        unknown = [n for n in given_names if n not in names]
+        if unknown:
+            raise InputError(
+                f"{option} {unknown[0]}: {label}'s forward has no parameter of that name; "
+                f"its parameters are {', '.join(names) or 'none'}"
+            )
+    inputs: dict[str, Array] = {}
+    sources: dict[str, str] = {}
+    passed: dict[str, object] = {}
+    for parameter in signature.parameters.values():
+        if parameter.kind not in (*positional, inspect.Parameter.KEYWORD_ONLY):
+            continue  # *args, **kwargs: nothing to give
+        name = parameter.name
+        example = examples.get(name)
+        if name in supplied:
+            given = supplied[name]
+            inputs[name] = _as_input(
+                given.array, dtype, like=example, flatten=given.flatten_single_line, copy=copy
+            )
+            sources[name] = given.source
+        elif name in params:
+            passed[name] = params[name]  # --param says: not an input, whatever its value
+        elif name in examples:
+            if _array_like(example):
+                inputs[name] = _as_input(np.asarray(example), dtype, like=None)
+                sources[name] = "example_inputs()"
+            else:
+                passed[name] = example
+        elif fallback is not None and name in fallback:
+            inputs[name] = _as_input(fallback[name].array, dtype, like=None)
+            sources[name] = fallback[name].source
+        elif parameter.default is inspect.Parameter.empty:
+            raise InputError(
+                f"{label}: no value for {name!r}, a parameter of forward without a default: "
+                f"give an array with --input {name}=PATH (or --inputs FILE.npz), anything else "
+                f"with --param {name}=JSON, or define example_inputs() in the model file"
+            )
+    if not inputs:
+        raise InputError(f"{label}: forward takes no array inputs: nothing to check")
+    for name, array in inputs.items():
+        bad = ~np.isfinite(array) if array.dtype.kind == "f" else None
+        if bad is not None and bad.any():
+            where = format_index(first_index(bad)) if array.ndim else ""
+            raise InputError(
+                f"{label}: input {name} from {sources[name]} holds {array[first_index(bad)]} at "
+                f"[{where}]; the inputs must be finite"
+            )
+    return inputs, sources, passed
+
+
+def _example_inputs(model_file: ModelFile) -> dict[str, object]:
+    if model_file.example_inputs is None:
+        return {}
+    role = getattr(model_file.example_inputs, "__name__", "example_inputs")
+    result = call_user_function(model_file, role, model_file.example_inputs, (), {})
+    if not isinstance(result, Mapping) or not all(isinstance(k, str) for k in result):
+        raise UserCodeError(
+            f"{model_file.label}: example_inputs() must return a dict of arrays and parameters "
+            f"by name; got {describe(result)}"
+        )
+    return dict(result)
+
+
+def _array_like(value: object) -> bool:
+    """Arrays and plain numbers are inputs; dicts, strings, None, lists are parameters."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biufc"
+    return isinstance(value, (numbers.Number, np.generic)) and not isinstance(value, complex)
+
+
+def _as_input(
+    array: NDArray[Any], dtype: str, *, like: object, flatten: bool = False, copy: bool = True
+) -> Array:
+    """Floating arrays in the check's dtype; integer and boolean ones kept (constants). An
+    array shaped like a 2-D CSV line becomes 1-D where the example is 1-D (or there is none);
+    integral floats become integers where the example is an integer array."""
+    value = np.asarray(array)
+    example = np.asarray(like) if isinstance(like, (np.ndarray, numbers.Number)) else None
+    one_line = flatten and value.ndim == 2 and 1 in value.shape
+    if one_line and (example is None or example.ndim == 1):
+        value = value.reshape(-1)
+    labels = example is not None and example.dtype.kind in "iu" and value.dtype.kind == "f"
+    if labels and np.all(np.isfinite(value)) and np.all(value == np.round(value)):
+        return value.astype(np.int64)
+    if value.dtype.kind in "biu":
+        return value
+    # The check's own C-ordered copy: it moves entries in place (and puts them back).
+    if copy:
+        return np.array(value, dtype=np.dtype(dtype), order="C", copy=True)
+    return np.asarray(value, dtype=np.dtype(dtype), order="C")

@@ -1,0 +1,1 @@
+"""The user's arrays from .csv, .npy and .npz files, read within a memory budget."""

@@ -1,0 +1,373 @@
+"""Binding a model file to its inputs and parameters: the scalar models a check runs.
+
+A scalar forward gives one model, forward itself (`FileModel`). Array outputs give models
+<forward(inputs), v>, each with its own seeded standard normal cotangent v per output; their
+gradient is the user's VJP for v (`ContractedModel`). `bind` also probes the user's code
+(`probes`) and says how a worker process binds the same model again (`ModelRecipe`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.numerics.differences import Precision
+from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
+from gradcheck_cli.report import ModelInfo, OutputShape
+from gradcheck_cli.subject.arguments import Supplied, resolve_arguments
+from gradcheck_cli.subject.calling import Caller, fingerprints
+from gradcheck_cli.subject.conventions import CallCounter, ModelFile
+from gradcheck_cli.subject.files import load_model_file
+from gradcheck_cli.subject.functions import ModelFunctions
+from gradcheck_cli.subject.messages import first_index, format_index, given_inputs
+from gradcheck_cli.subject.probes import check_deterministic, forward_precision
+
+if TYPE_CHECKING:
+    from gradcheck_cli.numerics.workers import Parallel
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How a worker process binds the same model again (--jobs): picklable when the model
+    file's path is known, or when the API's functions pickle (module-level functions)."""
+
+    path: str | None
+    entry: str | None
+    model_file: ModelFile | None
+    """The functions themselves, for the API (None for a file, which the worker imports)."""
+    params: dict[str, object]
+    dtype: str
+    cotangents: int
+    seed: int
+    copying: bool = False
+    """The model's code writes into its arguments: every call gets copies."""
+
+    def __call__(self, inputs: Mapping[str, Array]) -> tuple[list[Model], CallCounter]:
+        model_file = self.model_file
+        if model_file is None:
+            assert self.path is not None
+            model_file = load_model_file(Path(self.path), self.entry)
+        bound = bind(
+            model_file,
+            {name: Supplied(np.asarray(array), "worker") for name, array in inputs.items()},
+            self.params,
+            dtype=self.dtype,
+            cotangents=self.cotangents,
+            seed=self.seed,
+            probes=False,
+            copy_inputs=False,
+            copying=self.copying,
+        )
+        return bound.models, model_file.counter
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A model file bound to its inputs: what a check needs.
+
+    The command line checks it as it is (a `Subject`): `BuiltinSubject` has the same shape for
+    a built-in model, with None where a model file has functions of its own.
+    """
+
+    model_file: ModelFile
+    inputs: dict[str, Array]
+    sources: dict[str, str]
+    params: dict[str, object]
+    models: list[Model]
+    output_shape: OutputShape
+    """None for a scalar forward; the output's shape; the shapes of several outputs."""
+    precision: Precision
+    recipe: ModelRecipe
+    functions: ModelFunctions
+    """The user's functions over named inputs (for hvp and jvp checks)."""
+
+    @property
+    def info(self) -> ModelInfo:
+        """How a report names the model: the file's name, formula and path; "api" as the
+        source of functions handed over in Python, which no path names."""
+        model_file = self.model_file
+        source = str(model_file.path) if model_file.from_file else "api"
+        return ModelInfo(model_file.name, model_file.formula, source)
+
+    @property
+    def builtin(self) -> None:
+        """No built-in model: a model file's models are its own."""
+        return None
+
+    def parallel(self, jobs: int | None) -> Parallel:
+        """Worker processes for the model file's forward calls; jobs None: one per core."""
+        from gradcheck_cli.numerics.workers import Parallel, default_jobs
+
+        count = default_jobs() if jobs is None else jobs
+        return Parallel(self.recipe, self.model_file.label, count, self.model_file.counter)
+
+
+class _WroteIntoInputs(Exception):
+    """The user's code wrote into the check's inputs through our read-only views (np.add.at,
+    numba and C code ignore the flag): the binding starts over with copies for every call."""
+
+
+def bind(
+    model_file: ModelFile,
+    supplied: Mapping[str, Supplied],
+    params: Mapping[str, object] | None = None,
+    *,
+    dtype: str = "float64",
+    cotangents: int = 2,
+    seed: int = 0,
+    nondet_tol: float = 0.0,
+    fallback: Mapping[str, Supplied] | None = None,
+    probes: bool = True,
+    copy_inputs: bool = True,
+    copying: bool = False,
+) -> Bound:
+    """The scalar models to check for this file at its inputs.
+
+    Calls forward once at the inputs. A scalar output gives one model, forward itself. Array
+    outputs give `cotangents` models <forward(inputs), v>, each with its own standard normal v
+    per output, drawn from np.random.default_rng(seed); their gradient is the user's VJP for v.
+    With `probes`, then checks that forward and backward are deterministic (`nondet_tol`), and
+    finds the precision forward computes in (a worker skips both: the parent did them). The
+    inputs are the check's own copies (`copy_inputs`): it moves their entries in place.
+
+    User code that writes into its arguments gets copies for every call (`copying`); when it
+    turns out to do so while binding, the binding is made a second time, with fresh inputs
+    and copies from the start.
+    """
+    if cotangents < 1:
+        raise ValueError(f"cotangents must be at least 1; got {cotangents}")
+    attempt = functools.partial(
+        _bind_once,
+        model_file,
+        supplied,
+        params or {},
+        dtype=dtype,
+        cotangents=cotangents,
+        seed=seed,
+        nondet_tol=nondet_tol,
+        fallback=fallback,
+        probes=probes,
+        copy_inputs=copy_inputs,
+    )
+    try:
+        return attempt(copying=copying)
+    except _WroteIntoInputs:
+        pass
+    # Outside the except block: an error of the second attempt is not chained to the first.
+    return attempt(copying=True)
+
+
+def _bind_once(
+    model_file: ModelFile,
+    supplied: Mapping[str, Supplied],
+    params: Mapping[str, object],
+    *,
+    dtype: str,
+    cotangents: int,
+    seed: int,
+    nondet_tol: float,
+    fallback: Mapping[str, Supplied] | None,
+    probes: bool,
+    copy_inputs: bool,
+    copying: bool,
+) -> Bound:
+    """`bind`, once; raises `_WroteIntoInputs` (only when not `copying`) as soon as the user's
+    code is seen to have written into the inputs."""
+    inputs, sources, passed = resolve_arguments(
+        model_file, supplied, params, dtype=dtype, fallback=fallback, copy=copy_inputs
+    )
+    caller = Caller(model_file, list(inputs), passed)
+    caller.copying = copying
+    functions = ModelFunctions(model_file, caller, list(inputs))
+    before = fingerprints(inputs)
+
+    def start_over_if_inputs_written() -> None:
+        if not copying and fingerprints(inputs) != before:
+            raise _WroteIntoInputs
+
+    outputs = functions.forward(inputs)
+    start_over_if_inputs_written()
+    label = model_file.label
+    where_given = given_inputs(inputs)
+    for output in outputs.arrays:
+        if np.iscomplexobj(output) and not any(np.iscomplexobj(a) for a in inputs.values()):
+            raise UserCodeError(f"{label}: forward returned complex values for real inputs")
+        bad = ~np.isfinite(output)
+        if bad.any():
+            call = f"forward({', '.join(inputs)})"
+            if output.ndim == 0:
+                where = f"{call} = {output.item()}"
+            else:
+                index = first_index(bad)
+                where = f"{call}[{format_index(index)}] = {output[index].item()}"
+            raise UserCodeError(
+                f"{label}: {where} at the given {where_given}; it must be finite there"
+            )
+
+    scalar = len(outputs.arrays) == 1 and outputs.arrays[0].ndim == 0
+    if model_file.convention == "plain":
+        n_args = len(caller.arguments(inputs)[0]) + (0 if scalar else 1)
+        _check_backward_arity(
+            model_file, list(inputs), n_args=n_args, scalar=scalar, shape=outputs.arrays[0].shape
+        )
+    shapes = tuple(o.shape for o in outputs.arrays)
+    working: np.dtype[Any] = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    models: list[Model] = []
+    if scalar:
+        models.append(
+            FileModel(model_file.name, model_file.formula, functions, model_file.complex_safe)
+        )
+        output_shape: OutputShape = None
+    else:
+        for number in range(1, cotangents + 1):
+            # Drawn in float64 and cast, so a seed gives the same directions whatever the dtype.
+            vectors = []
+            for shape in shapes:
+                v = np.asarray(rng.standard_normal(shape), dtype=working)
+                v.flags.writeable = False
+                vectors.append(v)
+            models.append(
+                _contracted(functions, shapes, vectors, number=number, of=cotangents, seed=seed)
+            )
+        output_shape = shapes[0] if len(shapes) == 1 else shapes
+    eps = None
+    if probes:
+        try:
+            check_deterministic(functions, inputs, outputs, models, nondet_tol)
+        except UserCodeError:
+            start_over_if_inputs_written()  # the inputs it wrote into made the calls differ
+            raise
+        start_over_if_inputs_written()
+        eps = forward_precision(functions, inputs, outputs)
+    from_file = model_file.from_file
+    recipe = ModelRecipe(
+        path=str(model_file.path) if from_file else None,
+        entry=model_file.name if from_file and model_file.convention != "plain" else None,
+        model_file=None if from_file else model_file,
+        params=dict(params),
+        dtype=dtype,
+        cotangents=cotangents,
+        seed=seed,
+        copying=caller.copying,
+    )
+    precision = Precision(eps=eps, noise=nondet_tol)
+    return Bound(
+        model_file, inputs, sources, passed, models, output_shape, precision, recipe, functions
+    )
+
+
+def _check_backward_arity(
+    model_file: ModelFile,
+    names: Sequence[str],
+    *,
+    n_args: int,
+    scalar: bool,
+    shape: tuple[int, ...],
+) -> None:
+    """Say up front that backward takes the wrong arguments, rather than a TypeError per call."""
+    assert model_file.backward is not None
+    try:
+        signature = inspect.signature(model_file.backward)
+    except (TypeError, ValueError):  # some builtins have none: let the call tell
+        return
+    try:
+        signature.bind(*range(n_args))
+    except TypeError:
+        listed = ", ".join(names)
+        called = f"backward({listed})" if scalar else f"backward({listed}, grad_output)"
+        because = (
+            "forward returns a scalar" if scalar else f"forward returns an array of shape {shape}"
+        )
+        raise UserCodeError(
+            f"{model_file.label}: {because}, so backward is called as {called}; "
+            f"but its signature is backward{signature}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class FileModel:
+    """A scalar model file: f = forward(inputs), with the gradient from its backward."""
+
+    name: str
+    formula: str
+    functions: ModelFunctions
+    complex_analytic: bool = False
+    """Only a file that declares complex_safe = True: nobody else knows whether the user's code
+    is holomorphic."""
+
+    def value(self, inputs: Inputs) -> float | complex:
+        """f at `inputs`. The numerics call it with numpy's floating-point errors silenced
+        (a shifted point may overflow), so it does not silence them again: it is the hot path.
+        No finiteness check: a NaN at a perturbed input is for the numerics to report."""
+        functions = self.functions
+        if functions.model_file.convention == "plain":
+            functions.model_file.counter.forward += 1
+            result = functions.caller.call_forward(inputs, quiet=True)
+            if type(result) is float:  # the common case: float(np.sum(...))
+                return result
+            out = functions.numeric_output(result, "forward")
+        else:
+            out = functions.forward(inputs, quiet=True).arrays[0]
+        if out.shape != ():
+            raise UserCodeError(
+                f"{self.functions.label}: forward returned shape {out.shape} here but a scalar "
+                f"at the given {given_inputs(inputs)}; its output shape must not depend on the "
+                "values of its inputs"
+            )
+        return complex(out) if np.iscomplexobj(out) else float(out)
+
+    def gradient(self, inputs: Inputs) -> Gradients:
+        return self.functions.backward(inputs, ())
+
+
+def _contracted(
+    functions: ModelFunctions,
+    shapes: tuple[tuple[int, ...], ...],
+    vectors: Sequence[Array],
+    *,
+    number: int,
+    of: int,
+    seed: int,
+) -> ContractedModel:
+    """The model <forward(inputs), v> for the cotangent `vectors` (one per output)."""
+    label = functions.label
+
+    def contracted(inputs: Inputs) -> Array:
+        outputs = functions.forward(inputs, quiet=True).arrays
+        for out, shape in zip(outputs, shapes, strict=True):
+            if out.shape != shape:
+                names = " and ".join(inputs) if len(inputs) <= 4 else "its inputs"
+                raise UserCodeError(
+                    f"{label}: forward returned shape {out.shape} here but shape {shape} at the "
+                    f"given {given_inputs(inputs)}; its output shape must not depend on the "
+                    f"values of {names}"
+                )
+        # One contraction over every output: <out_1, v_1> + <out_2, v_2> + ...
+        return np.asarray(sum(np.sum(o * v) for o, v in zip(outputs, vectors, strict=True)))
+
+    def vjp(inputs: Inputs) -> Gradients:
+        return functions.backward(inputs, vectors)
+
+    model_file = functions.model_file
+    return ContractedModel(
+        name=f"{model_file.name}/v{number}",
+        formula=f"<{model_file.formula}, v>, v ~ N(0, 1), seed {seed}, cotangent {number} of {of}",
+        contracted=contracted,
+        vjp=vjp,
+        number=number,
+        complex_analytic=model_file.complex_safe,
+        vectors=tuple(vectors),
+    )
+
+
+def cotangent_vectors(model: Model) -> tuple[Array, ...]:
+    """The cotangent of a contracted model (one array per output); () for a scalar model."""
+    return model.vectors if isinstance(model, ContractedModel) else ()

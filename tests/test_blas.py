@@ -1,4 +1,4 @@
-"""checks.single_threaded_blas holds BLAS at one thread while a check runs, and gives it back."""
+"""blas.single_threaded_blas holds BLAS at one thread while a check runs, and gives it back."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from helpers import xw
 
-from gradcheck_cli.checks.core import run_check, single_threaded_blas
+from gradcheck_cli.checks.core import run_check
+from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.models import builtin_model
 
 SetThreads = Callable[[int], None]

@@ -21,11 +21,9 @@ Pure numpy: nothing here knows about click or rich.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +33,7 @@ from numpy.typing import NDArray
 from gradcheck_cli.diagnosis import Diagnosis, diagnose
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics import kernels, workers
+from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.differences import (
     SCHEMES,
     DerivativeEstimates,
@@ -838,43 +837,6 @@ def check_in_mode(
         parallel=parallel,
         **common,
     )
-
-
-@contextlib.contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """BLAS (OpenBLAS, MKL, BLIS, OpenMP) at one thread while a check runs, its setting restored
-    after (threadpoolctl).
-
-    The built-in models run X and W side by side on our own thread pool, and BLAS's own threads
-    busy-wait between calls: on a machine with as many cores as pool threads they fight ours
-    (256^3 on 2 cores: 0.17-0.19 s with OpenBLAS at 2 threads, 0.09-0.12 s at 1). A user's
-    forward makes many small matrix products, where BLAS threads mostly wait on each other
-    (128^3 with the second core busy: over 60 s against 28 s at one thread). And one thread
-    makes every evaluation round the same way whatever the machine, so worker processes
-    (--jobs) give the same numbers as one process.
-    """
-    from threadpoolctl import threadpool_limits
-
-    global _blas_holders, _blas_limits
-    # One hold for the process, counted: checks on several threads (the API) share it, and
-    # the setting comes back when the last of them leaves, not when the first does.
-    with _BLAS_LOCK:
-        if _blas_holders == 0:
-            _blas_limits = threadpool_limits(limits=1, user_api="blas")
-        _blas_holders += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _blas_holders -= 1
-            if _blas_holders == 0 and _blas_limits is not None:
-                _blas_limits.restore_original_limits()
-                _blas_limits = None
-
-
-_BLAS_LOCK = threading.Lock()
-_blas_holders = 0
-_blas_limits: Any = None
 
 
 def _dtype(inputs: Inputs) -> np.dtype[np.generic]:

@@ -42,9 +42,9 @@ from gradcheck_cli.checks.core import (
     resolve_scheme,
     resolve_wrt,
     select_entries,
-    single_threaded_blas,
     validate_gradient,
 )
+from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.differences import (
     SCHEMES,
     Precision,

@@ -35,9 +35,9 @@ from gradcheck_cli.checks.core import (
     assemble_run_report,
     describe_inputs,
     require_finite_value,
-    single_threaded_blas,
 )
 from gradcheck_cli.errors import InputError
+from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.differences import (
     SCHEMES,
     DerivativeEstimates,

@@ -237,12 +237,6 @@ def _stencil(
     return needed, at_h, [[needed.index(r * o) for o in scheme.offsets] for r in ratios]
 
 
-def richardson_offsets(scheme: Scheme) -> tuple[list[complex], list[int], list[int]]:
-    """The offsets needed for D(h) and D(2h) alone (a single directional check needs no more)."""
-    needed, at_h, (at_2h,) = _stencil(scheme, (2.0,))
-    return needed, at_h, at_2h
-
-
 def combine_differences(
     scheme: Scheme, diffs: Array, idx: list[int], step: FloatArray
 ) -> FloatArray:

@@ -23,7 +23,6 @@ import os
 import pickle
 import signal
 import sys
-import time
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -358,9 +357,3 @@ def running(
     finally:
         _ACTIVE.remove(pool)
         pool.close(kill=stopped)
-
-
-def time_one_call(call: Callable[[], object]) -> tuple[object, float]:
-    started = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - started

@@ -19,8 +19,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.checks.core import run_check
-from gradcheck_cli.numerics.differences import METHOD_NAMES
 from gradcheck_cli.numerics.models import builtin_model
+from gradcheck_cli.numerics.schemes import METHOD_NAMES
 from gradcheck_cli.subject.seed import seed_matrices
 
 Matrix = NDArray[np.float64]

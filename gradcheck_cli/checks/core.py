@@ -34,18 +34,14 @@ from gradcheck_cli.diagnosis import Diagnosis, diagnose
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics import kernels, workers
 from gradcheck_cli.numerics.blas import single_threaded_blas
-from gradcheck_cli.numerics.differences import (
-    SCHEMES,
+from gradcheck_cli.numerics.estimates import (
     DerivativeEstimates,
-    FloatArray,
-    Precision,
-    Scheme,
     estimate_at_default_steps,
     estimate_derivatives,
-    machine_epsilon,
     one_step_estimates,
 )
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.schemes import SCHEMES, FloatArray, Precision, Scheme, machine_epsilon
 from gradcheck_cli.numerics.workers import Parallel
 from gradcheck_cli.report import (
     EntryCheck,

@@ -45,14 +45,14 @@ from gradcheck_cli.checks.core import (
     validate_gradient,
 )
 from gradcheck_cli.numerics.blas import single_threaded_blas
-from gradcheck_cli.numerics.differences import (
+from gradcheck_cli.numerics.models import Array, Gradients, Inputs, Model
+from gradcheck_cli.numerics.schemes import (
     SCHEMES,
     Precision,
     Scheme,
     default_steps,
     machine_epsilon,
 )
-from gradcheck_cli.numerics.models import Array, Gradients, Inputs, Model
 from gradcheck_cli.report import (
     DirectionCheck,
     FastEvidence,

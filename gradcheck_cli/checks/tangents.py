@@ -38,14 +38,9 @@ from gradcheck_cli.checks.core import (
 )
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.blas import single_threaded_blas
-from gradcheck_cli.numerics.differences import (
-    SCHEMES,
-    DerivativeEstimates,
-    Precision,
-    default_steps,
-    machine_epsilon,
-)
+from gradcheck_cli.numerics.estimates import DerivativeEstimates
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.schemes import SCHEMES, Precision, default_steps, machine_epsilon
 from gradcheck_cli.report import InputInfo, ModelInfo, OutputShape, RunReport
 
 VectorFunction = Callable[[Inputs], Mapping[str, Array]]

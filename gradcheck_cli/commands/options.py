@@ -17,7 +17,7 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# The same as differences.METHOD_NAMES (a test keeps them equal): importing it would load numpy
+# The same as schemes.METHOD_NAMES (a test keeps them equal): importing it would load numpy
 # for --help.
 METHODS = ("forward", "backward", "central", "five-point", "complex-step")
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.numerics.differences import Precision
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Model, builtin_model
+from gradcheck_cli.numerics.schemes import Precision
 from gradcheck_cli.numerics.workers import Parallel, default_jobs
 from gradcheck_cli.report import ModelInfo, OutputShape
 from gradcheck_cli.subject.loading import (

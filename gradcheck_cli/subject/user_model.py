@@ -57,8 +57,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError, UserCodeError
-from gradcheck_cli.numerics.differences import SCHEMES, Precision, default_steps
 from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.schemes import SCHEMES, Precision, default_steps
 from gradcheck_cli.report import OutputShape
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 
 from gradcheck_cli.checks.full import run_check
 from gradcheck_cli.checks.target import Target
-from gradcheck_cli.numerics.differences import METHOD_NAMES
 from gradcheck_cli.numerics.models import builtin_model
+from gradcheck_cli.numerics.schemes import METHOD_NAMES
 from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.seed import seed_matrices
 

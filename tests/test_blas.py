@@ -1,4 +1,4 @@
-"""checks.single_threaded_blas holds BLAS at one thread while a check runs, and gives it back."""
+"""blas.single_threaded_blas holds BLAS at one thread while a check runs, and gives it back."""
 
 from __future__ import annotations
 

@@ -915,7 +915,7 @@ def test_sweep_plot_writes_a_png(invoke: Invoke, tmp_path: Path) -> None:
 
 def test_cli_lists_match_the_core() -> None:
     """The CLI's own copies (kept so --help loads no numpy) match the core: methods, reasons."""
-    from gradcheck_cli.numerics.differences import METHOD_NAMES
+    from gradcheck_cli.numerics.schemes import METHOD_NAMES
     from gradcheck_cli.report import REASON_TEXT
     from gradcheck_cli.settings import METHODS
 

@@ -1,6 +1,6 @@
 """The built-in models: activations, their stable derivatives, closed-form gradients (models.py).
 
-The references here are written out independently of differences.py: whole forward passes,
+The references here are written out independently of estimates.py: whole forward passes,
 one entry at a time, central differences and complex-step.
 """
 

@@ -1,6 +1,6 @@
-"""Finite differences, their error estimates and the verdicts built on them (differences.py,
-checks.py): accuracy per method, estimates that bound the observed error, every reason from a
-constructed case, and the seed's perturbation and Taylor sweep."""
+"""Finite differences, their error estimates and the verdicts built on them (schemes.py,
+estimates.py, checks/core.py): accuracy per method, estimates that bound the observed error,
+every reason from a constructed case, and the seed's perturbation and Taylor sweep."""
 
 from __future__ import annotations
 
@@ -21,13 +21,7 @@ from gradcheck_cli.checks.perturb import perturb_check
 from gradcheck_cli.checks.target import Target
 from gradcheck_cli.checks.taylor import sweep_check
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.numerics.differences import (
-    METHOD_NAMES,
-    SCHEMES,
-    DerivativeEstimates,
-    default_steps,
-    estimate_at_default_steps,
-)
+from gradcheck_cli.numerics.estimates import DerivativeEstimates, estimate_at_default_steps
 from gradcheck_cli.numerics.models import (
     Array,
     ElementwiseModel,
@@ -38,6 +32,7 @@ from gradcheck_cli.numerics.models import (
     builtin_model,
     builtin_model_names,
 )
+from gradcheck_cli.numerics.schemes import METHOD_NAMES, SCHEMES, default_steps
 from gradcheck_cli.report import RunReport
 from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.seed import seed_matrices

@@ -18,9 +18,10 @@ from click.testing import Result
 from numpy.typing import NDArray
 
 from gradcheck_cli.api import check_hvp, check_jvp
-from gradcheck_cli.checks.tangents import directional_estimates, random_tangents
+from gradcheck_cli.checks.tangents import random_tangents
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.numerics.differences import SCHEMES, default_steps
+from gradcheck_cli.numerics.directional import directional_estimates
+from gradcheck_cli.numerics.schemes import SCHEMES, default_steps
 from gradcheck_cli.report import RunReport
 
 Invoke = Callable[..., Result]

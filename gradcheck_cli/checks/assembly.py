@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from gradcheck_cli.checks.judgement import SAFETY, VerdictRule, Verdicts
 from gradcheck_cli.diagnosis.result import Diagnosis
 from gradcheck_cli.diagnosis.search import diagnose
-from gradcheck_cli.numerics.differences import FloatArray, Precision, Scheme, machine_epsilon
 from gradcheck_cli.numerics.models import Array, Inputs, Model
+from gradcheck_cli.numerics.schemes import FloatArray, Precision, Scheme, machine_epsilon
 from gradcheck_cli.report import (
     EntryCheck,
     FastSettings,

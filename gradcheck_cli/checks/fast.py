@@ -11,10 +11,11 @@ tolerance, or errors that only add up over the whole block), the halves are trie
 fresh directions, and then the block is checked one by one, or reported as a failing block
 when it is too large for that: nothing a direction found is ever dropped.
 
-Each directional derivative is a five-point difference from f(x +- h v) and f(x +- 2h v), with
-its truncation estimated against a second five-point difference that uses f(x +- 3h v), and
-the round-off of f's own size at that step. The same evaluations give one-sided slopes, so a
-kink along v is judged as in the full check: the gradient must lie between them.
+Each directional derivative (numerics/directional.py) is a five-point difference from
+f(x +- h v) and f(x +- 2h v), with its truncation estimated against a second five-point
+difference that uses f(x +- 3h v), and the round-off of f's own size at that step. The same
+evaluations give one-sided slopes, so a kink along v is judged as in the full check: the
+gradient must lie between them.
 
 Pure numpy: nothing here knows about click or rich.
 """
@@ -47,14 +48,14 @@ from gradcheck_cli.checks.selection import (
 )
 from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics.blas import single_threaded_blas
-from gradcheck_cli.numerics.differences import (
-    SCHEMES,
-    Precision,
-    Scheme,
-    default_steps,
-    machine_epsilon,
+from gradcheck_cli.numerics.directional import (
+    FIVE_POINT,
+    directional_estimates,
+    largest_entry_step,
 )
+from gradcheck_cli.numerics.estimates import DerivativeEstimates
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs, Model
+from gradcheck_cli.numerics.schemes import Precision, Scheme, machine_epsilon
 from gradcheck_cli.report import (
     DirectionCheck,
     FastEvidence,
@@ -222,9 +223,6 @@ def _detectable_error(passed: Sequence[DirectionCheck]) -> float:
     return math.sqrt(2 / math.pi) * geometric * escape
 
 
-FIVE_POINT = SCHEMES["five-point"]
-
-
 class _Prober:
     """Directional checks of one model at its inputs, and the bisection that localises
     failures (into `leaves`, `trail` and `unlocalised`)."""
@@ -268,22 +266,34 @@ class _Prober:
             entries = np.zeros(target.size, dtype=np.float64)
             entries[flat] = self.rng.standard_normal(flat.size)
             vectors[name] = entries.reshape(target.shape)
-        v_max = max(float(np.max(np.abs(v), initial=0.0)) for v in vectors.values())
-        moved = [np.asarray(self.inputs[n]).reshape(-1)[f] for n, f in block.items()]
-        x_max = max(float(np.max(np.abs(m), initial=0.0)) for m in moved)
         g_dot_v = 0.0
         g_abs_v = 0.0
         for name, v in vectors.items():
             gradient = np.asarray(self.gradients[name], dtype=np.float64)
             g_dot_v += float(np.sum(gradient * v))
             g_abs_v += float(np.sum(np.abs(gradient * v)))
-        if self.scheme.imaginary:
-            numerical, estimate, reason, kink = self._complex_step(vectors, x_max, v_max, g_dot_v)
-            step = float(default_steps(self.scheme, np.asarray([x_max]))[0]) / max(v_max, 1e-300)
-        else:
-            numerical, estimate, reason, kink, step = self._five_point(
-                vectors, x_max, v_max, g_dot_v
-            )
+        # Five-point for every real method: one derivative per direction is worth the better
+        # stencil. No entry moves further than the block's largest entry's own step.
+        stencil = self.scheme if self.scheme.imaginary else FIVE_POINT
+        step = largest_entry_step(
+            stencil, self.inputs, vectors, block, eps=self.eps, magnitude=abs(self.f0)
+        )
+        estimates, _ = directional_estimates(
+            self._value,
+            self.inputs,
+            vectors,
+            ["f"],
+            eps=self.eps,
+            noise=self.precision.noise,
+            base={"f": np.asarray(self.f0)},
+            scheme=stencil,
+            step=step,
+        )
+        found = estimates["f"]
+        numerical = float(found.numerical[0])
+        estimate = float(found.error[0])
+        reason = "ok"
+        kink = None if self.scheme.imaginary else self._kink(found, g_dot_v)
         # <g, v> is a sum of many products: allow for its rounding in proportion to sum |g v|.
         tol = self.tolerance.atol + self.tolerance.rtol * abs(numerical)
         tol += ANALYTIC_RTOL_ULPS * self.eps * g_abs_v
@@ -320,86 +330,33 @@ class _Prober:
             self.trail.append(check)
         return check
 
-    def _values(self, vectors: Mapping[str, Array], shifts: Sequence[complex]) -> list[complex]:
-        values = []
-        with np.errstate(all="ignore"):
-            for shift in shifts:
-                moved = dict(self.inputs)
-                for name, v in vectors.items():
-                    base = np.asarray(self.inputs[name])
-                    # In the input's own precision (complex for complex-step).
-                    working = (
-                        np.result_type(base.dtype, np.complex64)
-                        if isinstance(shift, complex)
-                        else base.dtype
-                    )
-                    moved[name] = base.astype(working) + (shift * v).astype(working)
-                values.append(self.model.value(moved))
-        return values
+    def _value(self, inputs: Inputs) -> dict[str, Array]:
+        """f as the directional estimator takes a function: one part, `f`."""
+        return {"f": np.asarray(self.model.value(inputs))}
 
-    def _five_point(
-        self, vectors: Mapping[str, Array], x_max: float, v_max: float, g_dot_v: float
-    ) -> tuple[float, float, str, tuple[float, float, float] | None, float]:
-        # Each entry moves at most its own five-point step: v's largest component by h.
-        step = float(
-            default_steps(FIVE_POINT, np.asarray([x_max]), self.eps, magnitude=abs(self.f0))[0]
-        )
-        step /= max(v_max, 1e-300)
-        f = dict(
-            zip(
-                (1, -1, 2, -2, 3, -3),
-                self._values(vectors, (step, -step, 2 * step, -2 * step, 3 * step, -3 * step)),
-                strict=True,
-            )
-        )
-        real = {k: float(np.real(value)) - self.f0 for k, value in f.items()}
-        central = {k: (real[k] - real[-k]) / (2 * k * step) for k in (1, 2, 3)}
-        five = (4 * central[1] - central[2]) / 3
-        other = (9 * central[1] - central[3]) / 8
-        # C(kh) = f' + c k^2 h^2 + d k^4 h^4: five = f' - 4 d h^4 and other = f' - 9 d h^4.
-        truncation = 0.8 * abs(five - other)
-        magnitude = max([abs(self.f0)] + [abs(float(np.real(v))) for v in f.values()])
-        weights = 1.5  # (1 + 8 + 8 + 1) / 12
-        roundoff = (
-            4 * self.eps * magnitude * weights / step
-            + self.precision.noise * weights / step
-            + 4 * self.eps * abs(five)
-        )
-        estimate = truncation + roundoff
-        # One-sided slopes at h and 2h: across a kink their gap stays put as the step doubles,
-        # where for a smooth f it would double with it.
-        forward = real[1] / step
-        backward = -real[-1] / step
-        gap = forward - backward
-        gap_double = (real[2] + real[-2]) / (2 * step)
-        growth = abs(gap_double - 2 * gap)
-        kink = None
-        failing = not abs(five - g_dot_v) <= SAFETY * estimate
-        if (
+    def _kink(
+        self, found: DerivativeEstimates, g_dot_v: float
+    ) -> tuple[float, float, float] | None:
+        """Where the direction fails and its one-sided slopes show a kink along v (a gap between
+        them that does not shrink with the step), the range <g, v> must lie in, and its slack."""
+        five = float(found.numerical[0])
+        gap = float(found.one_sided_gap[0])
+        growth = float(found.gap_growth[0])
+        roundoff = float(found.roundoff[0])
+        failing = not abs(five - g_dot_v) <= SAFETY * float(found.error[0])
+        if not (
             failing
             and np.isfinite(five)
-            and abs(gap) > DOUBT * max(abs(g_dot_v), abs(five))
+            and gap > DOUBT * max(abs(g_dot_v), abs(five))
             and growth > SAFETY * roundoff
-            and growth > 0.25 * abs(gap)
+            and growth > 0.25 * gap
         ):
-            # First-order Richardson for the one-sided slopes, from h and 2h.
-            forward_double = real[2] / (2 * step)
-            backward_double = -real[-2] / (2 * step)
-            slope_error = (
-                2 * max(abs(forward_double - forward), abs(backward_double - backward))
-                + 4 * self.eps * magnitude / step
-            )
-            slack = SAFETY * slope_error + self.tolerance.rtol * max(abs(forward), abs(backward))
-            kink = (min(forward, backward), max(forward, backward), slack)
-        return five, estimate, "ok", kink, step
-
-    def _complex_step(
-        self, vectors: Mapping[str, Array], x_max: float, v_max: float, g_dot_v: float
-    ) -> tuple[float, float, str, None]:
-        step = float(default_steps(self.scheme, np.asarray([x_max]))[0]) / max(v_max, 1e-300)
-        (value,) = self._values(vectors, (1j * step,))
-        numerical = float(np.imag(value)) / step
-        return numerical, 4 * self.eps * abs(numerical), "ok", None
+            return None
+        forward = float(found.forward_slope[0])
+        backward = float(found.backward_slope[0])
+        slope_error = float(found.slope_error[0])
+        slack = SAFETY * slope_error + self.tolerance.rtol * max(abs(forward), abs(backward))
+        return min(forward, backward), max(forward, backward), slack
 
     def localise(self, block: Block, *, limit: int) -> None:
         """Find the wrong entries behind a failed top-level direction, up to `limit` of them.

@@ -36,16 +36,14 @@ from gradcheck_cli.checks.selection import (
 from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics import kernels
 from gradcheck_cli.numerics.blas import single_threaded_blas
-from gradcheck_cli.numerics.differences import (
+from gradcheck_cli.numerics.estimates import (
     DerivativeEstimates,
-    FloatArray,
-    Precision,
-    Scheme,
     estimate_at_default_steps,
     estimate_derivatives,
     one_step_estimates,
 )
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs, Model, closed_form_model
+from gradcheck_cli.numerics.schemes import FloatArray, Precision, Scheme
 from gradcheck_cli.report import RunReport
 from gradcheck_cli.settings import COMMAND_LINE, CheckSettings, Naming
 

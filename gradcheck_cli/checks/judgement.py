@@ -21,15 +21,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.numerics.differences import (
-    SCHEMES,
-    DerivativeEstimates,
-    FloatArray,
-    Precision,
-    Scheme,
-    machine_epsilon,
-)
+from gradcheck_cli.numerics.estimates import DerivativeEstimates
 from gradcheck_cli.numerics.models import Array, Inputs, Model, closed_form_model
+from gradcheck_cli.numerics.schemes import SCHEMES, FloatArray, Precision, Scheme, machine_epsilon
 from gradcheck_cli.settings import COMMAND_LINE, CheckSettings, Naming
 
 SAFETY = 10.0

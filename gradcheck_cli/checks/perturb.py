@@ -27,7 +27,7 @@ from gradcheck_cli.checks.selection import (
     validate_gradient,
 )
 from gradcheck_cli.checks.target import Target
-from gradcheck_cli.numerics.differences import (
+from gradcheck_cli.numerics.estimates import (
     DerivativeEstimates,
     estimate_at_default_steps,
     estimate_derivatives,

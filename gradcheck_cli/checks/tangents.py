@@ -5,11 +5,11 @@ Both are directional derivatives of a vector function g along a tangent v:
 - hvp: g is the gradient (the backward); H v ~ (grad f(x + h v) - grad f(x - h v)) / 2h;
 - jvp: g is forward's output; J v ~ (forward(x + h v) - forward(x - h v)) / 2h.
 Each element of g gets a verdict, exactly as an entry of a gradient does in a first-order check:
-the same error estimate (Richardson from h/2 and 2h, round-off of the size of g's part at that
-step),
-the same tolerance, the same reasons, so reports, tables, diagnosis and error maps read the
-same. The entries are named by g's structure: the input whose gradient component it is (hvp),
-or the output (jvp: `out`, or `out1`, `out2`... for several; `f` for a scalar forward).
+the same error estimate (numerics/directional.py: Richardson from h/2 and 2h, round-off of the
+size of g's part at that step), the same tolerance, the same reasons, so reports, tables,
+diagnosis and error maps read the same. The entries are named by g's structure: the input
+whose gradient component it is (hvp), or the output (jvp: `out`, or `out1`, `out2`... for
+several; `f` for a scalar forward).
 
 Seeded random tangents v ~ N(0, I) over the checked inputs; a check costs one evaluation of g,
 then six and one of the hand-written derivative per tangent, whatever the size of the inputs.
@@ -32,24 +32,15 @@ from gradcheck_cli.checks.selection import describe_inputs, require_finite_value
 from gradcheck_cli.checks.target import Target
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.blas import single_threaded_blas
-from gradcheck_cli.numerics.differences import (
-    SCHEMES,
-    DerivativeEstimates,
-    default_steps,
-    machine_epsilon,
-)
+from gradcheck_cli.numerics.directional import CENTRAL, VectorFunction, directional_estimates
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.schemes import machine_epsilon
 from gradcheck_cli.report import OutputShape, RunReport, TangentSettings
 from gradcheck_cli.settings import CheckSettings
-
-VectorFunction = Callable[[Inputs], Mapping[str, Array]]
-"""g at the inputs, as named arrays (the gradient's components, or forward's outputs)."""
 
 DirectionalDerivative = Callable[[Inputs, Mapping[str, Array]], Mapping[str, Array | None]]
 """The hand-written derivative of g along a tangent, by part name (an hvp or a jvp)."""
 
-CENTRAL = SCHEMES["central"]
-OFFSETS = (1.0, -1.0, 0.5, -0.5, 2.0, -2.0)
 STEP_RULE = (
     "one step h per tangent v: the shortest over |v| of the moved entries' "
     "(eps * max(1, |g|))^(1/3) * max(1, |x|), rounded down to a power of two"
@@ -68,93 +59,6 @@ def random_tangents(
         }
         for _ in range(count)
     ]
-
-
-def _moved(inputs: Inputs, tangent: Mapping[str, Array], shift: float) -> dict[str, Array]:
-    moved = dict(inputs)
-    for name, v in tangent.items():
-        base = np.asarray(inputs[name])
-        moved[name] = base + base.dtype.type(shift) * v
-    return moved
-
-
-def directional_estimates(
-    function: VectorFunction,
-    inputs: Inputs,
-    tangent: Mapping[str, Array],
-    names: Sequence[str],
-    *,
-    eps: float,
-    noise: float = 0.0,
-    base: Mapping[str, Array] | None = None,
-) -> tuple[dict[str, DerivativeEstimates], float]:
-    """Central differences of g along the tangent, per element of each named part of g, with
-    their error estimates; and the step h used. `base` is g at the inputs, if known."""
-    if base is None:
-        base = function(inputs)
-    scale = max(
-        (float(np.max(np.abs(np.asarray(base[n])), initial=0.0)) for n in names), default=0.0
-    )
-    # Every moved entry's own textbook step, balanced against g's size; the tangent's step is
-    # the shortest over |v|, so that no entry moves further than its own step: an input of
-    # large entries must not stretch the step of another on whose small scale f varies.
-    step = np.inf
-    for name, v in tangent.items():
-        own = default_steps(
-            CENTRAL, np.abs(np.asarray(inputs[name], dtype=np.float64)).reshape(-1), eps, scale
-        )
-        with np.errstate(divide="ignore"):
-            step = min(step, float(np.min(own / np.abs(np.asarray(v)).reshape(-1), initial=np.inf)))
-    if not np.isfinite(step):  # a zero tangent: nothing moves, any step will do
-        step = float(default_steps(CENTRAL, np.zeros(1), eps, scale)[0])
-    values = {}
-    with np.errstate(all="ignore"):
-        for offset in OFFSETS:
-            values[offset] = function(_moved(inputs, tangent, offset * step))
-    estimates = {}
-    for name in names:
-        at = {o: np.asarray(values[o][name], dtype=np.float64).reshape(-1) for o in OFFSETS}
-        sizes = np.max(np.abs(np.stack(list(at.values()))), axis=0)
-        # The elements of a part are computed together, from the same intermediate values (a
-        # backward's D @ W.T, a layer's activations): an element's round-off is eps times the
-        # size of those, which its part's largest value stands for, not eps times its own size
-        # (a saturated sigmoid's 1 - s loses every digit its small derivative has).
-        finite = sizes[np.isfinite(sizes)]
-        size = np.where(np.isfinite(sizes), np.max(finite, initial=0.0), sizes)
-        with np.errstate(all="ignore"):
-            d_h = (at[1.0] - at[-1.0]) / (2 * step)
-            d_half = (at[0.5] - at[-0.5]) / step
-            d_double = (at[2.0] - at[-2.0]) / (4 * step)
-            truncation = np.maximum(
-                np.abs(d_half - d_h) / (1 - 2.0**-2), np.abs(d_double - d_h) / (2.0**2 - 1)
-            )
-            roundoff = 4 * eps * size / step + 4 * eps * np.abs(d_h) + noise / step
-            forward_slope = (at[1.0] - np.asarray(base[name], dtype=np.float64).reshape(-1)) / step
-            backward_slope = (
-                np.asarray(base[name], dtype=np.float64).reshape(-1) - at[-1.0]
-            ) / step
-            gap_h = forward_slope - backward_slope
-            gap_half = (
-                at[0.5] + at[-0.5] - 2 * np.asarray(base[name], dtype=np.float64).reshape(-1)
-            ) / (step / 2)
-        steps = np.full(d_h.shape, step)
-        estimates[name] = DerivativeEstimates(
-            numerical=d_h,
-            steps=steps,
-            truncation=truncation,
-            roundoff=roundoff,
-            one_sided_gap=np.abs(gap_h),
-            gap_growth=np.abs(gap_h - 2 * gap_half),
-            reach=steps * 2,
-            balance=roundoff,
-            forward_slope=forward_slope,
-            backward_slope=backward_slope,
-            slope_error=4 * eps * size / step + noise / step,
-            settled=np.zeros(d_h.shape, dtype=bool),
-            shrunk=np.zeros(d_h.shape, dtype=bool),
-            terms=np.zeros(d_h.shape),
-        )
-    return estimates, step
 
 
 def tangent_check(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gradcheck_cli.numerics.differences import Precision
 from gradcheck_cli.numerics.models import Inputs, Model
+from gradcheck_cli.numerics.schemes import Precision
 from gradcheck_cli.report import ModelInfo, OutputShape
 
 

@@ -20,8 +20,8 @@ from gradcheck_cli.checks.selection import (
     validate_gradient,
 )
 from gradcheck_cli.checks.target import Target
-from gradcheck_cli.numerics.differences import FloatArray, machine_epsilon
 from gradcheck_cli.numerics.models import Array
+from gradcheck_cli.numerics.schemes import FloatArray, machine_epsilon
 from gradcheck_cli.report import ModelInfo, SweepReport, SweepRow, SweepSettings
 from gradcheck_cli.settings import COMMAND_LINE, Naming
 

@@ -1,4 +1,5 @@
-"""BLAS held at one thread while a check runs (threadpoolctl), its setting restored after.
+"""BLAS held at one thread while a check runs (threadpoolctl), shared by every check in the
+process and given back when the last of them leaves.
 
 Pure stdlib and threadpoolctl: nothing here knows about click or rich.
 """

@@ -8,7 +8,7 @@ knows how many inputs there are or what they are called.
 The built-in family is f(X, W) = reduction(activation(X @ W)), over the seed's two names;
 because the activation is elementwise and the reduction linear, perturbing one entry of X or W
 changes one row or one column of X @ W only, which `ElementwiseModel.entry_shift_differences`
-exploits (see differences.py): a fast path chosen by capability (isinstance), not by name.
+exploits (see builtin_paths.py): a fast path chosen by capability (isinstance), not by name.
 
 Pure numpy: nothing here knows about click or rich.
 """

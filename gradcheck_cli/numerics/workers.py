@@ -23,7 +23,6 @@ import os
 import pickle
 import signal
 import sys
-import time
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -36,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.numerics.evaluation import IN_PROCESS, ProgressCallback, registered
 from gradcheck_cli.numerics.models import Array, Inputs, Model
 
 SHARED_BYTES = 1 << 16
@@ -110,8 +110,6 @@ def _start_worker(rebuild: Rebuild, label: str, arrays: Mapping[str, Any]) -> No
 def _work(
     number: int, wrt: str, flat: NDArray[np.intp], shifts: Array, f0: float
 ) -> tuple[Array, NDArray[np.floating], int]:
-    from gradcheck_cli.numerics.differences import black_box_differences
-
     inputs: dict[str, Array] = dict(_WORKER["inputs"])
     private: dict[str, Array] = _WORKER["private"]
     if wrt not in private:
@@ -120,7 +118,7 @@ def _work(
     model = _WORKER["models"][number]
     counter = _WORKER["counter"]
     before = counter.forward
-    diffs, magnitudes, _ = black_box_differences(model, inputs, wrt, flat, shifts, f0, None)
+    diffs, magnitudes = IN_PROCESS.differences(model, inputs, wrt, flat, shifts, f0, None)
     return diffs, magnitudes, counter.forward - before
 
 
@@ -128,7 +126,8 @@ def _work(
 
 
 class WorkerPool:
-    """N worker processes bound to one model and one set of inputs."""
+    """N worker processes bound to one model and one set of inputs: an evaluation.Evaluator
+    for what it `serves`."""
 
     def __init__(
         self,
@@ -193,13 +192,18 @@ class WorkerPool:
     def differences(
         self,
         model: Model,
+        inputs: Inputs,
         wrt: str,
         flat_indices: NDArray[np.intp],
         shifts: Array,
         f0: float,
-        progress: Callable[[float], None] | None,
+        progress: ProgressCallback | None,
     ) -> tuple[Array, NDArray[np.floating]]:
-        """f(x + shift e) - f0 for every entry and shift, on the workers, in order."""
+        """f(x + shift e) - f0 for every entry and shift, on the workers, in order; and |f| at
+        its largest per entry. `inputs` are those the pool started with: the workers evaluate
+        their own copy of them."""
+        if not self.serves(model, inputs):
+            raise ValueError("this worker pool evaluates other inputs or another model")
         number = self.numbers[id(model)]
         count = flat_indices.size
         size = max(1, -(-count // (self.jobs * CHUNKS_PER_WORKER)))
@@ -304,17 +308,6 @@ def _main_not_rerun() -> Iterator[None]:
             sys.modules["__main__"] = main
 
 
-_ACTIVE: list[WorkerPool] = []
-
-
-def active_pool(model: Model, inputs: Inputs) -> WorkerPool | None:
-    """The pool that evaluates this model at these inputs, if one is running."""
-    for pool in _ACTIVE:
-        if pool.serves(model, inputs):
-            return pool
-    return None
-
-
 def picklable(value: object) -> bool:
     """Whether a worker can receive it: it pickles, and without anything from __main__ (which
     a worker does not run)."""
@@ -348,19 +341,13 @@ def running(
         parallel.counter.forward += calls
 
     pool = WorkerPool(parallel.rebuild, parallel.label, inputs, models, parallel.jobs, count)
-    _ACTIVE.append(pool)
     stopped = False
     try:
-        yield parallel.jobs
+        # Every black-box evaluation of these models at these inputs goes to the pool.
+        with registered(pool):
+            yield parallel.jobs
     except BaseException:
         stopped = True
         raise
     finally:
-        _ACTIVE.remove(pool)
         pool.close(kill=stopped)
-
-
-def time_one_call(call: Callable[[], object]) -> tuple[object, float]:
-    started = time.perf_counter()
-    result = call()
-    return result, time.perf_counter() - started

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gradcheck_cli.errors import UserCodeError
-from gradcheck_cli.numerics.differences import Precision
 from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
+from gradcheck_cli.numerics.schemes import Precision
 from gradcheck_cli.report import ModelInfo, OutputShape
 from gradcheck_cli.subject.arguments import Supplied, resolve_arguments
 from gradcheck_cli.subject.calling import Caller, fingerprints

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gradcheck_cli.errors import InputError
-from gradcheck_cli.numerics.differences import Precision
 from gradcheck_cli.numerics.models import Array, ElementwiseModel, Model
+from gradcheck_cli.numerics.schemes import Precision
 from gradcheck_cli.report import ModelInfo, OutputShape
 from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.seed import SEED_SOURCE, seed_matrices

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from gradcheck_cli.errors import UserCodeError
-from gradcheck_cli.numerics.differences import SCHEMES, default_steps
 from gradcheck_cli.numerics.models import Inputs, Model
+from gradcheck_cli.numerics.schemes import SCHEMES, default_steps
 from gradcheck_cli.subject.calling import fingerprints
 from gradcheck_cli.subject.functions import ModelFunctions, Outputs
 

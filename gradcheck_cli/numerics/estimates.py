@@ -1,9 +1,5 @@
 """Finite-difference derivatives of f along single entries, with an estimate of their own error.
 
-Every scheme is written as a weighted sum of differences f(x + o_k h e) - f(x); working with the
-differences rather than the values lets the built-in models compute them from the touched row
-or column alone (models.ElementwiseModel.entry_shift_differences) and lets any model skip f(x).
-
 Each estimate carries its error budget:
 - truncation: Richardson's estimates from the same scheme at half and at twice the step, the
   larger of |D(h/2) - D(h)| / (1 - 2^-p) and |D(2h) - D(h)| / (2^p - 1) for a scheme of order p.
@@ -15,10 +11,9 @@ Each estimate carries its error budget:
   eps * S, where S is the size of the derivative's terms (sum_j |d term_j / dx|): where they
   cancel, their sum, and the analytic gradient's, rounds in proportion to S rather than to |D|.
 
-The textbook step eps^(1/(p+1)) * max(1, |x|) assumes f varies on the scale of |x|; f(X @ W) varies
-on the scale of 1/|W| (or 1/|X|), so for large entries that step can be far too long.
-`estimate_at_default_steps` starts from it and shrinks it, entry by entry, where the estimate
-says truncation dominates round-off (the step-selection idea of Gill, Murray, Saunders & Wright).
+The steps start at the scheme's default (schemes.default_steps) and are refined entry by entry
+(`estimate_at_default_steps`). The differences come from the built-in models' own paths
+(builtin_paths.py) or from whole forward passes of a black box (evaluation.py).
 
 Pure numpy: nothing here knows about click or rich.
 """
@@ -26,139 +21,33 @@ Pure numpy: nothing here knows about click or rich.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.numerics import kernels
-from gradcheck_cli.numerics.models import Array, ElementwiseModel, Inputs, Model, Wrt
-
-FloatArray = NDArray[np.floating]
-ProgressCallback = Callable[[float], None]
-"""Called with the number of entries just finished."""
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How precisely f itself is known, beyond the inputs' dtype."""
-
-    eps: float | None = None
-    """The precision f is computed in when coarser than the inputs' (a float32 forward on
-    float64 inputs); None: the inputs' dtype."""
-    noise: float = 0.0
-    """How far two evaluations of f at the same point may differ (--nondet-tol)."""
-
-
-@dataclass(frozen=True)
-class Scheme:
-    name: str
-    offsets: tuple[complex, ...]
-    """Multiples of the step h at which f is evaluated."""
-    weights: tuple[float, ...]
-    """derivative ~ sum_k weights[k] * (f(x + offsets[k] h) - f(x)) / h"""
-    order: int
-    """Truncation error ~ h**order."""
-    step_power: float | None
-    """Default step eps**step_power * max(1, |x|) (balances truncation and round-off);
-    None for complex-step, whose step is fixed."""
-    step_rule: str
-
-    @property
-    def imaginary(self) -> bool:
-        return any(isinstance(o, complex) and o.imag != 0 for o in self.offsets)
-
-
-COMPLEX_STEP = 1e-20
-"""Complex-step has no subtraction, so no round-off to balance: any tiny step is exact."""
-
-COMPLEX_STEPS = {"float64": COMPLEX_STEP, "float32": 1e-10}
-"""Per dtype. The imaginary part h * f' must stay a normal number to keep its digits: in float32
-(smallest normal 1.2e-38) h = 1e-20 leaves a saturated f' ~ 1e-20 with a handful of bits. Any h
-with (h * scale)^2 far below eps is still exact there, and 1e-10 is."""
-
-REFINE_ROUNDS = 3
-"""At most this many times an entry's step is shrunk towards the balance of the error terms."""
-REFINE_BELOW = 0.5
-"""Shrink only a step more than twice the estimated best one: not worth a re-evaluation else."""
-REFINE_LIMIT = 1e-2
-"""Shrink by at most this factor per round: the estimate that suggests it is itself rough."""
-GROW_ROUNDS = 2
-GROW_FACTOR = 4.0
-"""Where round-off alone spoils an estimate (a float32 forward, a large |f|) and no truncation
-shows, the step is lengthened by this factor, at most this many times: round-off falls like
-1/h, and any truncation the longer step brings shows in its own Richardson estimate."""
-GROW_CEILING = 0.125
-"""A lengthened step stays at most this times max(1, |x|)."""
-
-_SHRUNK = " rounded down to a power of two, shrunk where truncation dominates"
-
-SCHEMES: dict[str, Scheme] = {
-    s.name: s
-    for s in (
-        Scheme("forward", (1,), (1.0,), 1, 1 / 2, f"eps^(1/2) * max(1, |x|){_SHRUNK}"),
-        Scheme("backward", (-1,), (-1.0,), 1, 1 / 2, f"eps^(1/2) * max(1, |x|){_SHRUNK}"),
-        Scheme("central", (1, -1), (0.5, -0.5), 2, 1 / 3, f"eps^(1/3) * max(1, |x|){_SHRUNK}"),
-        Scheme(
-            "five-point",
-            (2, 1, -1, -2),
-            (-1 / 12, 8 / 12, -8 / 12, 1 / 12),
-            4,
-            1 / 5,
-            f"eps^(1/5) * max(1, |x|){_SHRUNK}",
-        ),
-        Scheme(
-            "complex-step",
-            (1j,),
-            (1.0,),
-            2,
-            None,
-            " or ".join(f"{h:g} ({name})" for name, h in COMPLEX_STEPS.items()) + ", fixed",
-        ),
-    )
-}
-METHOD_NAMES = tuple(SCHEMES)
-
-# Memory bound for the structured path: a chunk of entries moves at most this many elements
-# of X @ W at once (each a float64 or complex128), a few such arrays live at a time.
-CHUNK_ELEMENTS = 1 << 20
-
-
-def machine_epsilon(dtype: np.dtype[Any]) -> float:
-    return float(np.finfo(dtype).eps)
-
-
-def default_steps(
-    scheme: Scheme,
-    values: FloatArray,
-    eps: float | None = None,
-    magnitude: float = 1.0,
-    noise: float = 0.0,
-) -> FloatArray:
-    """The textbook step per entry, eps^(1/(p+1)) * max(1, |x|), rounded down to a power of two.
-
-    A power of two makes x +- h exact wherever h >= ulp(x), so the step taken is the step
-    meant; and it leaves few distinct steps, which the dense kernels (kernels.py) batch.
-    `eps` is the precision the function is computed in, when it is coarser than the values'
-    dtype (a forward that computes in float32 on float64 inputs). `magnitude` is |f| where
-    whole values of f are subtracted (a black box): their round-off is eps |f|, not eps, so
-    the step that balances it against truncation is (eps |f|)^(1/(p+1)) for an f that varies
-    on the scale of |x|; a longer step than that shows up in the truncation estimate and is
-    shrunk again. `noise` is how far f may move between two calls at the same point
-    (--nondet-tol): an absolute error of f, balanced the same way.
-    """
-    if scheme.step_power is None:
-        step = COMPLEX_STEPS.get(np.dtype(values.dtype).name, COMPLEX_STEP)
-        return np.full(values.shape, step, dtype=np.float64)
-    if eps is None:
-        eps = machine_epsilon(values.dtype)
-    rounding = eps * max(1.0, float(magnitude)) if np.isfinite(magnitude) else eps
-    floor = max(rounding, noise)
-    textbook = floor**scheme.step_power * np.maximum(1.0, np.abs(values).astype(np.float64))
-    # Rounded down: never longer than the textbook step (truncation grows like h^p).
-    return np.asarray(np.exp2(np.floor(np.log2(textbook))), dtype=np.float64)
+from gradcheck_cli.numerics.builtin_paths import (
+    DenseEstimates,
+    dense_applies,
+    dense_estimates,
+    structured_differences,
+)
+from gradcheck_cli.numerics.evaluation import ProgressCallback, black_box_differences
+from gradcheck_cli.numerics.models import Array, ElementwiseModel, Inputs, Model
+from gradcheck_cli.numerics.schemes import (
+    GROW_CEILING,
+    GROW_FACTOR,
+    GROW_ROUNDS,
+    REFINE_BELOW,
+    REFINE_LIMIT,
+    REFINE_ROUNDS,
+    FloatArray,
+    Scheme,
+    default_steps,
+    machine_epsilon,
+)
 
 
 @dataclass(frozen=True)
@@ -237,12 +126,6 @@ def _stencil(
     return needed, at_h, [[needed.index(r * o) for o in scheme.offsets] for r in ratios]
 
 
-def richardson_offsets(scheme: Scheme) -> tuple[list[complex], list[int], list[int]]:
-    """The offsets needed for D(h) and D(2h) alone (a single directional check needs no more)."""
-    needed, at_h, (at_2h,) = _stencil(scheme, (2.0,))
-    return needed, at_h, at_2h
-
-
 def combine_differences(
     scheme: Scheme, diffs: Array, idx: list[int], step: FloatArray
 ) -> FloatArray:
@@ -312,10 +195,11 @@ def estimate_derivatives(
     if (
         builtin
         and allow_dense
-        and _dense_applies(model, inputs, target, flat_indices, steps, scheme)
+        and dense_applies(model, inputs, target, flat_indices, steps, scheme)
     ):
         assert isinstance(model, ElementwiseModel)
-        return _dense_estimates(model, inputs, wrt, steps, scheme, progress)  # type: ignore[arg-type]
+        dense = dense_estimates(model, inputs, wrt, steps, scheme, progress)  # type: ignore[arg-type]
+        return _with_dense_columns(dense, steps)
     offsets, at_h, (at_half, at_2h) = _stencil(scheme, (0.5, 2.0))
     offset_array = np.asarray(offsets, dtype=np.complex128 if scheme.imaginary else np.float64)
     shifts = steps[:, None] * offset_array[None, :]
@@ -324,7 +208,7 @@ def estimate_derivatives(
     shifts = shifts.astype(working)
     if builtin:
         assert isinstance(model, ElementwiseModel)
-        diffs, values, terms = _structured_differences(
+        diffs, values, terms = structured_differences(
             model,
             inputs,
             wrt,  # type: ignore[arg-type]  # X or W: builtin says so
@@ -445,120 +329,28 @@ def one_step_estimates(
     return estimates, {o: diffs[:, k] for k, o in enumerate(offsets)}
 
 
-DENSE_RATIOS = {"central": (0.5, 1.0), "five-point": (0.5, 1.0, 2.0, 4.0)}
-"""Central differences needed, as multiples of h: five-point is Richardson on central,
-(4 C(h) - C(2h)) / 3, and needs D(h/2), D(h), D(2h). Central needs D(h/2) and D(h) where its
-truncation is Richardson's (relu); for the smooth activations it needs D(h) alone, its
-truncation being bounded by Taylor's theorem in closed form (kernels.truncation_bound)."""
-
-
-def dense_ratios(scheme: Scheme, model: ElementwiseModel) -> tuple[float, ...]:
-    if scheme.name == "central" and model.activation.name in kernels.FOURTH_DERIVATIVE_BOUND:
-        return (1.0,)
-    return DENSE_RATIOS[scheme.name]
-
-
-def _dense_applies(
-    model: Model,
-    inputs: Inputs,
-    target: Array,
-    flat_indices: NDArray[np.intp],
-    steps: FloatArray,
-    scheme: Scheme,
-) -> bool:
-    """Every entry of the matrix, in order, for a built-in model with a closed-form bracket."""
-    if scheme.name not in DENSE_RATIOS or flat_indices.size != target.size or not steps.size:
-        return False
-    if not np.array_equal(flat_indices, np.arange(target.size)):
-        return False
-    if not isinstance(model, ElementwiseModel):
-        return False
-    reach = float(np.max(steps)) * max(dense_ratios(scheme, model))
-    return kernels.supports(model, inputs["X"], inputs["W"], reach)
-
-
-def _dense_estimates(
-    model: ElementwiseModel,
-    inputs: Inputs,
-    wrt: Wrt,
-    steps: FloatArray,
-    scheme: Scheme,
-    progress: ProgressCallback | None,
-) -> DerivativeEstimates:
-    """All entries at once from kernels.central_brackets. Truncation: for central differences of
-    the smooth activations, the Taylor bound (one difference per entry, at h); otherwise
-    Richardson, as on the structured path. Round-off: that of summing the brackets, since the
-    closed form subtracts nothing."""
-    X, W = inputs["X"], inputs["W"]
-    target = inputs[wrt]
-    grid = steps.reshape(target.shape)
-    G = X @ W
-    ratios = dense_ratios(scheme, model)
-
-    def share(amount: float) -> None:
-        if progress is not None:
-            progress(amount / len(ratios))
-
-    central = {
-        r: kernels.central_brackets(model, X, W, G, wrt, grid * r, progress=share) / (2 * r * grid)
-        for r in ratios
-    }
-    p = scheme.order
-    if ratios == (1.0,):
-        at = central
-        truncation = kernels.truncation_bound(model, X, W, G, wrt, grid)
-    elif scheme.name == "central":
-        at = central
-        # relu: piecewise linear, so D(h) is exact unless a kink lies within the step.
-        truncation = np.abs(at[0.5] - at[1.0]) / (1.0 - 2.0**-p)
-    else:
-        at = {r: (4 * central[r] - central[2 * r]) / 3 for r in (0.5, 1.0, 2.0)}
-        from_half = np.abs(at[0.5] - at[1.0]) / (1.0 - 2.0**-p)
-        truncation = np.maximum(from_half, np.abs(at[2.0] - at[1.0]) / (2.0**p - 1.0))
-    # Each bracket rounds by a few ulps of itself, and a (an entry of X @ W, computed once)
-    # carries ~eps |a| of its own, which moves the bracket by ~eps |a| relatively.
-    eps = machine_epsilon(target.dtype)
-    # A bracket that under- or overflows (cosh past its range, a saturated term) keeps only an
-    # absolute accuracy of ~tiny: each of the summed terms counts as at least tiny / eps, as on
-    # the structured path.
-    summed = G.shape[1] if wrt == "X" else G.shape[0]
-    floor = summed * float(np.finfo(target.dtype).tiny) / eps / grid
-    terms = kernels.term_sizes(model, X, W, G, wrt) + floor
-    roundoff = 8 * eps * (terms + np.abs(at[1.0]))
-    # What the structured path's subtraction would round by (see estimate_derivatives), for
-    # the step-shrinking rule only.
-    values = kernels.value_sizes(model, G, wrt)
-    weight_sum = float(sum(abs(w) for w in scheme.weights))
-    subtraction = (
-        4
-        * eps
-        * (
-            values * weight_sum / grid
-            + np.maximum(1.0, np.abs(target)) / grid * np.abs(at[1.0])
-            + terms
-            + np.abs(at[1.0])
-        )
-    )
-    # Columns the dense path has no values for: read-only views of one number, not arrays as
-    # large as the input (replaced() copies a column before writing into it).
-    zeros = np.broadcast_to(0.0, (target.size,))
-    nothing = np.broadcast_to(np.nan, (target.size,))
-    false = np.broadcast_to(False, (target.size,))
+def _with_dense_columns(dense: DenseEstimates, steps: FloatArray) -> DerivativeEstimates:
+    """The dense path's estimates, with the columns it has no values for: no one-sided slopes,
+    no kink evidence. Read-only views of one number, not arrays as large as the input
+    (replaced() copies a column before writing into it)."""
+    zeros = np.broadcast_to(0.0, steps.shape)
+    nothing = np.broadcast_to(np.nan, steps.shape)
+    false = np.broadcast_to(False, steps.shape)
     return DerivativeEstimates(
-        numerical=at[1.0].ravel(),
+        numerical=dense.numerical,
         steps=steps,
-        truncation=truncation.ravel(),
-        roundoff=roundoff.ravel(),
+        truncation=dense.truncation,
+        roundoff=dense.roundoff,
         one_sided_gap=zeros,
         gap_growth=zeros,
-        reach=steps * max(2.0, max(ratios)),
-        balance=subtraction.ravel(),
+        reach=dense.reach,
+        balance=dense.balance,
         forward_slope=nothing,
         backward_slope=nothing,
         slope_error=nothing,
         settled=false,
         shrunk=false,
-        terms=np.asarray(terms, dtype=np.float64).ravel(),
+        terms=dense.terms,
     )
 
 
@@ -652,108 +444,3 @@ def estimate_at_default_steps(
         if not better.any():
             break
     return estimates
-
-
-def _structured_differences(
-    model: ElementwiseModel,
-    inputs: Inputs,
-    wrt: Wrt,
-    flat_indices: NDArray[np.intp],
-    shifts: Array,
-    progress: ProgressCallback | None,
-) -> tuple[Array, FloatArray, FloatArray]:
-    X, W = inputs["X"], inputs["W"]
-    rows, cols = (
-        np.asarray(i, dtype=np.intp) for i in np.unravel_index(flat_indices, inputs[wrt].shape)
-    )
-    G = X @ W
-    length = G.shape[1] if wrt == "X" else G.shape[0]
-    chunk = max(1, CHUNK_ELEMENTS // max(1, length * shifts.shape[1]))
-    diffs = np.empty(shifts.shape, dtype=np.result_type(G, shifts))
-    values = np.empty(rows.shape, dtype=np.float64)
-    terms = np.empty(rows.shape, dtype=np.float64)
-    for start in range(0, rows.size, chunk):
-        part = slice(start, start + chunk)
-        diffs[part], values[part], terms[part] = model.entry_shift_differences(
-            X, W, G, wrt, rows[part], cols[part], shifts[part]
-        )
-        if progress is not None:
-            progress(rows[part].size)
-    return diffs, values, terms
-
-
-def black_box_differences(
-    model: Model,
-    inputs: Inputs,
-    wrt: str,
-    flat_indices: NDArray[np.intp],
-    shifts: Array,
-    f0: float,
-    progress: ProgressCallback | None,
-    *,
-    known: Mapping[int, Array] | None = None,
-) -> tuple[Array, FloatArray, FloatArray]:
-    """Whole forward passes, one per entry and shift: the only path for user models.
-
-    The entry is moved in place in the input itself (the check's own copy), or in one working
-    copy when the input cannot be written or the shifts are complex, and put back exactly after
-    each entry: a call costs the user's forward and nothing that grows with the inputs. Columns
-    of `shifts` whose differences are `known` are not evaluated again. When worker processes
-    run (workers.py), they evaluate the entries instead.
-
-    Returns the differences, |f| at its largest, and zeros for the size of the derivative's
-    terms: a black box does not show its terms.
-    """
-    known = known or {}
-    diffs = np.empty(shifts.shape, dtype=np.result_type(np.asarray(f0), shifts))
-    for k, column in known.items():
-        diffs[:, k] = column
-    todo = [k for k in range(shifts.shape[1]) if k not in known]
-    magnitudes = np.full(flat_indices.shape, abs(f0), dtype=np.float64)
-    if not todo or not flat_indices.size:
-        return diffs, magnitudes, np.zeros(flat_indices.shape, dtype=np.float64)
-    from gradcheck_cli.numerics.workers import active_pool
-
-    pool = active_pool(model, inputs)
-    if pool is not None:
-        values, sizes = pool.differences(
-            model, wrt, flat_indices, np.ascontiguousarray(shifts[:, todo]), f0, progress
-        )
-        diffs[:, todo] = values
-        return diffs, np.maximum(magnitudes, sizes), np.zeros(flat_indices.shape, dtype=np.float64)
-
-    original = np.asarray(inputs[wrt])
-    working = np.result_type(original, shifts)
-    in_place = (
-        original.flags.writeable and original.flags.c_contiguous and working == original.dtype
-    )
-    # In place when we may; else one C-ordered copy, so that its flat view writes through.
-    work = original if in_place else np.array(original, dtype=working, order="C", copy=True)
-    flat_work = work.reshape(-1)
-    moved = dict(inputs)
-    moved[wrt] = work
-    # The hot loop, a few microseconds around each forward call: in float64, plain Python
-    # floats (the same IEEE arithmetic as numpy's float64 scalars, without their overhead);
-    # other dtypes keep numpy scalars, so that x + h rounds in the input's own precision.
-    plain = work.dtype == np.float64
-    shift_rows: Any = shifts[:, todo].tolist() if plain else shifts[:, todo]
-    values = np.empty((flat_indices.size, len(todo)), dtype=diffs.dtype)
-    largest = [abs(float(f0))] * int(flat_indices.size)
-    with np.errstate(all="ignore"):  # a user's forward may overflow at a shifted point
-        for b, index in enumerate(flat_indices.tolist()):
-            start = float(flat_work[index]) if plain else flat_work[index]
-            row = shift_rows[b]
-            try:
-                for k in range(len(todo)):
-                    flat_work[index] = start + row[k]
-                    value = model.value(moved)
-                    values[b, k] = value
-                    size = abs(value.real)
-                    if size > largest[b]:
-                        largest[b] = size
-            finally:
-                flat_work[index] = start  # exactly as it was, whatever happened
-            if progress is not None:
-                progress(1)
-    diffs[:, todo] = values - f0
-    return diffs, np.asarray(largest, dtype=np.float64), np.zeros(flat_indices.shape)

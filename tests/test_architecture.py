@@ -21,6 +21,7 @@ LAYERS = {
     "report": 2,
     "settings": 2,
     "checks": 3,
+    "frameworks": 3,
     "subject": 4,
     "adapters": 5,
     "session": 6,

@@ -276,7 +276,13 @@ class _Prober:
         # stencil. No entry moves further than the block's largest entry's own step.
         stencil = self.scheme if self.scheme.imaginary else FIVE_POINT
         step = largest_entry_step(
-            stencil, self.inputs, vectors, block, eps=self.eps, magnitude=abs(self.f0)
+            stencil,
+            self.inputs,
+            vectors,
+            block,
+            eps=self.eps,
+            magnitude=abs(self.f0),
+            variation=max(self.scales.values(), default=1.0),
         )
         estimates, _ = directional_estimates(
             self._value,
@@ -284,7 +290,7 @@ class _Prober:
             vectors,
             ["f"],
             eps=self.eps,
-            noise=self.precision.noise,
+            noise=self.precision.uncertainty,
             base={"f": np.asarray(self.f0)},
             scheme=stencil,
             step=step,

@@ -92,7 +92,8 @@ def check_input(
             known=known,
             wanted=wanted,
             eps=precision.eps,
-            noise=precision.noise,
+            noise=precision.uncertainty,
+            variation=variation,
         )
 
     def one_sided(indices: NDArray[np.intp], steps: FloatArray) -> DerivativeEstimates:
@@ -107,10 +108,14 @@ def check_input(
             structured=structured,
             allow_dense=False,
             eps=precision.eps,
-            noise=precision.noise,
+            noise=precision.uncertainty,
         )
 
     analytic = np.asarray(np.asarray(analytic_full).reshape(-1)[flat], dtype=np.float64)
+    # How fast f varies: the gradient's size. A black box's round-off is balanced against a
+    # truncation of that size, so an f of 1e200 varying like 1e200 keeps a textbook step.
+    with np.errstate(invalid="ignore", over="ignore"):
+        variation = float(np.max(np.abs(analytic_full), initial=0.0))
     staged = (
         delta is None
         and tolerance.mode == "estimate"
@@ -127,7 +132,8 @@ def check_input(
             f0=f0,
             progress=progress,
             eps=precision.eps,
-            noise=precision.noise,
+            noise=precision.uncertainty,
+            variation=variation,
         )
         input_scale = scale_of(first.numerical) if scale is None else scale
         tol = tolerance.of(first.numerical, first.roundoff)
@@ -162,7 +168,7 @@ def check_input(
             structured=structured,
             progress=progress,
             eps=precision.eps,
-            noise=precision.noise,
+            noise=precision.uncertainty,
         )
     return judge(
         model,

@@ -93,7 +93,7 @@ def perturb_check(
             f0=f0,
             structured=False,
             eps=precision.eps,
-            noise=precision.noise,
+            noise=precision.uncertainty,
         )
 
         def recheck(indices: NDArray[np.intp], name: str = name) -> DerivativeEstimates:
@@ -106,7 +106,7 @@ def perturb_check(
                 f0=f0,
                 structured=False,
                 eps=precision.eps,
-                noise=precision.noise,
+                noise=precision.uncertainty,
             )
 
         analytic = np.asarray(np.asarray(gradient).reshape(-1)[flat], dtype=np.float64)

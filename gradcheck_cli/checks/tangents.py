@@ -97,7 +97,7 @@ def tangent_check(
         ):
             given = analytic(inputs, _whole(inputs, tangent))
             estimates, _ = directional_estimates(
-                function, inputs, tangent, names, eps=eps, noise=precision.noise, base=base
+                function, inputs, tangent, names, eps=eps, noise=precision.uncertainty, base=base
             )
             for name in names:
                 part = given.get(name)

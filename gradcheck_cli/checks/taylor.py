@@ -94,7 +94,7 @@ def sweep_check(
             if sign == 1:
                 floors.append(
                     4 * eps * (max(abs(f0), abs(value)) + abs(delta * slope_gv))
-                    + 2 * precision.noise
+                    + 2 * precision.uncertainty
                 )
     plus = np.asarray(signed[1])
     minus = np.asarray(signed[-1])

@@ -79,14 +79,17 @@ def largest_entry_step(
     *,
     eps: float,
     magnitude: float,
+    variation: float = 1.0,
 ) -> float:
     """fast mode's step along v over the block `entries`: the scheme's default step for the
-    block's largest entry (balanced against f's size, `magnitude`), over v's largest component,
-    so that no entry moves further than that step."""
+    block's largest entry (balanced against f's size, `magnitude`, and the gradient's,
+    `variation`), over v's largest component, so that no entry moves further than that step."""
     v_max = max(float(np.max(np.abs(v), initial=0.0)) for v in tangent.values())
     moved = [np.asarray(inputs[name]).reshape(-1)[flat] for name, flat in entries.items()]
     x_max = max(float(np.max(np.abs(m), initial=0.0)) for m in moved)
-    step = float(default_steps(scheme, np.asarray([x_max]), eps, magnitude=magnitude)[0])
+    step = float(
+        default_steps(scheme, np.asarray([x_max]), eps, magnitude=magnitude, variation=variation)[0]
+    )
     return step / max(v_max, 1e-300)
 
 

@@ -286,6 +286,7 @@ def one_step_estimates(
     f0: float,
     eps: float | None = None,
     noise: float = 0.0,
+    variation: float = 1.0,
     progress: ProgressCallback | None = None,
 ) -> tuple[DerivativeEstimates, dict[complex, Array]]:
     """The scheme at the default step alone (two forward calls per entry for central), for a
@@ -299,7 +300,14 @@ def one_step_estimates(
     target = inputs[wrt]
     if eps is None:
         eps = machine_epsilon(target.dtype)
-    steps = default_steps(scheme, target.ravel()[flat_indices], eps, magnitude=abs(f0), noise=noise)
+    steps = default_steps(
+        scheme,
+        target.ravel()[flat_indices],
+        eps,
+        magnitude=abs(f0),
+        noise=noise,
+        variation=variation,
+    )
     offsets = list(scheme.offsets)
     shifts = (steps[:, None] * np.asarray(offsets, dtype=np.float64)[None, :]).astype(target.dtype)
     diffs, values, terms = black_box_differences(
@@ -383,6 +391,7 @@ def estimate_at_default_steps(
     progress: ProgressCallback | None = None,
     eps: float | None = None,
     noise: float = 0.0,
+    variation: float = 1.0,
     known: Mapping[complex, Array] | None = None,
     wanted: FloatArray | None = None,
 ) -> DerivativeEstimates:
@@ -394,13 +403,21 @@ def estimate_at_default_steps(
     times a large weight) its truncation error dwarfs the round-off. Such entries are estimated
     again at the step that balances the two. The new estimate replaces the old even when its
     error estimate is larger: far outside the asymptotic range the old one was too optimistic.
-    A step is never shrunk below what the function's precision resolves (`eps`).
+    A step is never shrunk below what the function's precision resolves (`eps`). `variation`
+    is the size of the gradient (see schemes.default_steps).
     """
     target = inputs[wrt]
     values = target.ravel()[flat_indices]
     builtin = structured and isinstance(model, ElementwiseModel) and wrt in ("X", "W")
     # The built-in paths sum only the terms an entry touches: no round-off of |f| to balance.
-    steps = default_steps(scheme, values, eps, magnitude=1.0 if builtin else abs(f0), noise=noise)
+    steps = default_steps(
+        scheme,
+        values,
+        eps,
+        magnitude=1.0 if builtin else abs(f0),
+        noise=noise,
+        variation=1.0 if builtin else variation,
+    )
     settings: dict[str, Any] = {"f0": f0, "structured": structured, "eps": eps, "noise": noise}
     estimates = estimate_derivatives(
         model, inputs, wrt, flat_indices, steps, scheme, progress=progress, known=known, **settings

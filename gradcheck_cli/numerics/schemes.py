@@ -33,6 +33,15 @@ class Precision:
     float64 inputs); None: the inputs' dtype."""
     noise: float = 0.0
     """How far two evaluations of f at the same point may differ (--nondet-tol)."""
+    rounding: float = 0.0
+    """f's own rounding noise where it was measured (numerics.noise): larger than eps |f| where
+    f sums terms that cancel. 0: not measured."""
+
+    @property
+    def uncertainty(self) -> float:
+        """The absolute error of one value of f beyond eps |f|: the larger of the allowed
+        non-determinism and the measured rounding noise."""
+        return max(self.noise, self.rounding)
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,7 @@ def default_steps(
     eps: float | None = None,
     magnitude: float = 1.0,
     noise: float = 0.0,
+    variation: float = 1.0,
 ) -> FloatArray:
     """The textbook step per entry, eps^(1/(p+1)) * max(1, |x|), rounded down to a power of two.
 
@@ -126,7 +136,10 @@ def default_steps(
     the step that balances it against truncation is (eps |f|)^(1/(p+1)) for an f that varies
     on the scale of |x|; a longer step than that shows up in the truncation estimate and is
     shrunk again. `noise` is how far f may move between two calls at the same point
-    (--nondet-tol): an absolute error of f, balanced the same way.
+    (--nondet-tol): an absolute error of f, balanced the same way. `variation` is how much f
+    changes per unit of x (the gradient's size): the truncation the round-off is balanced
+    against grows with it, so an f of 1e200 that varies like 1e200 gets the textbook step,
+    not one of 1e61.
     """
     if scheme.step_power is None:
         step = COMPLEX_STEPS.get(np.dtype(values.dtype).name, COMPLEX_STEP)
@@ -134,7 +147,8 @@ def default_steps(
     if eps is None:
         eps = machine_epsilon(values.dtype)
     rounding = eps * max(1.0, float(magnitude)) if np.isfinite(magnitude) else eps
-    floor = max(rounding, noise)
+    scale = max(1.0, float(variation)) if np.isfinite(variation) else 1.0
+    floor = max(rounding, noise) / scale
     textbook = floor**scheme.step_power * np.maximum(1.0, np.abs(values).astype(np.float64))
     # Rounded down: never longer than the textbook step (truncation grows like h^p).
     return np.asarray(np.exp2(np.floor(np.log2(textbook))), dtype=np.float64)

@@ -108,7 +108,7 @@ def _start_worker(rebuild: Rebuild, label: str, arrays: Mapping[str, Any]) -> No
 
 
 def _work(
-    number: int, wrt: str, flat: NDArray[np.intp], shifts: Array, f0: float
+    number: int, wrt: str, flat: NDArray[np.intp], shifts: Array, f0: float, tolerance: float
 ) -> tuple[Array, NDArray[np.floating], int]:
     inputs: dict[str, Array] = dict(_WORKER["inputs"])
     private: dict[str, Array] = _WORKER["private"]
@@ -118,8 +118,37 @@ def _work(
     model = _WORKER["models"][number]
     counter = _WORKER["counter"]
     before = counter.forward
+    probed: set[int] = _WORKER.setdefault("probed", set())
+    if number not in probed:
+        _same_as_in_the_parent(model, _WORKER["inputs"], f0, tolerance)
+        probed.add(number)
     diffs, magnitudes = IN_PROCESS.differences(model, inputs, wrt, flat, shifts, f0, None)
     return diffs, magnitudes, counter.forward - before
+
+
+class WorkersDisagree(UserCodeError):
+    """A worker process computes f differently from gradcheck's own process at the same inputs:
+    the check must not depend on where it ran, so it runs in one process instead."""
+
+
+def _same_as_in_the_parent(model: Model, inputs: Inputs, f0: float, tolerance: float) -> None:
+    """The determinism probe, in this worker: f at the given inputs, twice, as the parent
+    computed it (within --nondet-tol; bitwise by default). A forward whose noise or state
+    differs between processes (a generator seeded per process id, a cache filled only in the
+    parent) would otherwise give verdicts that change with --jobs."""
+    label = _WORKER["label"]
+    for _ in range(2):
+        with np.errstate(all="ignore"):
+            value = float(np.real(model.value(inputs)))
+        gap = abs(value - f0)
+        if not gap <= tolerance:
+            raise WorkersDisagree(
+                f"{label}: forward is not deterministic across processes: a worker gives "
+                f"{value:.10g} at the given inputs, where gradcheck's own process gives "
+                f"{f0:.10g} (a difference of {gap:.3g}, more than --nondet-tol {tolerance:g}); "
+                "a random number generator seeded per process, or state set up only in the "
+                "first process? Seed it, or allow the difference with --nondet-tol"
+            )
 
 
 # --- the parent side ---------------------------------------------------------------------------
@@ -137,7 +166,10 @@ class WorkerPool:
         models: Sequence[Model],
         jobs: int,
         on_calls: Callable[[int], None],
+        *,
+        tolerance: float = 0.0,
     ) -> None:
+        self.tolerance = tolerance
         self.label = label
         self.inputs = inputs
         self.numbers = {id(model): k for k, model in enumerate(models)}
@@ -210,7 +242,13 @@ class WorkerPool:
         starts = list(range(0, count, size))
         futures: list[Future[tuple[Array, NDArray[np.floating], int]]] = [
             self.executor.submit(
-                _work, number, wrt, flat_indices[s : s + size], shifts[s : s + size], f0
+                _work,
+                number,
+                wrt,
+                flat_indices[s : s + size],
+                shifts[s : s + size],
+                f0,
+                self.tolerance,
             )
             for s in starts
         ]
@@ -325,6 +363,7 @@ def running(
     models: Sequence[Model],
     *,
     estimated_seconds: float,
+    tolerance: float = 0.0,
 ) -> Iterator[int]:
     """Workers for the black-box evaluations inside the block, when there are jobs to share
     and enough work to pay for starting them; yields how many processes evaluate."""
@@ -340,7 +379,9 @@ def running(
     def count(calls: int) -> None:
         parallel.counter.forward += calls
 
-    pool = WorkerPool(parallel.rebuild, parallel.label, inputs, models, parallel.jobs, count)
+    pool = WorkerPool(
+        parallel.rebuild, parallel.label, inputs, models, parallel.jobs, count, tolerance=tolerance
+    )
     stopped = False
     try:
         # Every black-box evaluation of these models at these inputs goes to the pool.

@@ -175,3 +175,39 @@ def test_rounding_noise_is_measured_where_terms_cancel() -> None:
     assert one_sign is not None
     assert one_sign < eps_f
     assert rounding_noise(lambda inputs: 1.0, symmetric, ["x"], f0=1.0) == 0.0
+
+
+def test_float32_with_an_entry_of_1e30_passes_on_the_closed_form_where_it_reaches(
+    tmp_path: Path,
+) -> None:
+    """X[0, 2] = 1e30 in float32: the closed form still covers every entry whose shifts it
+    can take (all of X, and W's rows 0 and 1); W's row 2, whose shifts carry 1e30, is
+    differenced the structured way with a step lengthened until float32's round-off is below
+    1% of the gradient. A correct gradient passes; one 25% off in W fails there, and only there
+    (float32 differences resolve about 1%: tolerances are 10x that)."""
+    X = np.array([[0.1, 0.2, 1e30], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]], dtype=np.float32)
+    np.save(tmp_path / "x.npy", X)
+    code, document, stderr = run_json(tmp_path, "run", "--x", "x.npy", "--dtype", "float32")
+    assert (code, stderr) == (0, "")
+    assert document["verdict"] == "passed"
+    assert failing_entries(document) == {"X": 0, "W": 0}
+
+    from gradcheck_cli.checks.full import run_check
+    from gradcheck_cli.checks.target import Target
+    from gradcheck_cli.numerics.models import Gradients, Inputs, builtin_model
+
+    class WrongInW:
+        name, formula, complex_analytic = "sigmoid-sum", "25% off in W", False
+        right = builtin_model("sigmoid-sum")
+
+        def value(self, inputs: Inputs) -> float | complex:
+            return self.right.value(inputs)
+
+        def gradient(self, inputs: Inputs) -> Gradients:
+            gradient = self.right.gradient(inputs)
+            return {"X": gradient["X"], "W": 1.25 * np.asarray(gradient["W"])}
+
+    W = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.float32)
+    report = run_check(Target.of(WrongInW(), {"X": X, "W": W}))
+    assert report.verdict == "failed"
+    assert {name: part.failed for name, part in report.summary.items()} == {"X": 0, "W": 6}

@@ -154,7 +154,10 @@ def check_input(
             estimates = first.replaced(rest, again)
         scale = input_scale
     elif delta is None:
-        estimates = at_default_steps(flat, progress)
+        # Lengthened where round-off alone would leave an entry unsure (a float32 subtraction).
+        estimates = at_default_steps(
+            flat, progress, wanted=DOUBT * np.maximum(np.abs(analytic), variation)
+        )
     else:
         steps = np.full(flat.shape, delta, dtype=np.float64)
         estimates = estimate_derivatives(

@@ -69,23 +69,30 @@ def dense_ratios(scheme: Scheme, model: ElementwiseModel) -> tuple[float, ...]:
     return DENSE_RATIOS[scheme.name]
 
 
-def dense_applies(
+def dense_coverage(
     model: Model,
     inputs: Inputs,
-    target: Array,
+    wrt: Wrt,
     flat_indices: NDArray[np.intp],
     steps: FloatArray,
     scheme: Scheme,
-) -> bool:
-    """Every entry of the matrix, in order, for a built-in model with a closed-form bracket."""
-    if scheme.name not in DENSE_RATIOS or flat_indices.size != target.size or not steps.size:
-        return False
-    if not np.array_equal(flat_indices, np.arange(target.size)):
-        return False
-    if not isinstance(model, ElementwiseModel):
-        return False
+) -> NDArray[np.bool_] | None:
+    """Where the dense path may be taken: every entry of the matrix, in order, for a built-in
+    model with a closed-form bracket. The mask of the entries it covers (the others' shifts are
+    too large for its cosh: the structured path takes them); None where it does not apply or
+    covers nothing."""
+    if scheme.name not in DENSE_RATIOS or not steps.size:
+        return None
+    target = inputs[wrt]
+    if flat_indices.size != target.size or not np.array_equal(flat_indices, np.arange(target.size)):
+        return None
+    if not isinstance(model, ElementwiseModel) or not kernels.supports(
+        model, inputs["X"], inputs["W"]
+    ):
+        return None
     reach = float(np.max(steps)) * max(dense_ratios(scheme, model))
-    return kernels.supports(model, inputs["X"], inputs["W"], reach)
+    covered = ~kernels.beyond_reach(inputs["X"], inputs["W"], wrt, reach).reshape(-1)
+    return covered if covered.any() else None
 
 
 @dataclass(frozen=True)
@@ -120,6 +127,15 @@ def dense_estimates(
     grid = steps.reshape(target.shape)
     G = X @ W
     ratios = dense_ratios(scheme, model)
+    reach = float(np.max(steps)) * max(ratios)
+    far = kernels.beyond_reach(X, W, wrt, reach)
+    if far.any():
+        # Entries beyond the brackets' reach are the structured path's (the caller replaces
+        # them); their shifts are zeroed here, so that nothing overflows on the way.
+        if wrt == "X":
+            W = np.where(far[0][:, None], 0.0, W).astype(W.dtype)
+        else:
+            X = np.where(far[:, 0][None, :], 0.0, X).astype(X.dtype)
 
     def share(amount: float) -> None:
         if progress is not None:

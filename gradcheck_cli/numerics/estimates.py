@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from gradcheck_cli.numerics.builtin_paths import (
     DenseEstimates,
-    dense_applies,
+    dense_coverage,
     dense_estimates,
     structured_differences,
 )
@@ -192,14 +192,32 @@ def estimate_derivatives(
     if eps is None:
         eps = machine_epsilon(target.dtype)
     builtin = structured and isinstance(model, ElementwiseModel) and wrt in ("X", "W")
-    if (
-        builtin
-        and allow_dense
-        and dense_applies(model, inputs, target, flat_indices, steps, scheme)
-    ):
+    covered = (
+        dense_coverage(model, inputs, wrt, flat_indices, steps, scheme)  # type: ignore[arg-type]
+        if builtin and allow_dense
+        else None
+    )
+    if covered is not None:
         assert isinstance(model, ElementwiseModel)
         dense = dense_estimates(model, inputs, wrt, steps, scheme, progress)  # type: ignore[arg-type]
-        return _with_dense_columns(dense, steps)
+        estimates = _with_dense_columns(dense, steps)
+        beyond = np.flatnonzero(~covered)
+        if not beyond.size:
+            return estimates
+        # Entries whose shifts are beyond the brackets' reach: the structured path's.
+        structured_part = estimate_derivatives(
+            model,
+            inputs,
+            wrt,
+            flat_indices[beyond],
+            steps[beyond],
+            scheme,
+            f0=f0,
+            eps=eps,
+            noise=noise,
+            allow_dense=False,
+        )
+        return estimates.replaced(beyond, structured_part)
     offsets, at_h, (at_half, at_2h) = _stencil(scheme, (0.5, 2.0))
     offset_array = np.asarray(offsets, dtype=np.complex128 if scheme.imaginary else np.float64)
     shifts = steps[:, None] * offset_array[None, :]

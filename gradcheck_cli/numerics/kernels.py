@@ -53,15 +53,26 @@ MAX_SHIFT = 300.0
 """cosh overflows past ~710; beyond this |d| the quotient form is not used (see supports)."""
 
 
-def supports(model: object, X: Array, W: Array, max_step: float) -> bool:
-    """Whether the dense identity path applies: a built-in model with a closed-form bracket,
-    real float inputs, and shifts small enough for cosh."""
+def supports(model: object, X: Array, W: Array) -> bool:
+    """Whether the dense identity path applies at all: a built-in model with a closed-form
+    bracket, on real float inputs (which entries it covers: `beyond_reach`)."""
     if not isinstance(model, ElementwiseModel) or model.activation.name not in SUPPORTED:
         return False
-    if np.iscomplexobj(X) or np.iscomplexobj(W):
-        return False
-    largest = max(float(np.max(np.abs(X), initial=0.0)), float(np.max(np.abs(W), initial=0.0)))
-    return 2 * max_step * largest < MAX_SHIFT
+    return not (np.iscomplexobj(X) or np.iscomplexobj(W))
+
+
+def beyond_reach(X: Array, W: Array, wrt: Wrt, max_step: float) -> NDArray[np.bool_]:
+    """Per entry of `wrt`, whether its shift is too large for cosh: moving X[i, j] by h moves
+    row i of X @ W by h W[j, :], moving W[j, c] moves column c by h X[:, j]. One huge entry
+    of X (1e30) takes only the entries of W whose shifts it is part of off the dense path."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if wrt == "X":
+            reach = 2 * max_step * np.max(np.abs(W), axis=1, initial=0.0)  # per row j of W
+            far = ~(reach < MAX_SHIFT)
+            return np.broadcast_to(far[None, :], X.shape)
+        reach = 2 * max_step * np.max(np.abs(X), axis=0, initial=0.0)  # per column j of X
+        far = ~(reach < MAX_SHIFT)
+        return np.broadcast_to(far[:, None], W.shape)
 
 
 def central_brackets(

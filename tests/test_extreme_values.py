@@ -183,8 +183,9 @@ def test_float32_with_an_entry_of_1e30_passes_on_the_closed_form_where_it_reache
     """X[0, 2] = 1e30 in float32: the closed form still covers every entry whose shifts it
     can take (all of X, and W's rows 0 and 1); W's row 2, whose shifts carry 1e30, is
     differenced the structured way with a step lengthened until float32's round-off is below
-    1% of the gradient. A correct gradient passes; one 25% off in W fails there, and only there
-    (float32 differences resolve about 1%: tolerances are 10x that)."""
+    1% of the gradient. A correct gradient passes; one 25% off in W fails in W only (five of
+    its six entries: the smallest, 1e-3 among gradients of 5e-3, is judged to its input's
+    scale in float32 and passes as doubtful)."""
     X = np.array([[0.1, 0.2, 1e30], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]], dtype=np.float32)
     np.save(tmp_path / "x.npy", X)
     code, document, stderr = run_json(tmp_path, "run", "--x", "x.npy", "--dtype", "float32")
@@ -210,4 +211,4 @@ def test_float32_with_an_entry_of_1e30_passes_on_the_closed_form_where_it_reache
     W = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.float32)
     report = run_check(Target.of(WrongInW(), {"X": X, "W": W}))
     assert report.verdict == "failed"
-    assert {name: part.failed for name, part in report.summary.items()} == {"X": 0, "W": 6}
+    assert {name: part.failed for name, part in report.summary.items()} == {"X": 0, "W": 5}

@@ -21,7 +21,8 @@ from gradcheck_cli.settings import METHODS, EntrySelection
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-_NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\[([^\]]*)\]\s*$")
+# A name may be dotted: parameters.W1[0,3] is an entry of the dict argument parameters' W1.
+_NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\[([^\]]*)\]\s*$")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class EntryRef:
 
 
 def parse_entry(text: str) -> EntryRef:
-    """`b[3]`, `kernel[1,0,2,2]`, `scale[]`, or `I,J` (any number of indices); ValueError else."""
+    """`b[3]`, `kernel[1,0,2,2]`, `scale[]`, `parameters.W1[0,3]`, or `I,J` (any number of
+    indices); ValueError else."""
     match = _NAMED_ENTRY.match(text)
     name, digits = (match.group(1), match.group(2)) if match else (None, text)
     parts = [p.strip() for p in digits.split(",")] if digits.strip() else []

@@ -122,7 +122,10 @@ class Assignment(click.ParamType):
             return value
         name, equals, rest = str(value).partition("=")
         name = name.strip()
-        if not equals or not name.isidentifier() or not rest:
+        # --input parameters.W1=w1.npy: one array of the dict argument parameters.
+        dotted = self.what != "JSON" and all(part for part in name.split(".")[1:])
+        valid = name.isidentifier() or (dotted and name.split(".")[0].isidentifier())
+        if not equals or not valid or not rest:
             self.fail(f"expected NAME={self.what} such as b=bias.npy; got {value!r}", param, ctx)
         if self.what == "JSON":
             try:

@@ -63,8 +63,11 @@ def resolve_arguments(
         for p in signature.parameters.values()
         if p.kind in (*positional, inspect.Parameter.KEYWORD_ONLY)
     ]
+    # A layer's backward may take more by name (linear_activation_backward's activation).
+    backward_only = [n for n in _backward_names(model_file) if n not in names]
     for option, given_names in (("--input", list(supplied)), ("--param", list(params))):
-        unknown = [n for n in given_names if head_of(n) not in names]
+        allowed = [*names, *backward_only] if option == "--param" else names
+        unknown = [n for n in given_names if head_of(n) not in allowed]
         if unknown:
             raise InputError(
                 f"{option} {unknown[0]}: {label}'s forward has no parameter of that name; "
@@ -107,6 +110,7 @@ def resolve_arguments(
                 f"give an array with --input {name}=PATH (or --inputs FILE.npz), anything else "
                 f"with --param {name}=JSON, or define example_inputs() in the model file"
             )
+    passed.update({n: params[n] for n in backward_only if n in params})
     if not inputs:
         raise InputError(f"{label}: forward takes no array inputs: nothing to check")
     for name, array in inputs.items():
@@ -118,6 +122,16 @@ def resolve_arguments(
                 f"[{where}]; the inputs must be finite"
             )
     return inputs, sources, passed
+
+
+def _backward_names(model_file: ModelFile) -> list[str]:
+    """The parameter names of a layer's backward (none for the other conventions)."""
+    if model_file.convention != "layer" or model_file.backward is None:
+        return []
+    try:
+        return list(inspect.signature(model_file.backward).parameters)
+    except (TypeError, ValueError):
+        return []
 
 
 def _members(

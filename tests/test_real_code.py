@@ -1,0 +1,358 @@
+"""Code as it is written (issue 21), end to end: backward's extra arguments by name, dicts of
+arrays from the command line, arrays that keep their shape, a backward writing into its own
+arguments, classes rebuilt in worker processes, Jacobians and derivatives by name."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from gradcheck_cli.cli import cli
+from gradcheck_cli.numerics import workers
+from gradcheck_cli.subject.arguments import Supplied
+from gradcheck_cli.subject.binding import bind
+from gradcheck_cli.subject.files import load_model_file
+
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+
+
+def write(directory: Path, name: str, source: str) -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def run(runner: CliRunner, *args: str) -> Result:
+    return runner.invoke(cli, [*args], prog_name="gradcheck")
+
+
+def run_json(runner: CliRunner, *args: str) -> tuple[int, dict[str, Any]]:
+    result = run(runner, *args, "--format", "json")
+    assert result.exit_code in (0, 1), (result.exit_code, result.stderr)
+    document = json.loads(result.stdout)
+    assert isinstance(document, dict)
+    return result.exit_code, document
+
+
+SCALED = """
+import numpy as np
+
+
+def scaled_forward(x, w):
+    return x @ w, (x, w)
+
+
+def scaled_backward(dout, cache, factor):
+    x, w = cache
+    return factor * (dout @ w.T), factor * (x.T @ dout)
+
+
+def example_inputs():
+    rng = np.random.default_rng(0)
+    return {"x": rng.standard_normal((3, 4)), "w": rng.standard_normal((4, 2))}
+"""
+
+
+def test_a_backward_only_parameter_comes_from_param_by_name(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """backward(dout, cache, factor): --param factor=1 gives it (forward does not take it) and
+    the check passes; factor=2 makes every gradient twice too large; without it, exit 2 says
+    how to give it."""
+    path = write(tmp_path, "scaled.py", SCALED)
+    code, document = run_json(runner, "run", "--model", f"{path}:scaled", "--param", "factor=1")
+    assert code == 0
+    assert list(document["inputs"]) == ["x", "w"]
+    code, document = run_json(runner, "run", "--model", f"{path}:scaled", "--param", "factor=2")
+    assert code == 1
+    assert {d["wrt"]: d["parameters"]["simple_factor"] for d in document["diagnosis"]} == {
+        "x": "2",
+        "w": "2",
+    }
+    missing = run(runner, "run", "--model", f"{path}:scaled")
+    assert missing.exit_code == 2
+    assert missing.stderr == (
+        "gradcheck: error: scaled.py:scaled: no value for factor in "
+        "scaled_backward(dout, cache, factor): give it with --param factor=JSON (the douts and "
+        "the cache come first, other parameters by the names forward or --param give them)\n"
+    )
+
+
+def test_a_whole_archive_fills_a_dict_argument_and_its_entries_are_named(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """--input parameters=params.npz gives the dict argument every array of the archive, each
+    an input `parameters.KEY`; --entries and --wrt name them with the dot."""
+    rng = np.random.default_rng(1)
+    np.savez(
+        tmp_path / "params.npz",
+        W1=rng.standard_normal((3, 4)),
+        b1=rng.standard_normal((3, 1)),
+        W2=rng.standard_normal((1, 3)),
+        b2=rng.standard_normal((1, 1)),
+    )
+    np.save(tmp_path / "X.npy", rng.standard_normal((4, 2)))
+    model = f"{MODELS / 'deep_network.py'}:two_layer"
+    given = (
+        "--input",
+        f"parameters={tmp_path / 'params.npz'}",
+        "--input",
+        f"X={tmp_path / 'X.npy'}",
+    )
+    code, document = run_json(runner, "run", "--model", model, *given)
+    assert code == 0
+    assert {n: i["source"] for n, i in document["inputs"].items()} == {
+        "X": str(tmp_path / "X.npy"),
+        **{f"parameters.{k}": f"{tmp_path / 'params.npz'}:{k}" for k in ("W1", "b1", "W2", "b2")},
+    }
+    code, document = run_json(
+        runner,
+        "run",
+        "--model",
+        model,
+        *given,
+        "--entries",
+        "parameters.W1[0,3];parameters.b2[0,0]",
+    )
+    assert code == 0
+    assert sorted((c["wrt"], tuple(c["index"])) for c in document["checks"]) == sorted(
+        [("parameters.W1", (0, 3)), ("parameters.b2", (0, 0))] * 2  # two cotangents
+    )
+    code, document = run_json(runner, "run", "--model", model, *given, "--wrt", "parameters")
+    assert document["settings"]["wrt"] == [f"parameters.{k}" for k in ("W1", "b1", "W2", "b2")]
+
+
+def test_an_inputs_archive_may_hold_a_dict_arguments_arrays(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """--inputs all.npz with keys parameters.W1, ...: the same dict argument; an array of it
+    given alone overrides example_inputs()'s and the others stay the example's."""
+    examples = _deep_network_examples()
+    np.savez(
+        tmp_path / "all.npz",
+        X=examples["X"],
+        **{f"parameters.{k}": v for k, v in examples["parameters"].items()},
+    )
+    model = f"{MODELS / 'deep_network.py'}:two_layer"
+    code, document = run_json(
+        runner, "run", "--model", model, "--inputs", str(tmp_path / "all.npz")
+    )
+    assert code == 0
+    assert document["inputs"]["parameters.W2"]["source"] == f"{tmp_path / 'all.npz'}:parameters.W2"
+    np.save(tmp_path / "w1.npy", np.ones((3, 4)))
+    code, document = run_json(
+        runner, "run", "--model", model, "--input", f"parameters.W1={tmp_path / 'w1.npy'}"
+    )
+    assert code == 0
+    sources = {n: i["source"] for n, i in document["inputs"].items()}
+    assert sources["parameters.W1"] == str(tmp_path / "w1.npy")
+    assert sources["parameters.b1"] == "example_inputs()"
+
+
+def _deep_network_examples() -> dict[str, Any]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_deep", MODELS / "deep_network.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    examples: dict[str, Any] = module.example_inputs()
+    return examples
+
+
+SQUARES = """
+import numpy as np
+
+
+def forward(b):
+    return float(np.sum(b**2))
+
+
+def backward(b):
+    return 2 * b
+
+
+def example_inputs():
+    return {"b": np.zeros(3)}
+"""
+
+
+def test_npy_arrays_keep_their_shape_and_only_a_csv_line_flattens(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """For a 1-D example b, a .npy of shape (3, 1) stays (3, 1) (flattening it would change
+    what x + b broadcasts to in other models), while a one-column CSV of 3 numbers is (3,)."""
+    path = write(tmp_path, "squares.py", SQUARES)
+    np.save(tmp_path / "b.npy", np.ones((3, 1)))
+    (tmp_path / "b.csv").write_text("1\n2\n3\n", encoding="utf-8")
+    for given, shape in (("b.npy", [3, 1]), ("b.csv", [3])):
+        code, document = run_json(
+            runner, "run", "--model", str(path), "--input", f"b={tmp_path / given}"
+        )
+        assert code == 0
+        assert document["inputs"]["b"]["shape"] == shape
+
+
+WRITES = """
+import numpy as np
+
+
+def relu_forward(x):
+    return np.maximum(0, x), [x.copy(), np.zeros_like(x)]
+
+
+def relu_backward(dout, cache):
+    x, scratch = cache
+    scratch += 1.0  # writes into its own cache
+    dout[x <= 0] = 0  # and into dout, as CS231n's relu_backward does
+    return dout * scratch
+
+
+def example_inputs():
+    return {"x": np.random.default_rng(2).standard_normal((4, 5))}
+"""
+
+
+def test_a_backward_writing_into_its_cache_and_dout_gets_fresh_copies_every_call(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Every backward call sees the cache and dout as forward and the check made them, so a
+    backward that writes into both is deterministic and checked as written (issue 25)."""
+    path = write(tmp_path, "writes.py", WRITES)
+    code, document = run_json(runner, "run", "--model", f"{path}:relu")
+    assert code == 0, document["summary"]
+    assert document["summary"]["x"]["entries"] == 20
+
+
+NOT_LINEAR = """
+import numpy as np
+
+
+def square_forward(x):
+    return x**2, x
+
+
+def square_backward(out, cache):
+    return 2 * cache * np.sqrt(np.abs(out))
+
+
+def example_inputs():
+    return {"x": np.random.default_rng(3).standard_normal(5)}
+"""
+
+
+def test_a_backward_not_linear_in_what_it_takes_for_dout_is_refused(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """square_backward(out, cache): `out` does not read as a gradient, and twice out does not
+    give twice the result: exit 2 says it is not the output's gradient, not a wrong verdict."""
+    path = write(tmp_path, "notlinear.py", NOT_LINEAR)
+    result = run(runner, "run", "--model", f"{path}:square")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "gradcheck: error: notlinear.py:square: square_backward is not linear in out (twice out "
+        "does not give twice dx), so out is not the gradient of forward's output"
+    )
+
+
+RANDOM_CLASS = """
+import numpy as np
+
+
+class Noisy:
+    '''A layer whose constructor draws two arrays: W (an input: backward reports dW) and
+    mask (not an input), both from np.random's global generator.'''
+
+    def __init__(self, n=4):
+        self.W = np.random.randn(n, n)
+        self.mask = np.random.rand(n) > 0.5
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.W) * self.mask
+
+    def backward(self, dout):
+        dz = dout * self.mask * (1 - np.tanh(self.x @ self.W) ** 2)
+        self.dW = self.x.T @ dz
+        return dz @ self.W.T
+
+
+def example_inputs():
+    return {"x": np.random.default_rng(4).standard_normal((6, 4))}
+"""
+
+
+def test_worker_processes_build_the_same_instance(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A class's recipe imports the file again and builds the instance with the same seeded
+    global generator: its models give the parent's numbers, and --jobs 2 the report of
+    --jobs 1."""
+    path = write(tmp_path, "noisy.py", RANDOM_CLASS)
+    bound = bind(load_model_file(path, "Noisy"), {}, {})
+    assert list(bound.inputs) == ["x", "W"]
+    assert bound.sources["W"] == "Noisy().W"
+    rebuilt, _ = bound.recipe({n: np.array(a) for n, a in bound.inputs.items()})
+    for parent, child in zip(bound.models, rebuilt, strict=True):
+        assert child.value(bound.inputs) == parent.value(bound.inputs)
+    one = run_json(runner, "run", "--model", f"{path}:Noisy", "--jobs", "1")
+    monkeypatch.setattr(workers, "WORTH_SECONDS", 0.0)
+    two = run_json(runner, "run", "--model", f"{path}:Noisy", "--jobs", "2")
+    assert two[1]["settings"]["jobs"] == 2
+    assert one[0] == two[0] == 0
+    assert one[1]["checks"] == two[1]["checks"]
+
+
+JACOBIAN = """
+import numpy as np
+
+
+class Softmax:
+    def __call__(self, x):
+        e = np.exp(x - x.max())
+        return e / e.sum()
+
+    def gradient(self, x):
+        p = self(x)
+        return np.diag(p) - np.outer(p, p)  # the full Jacobian: (output, input)
+
+
+def cube(x):
+    return x**3
+
+
+def cube_prime(x):
+    return 3 * x**2
+
+
+def example_inputs():
+    return {"x": np.random.default_rng(5).standard_normal(4)}
+"""
+
+
+@pytest.mark.parametrize("name", ["Softmax", "cube"])
+def test_a_jacobian_and_a_derivative_by_name_are_checked(
+    runner: CliRunner, tmp_path: Path, name: str
+) -> None:
+    """gradient(x) of shape (output, input) is a Jacobian (v contracted with it); cube with
+    cube_prime is an elementwise derivative."""
+    path = write(tmp_path, "jacobian.py", JACOBIAN)
+    code, document = run_json(runner, "run", "--model", f"{path}:{name}")
+    assert code == 0, document["summary"]
+    assert document["summary"]["x"]["entries"] == 4
+
+
+def test_supplied_inputs_reach_a_class_attribute(tmp_path: Path) -> None:
+    """An array given for an attribute's name (here W) replaces the constructor's."""
+    path = write(tmp_path, "noisy.py", RANDOM_CLASS)
+    W = np.eye(4)
+    bound = bind(load_model_file(path, "Noisy"), {"W": Supplied(W, "w.npy")}, {})
+    assert bound.sources["W"] == "w.npy"
+    np.testing.assert_array_equal(bound.inputs["W"], W)

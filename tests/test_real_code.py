@@ -156,14 +156,7 @@ def test_an_inputs_archive_may_hold_a_dict_arguments_arrays(
 
 
 def _deep_network_examples() -> dict[str, Any]:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_deep", MODELS / "deep_network.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    examples: dict[str, Any] = module.example_inputs()
+    examples: dict[str, Any] = _load("deep_network").example_inputs()
     return examples
 
 
@@ -356,3 +349,40 @@ def test_supplied_inputs_reach_a_class_attribute(tmp_path: Path) -> None:
     bound = bind(load_model_file(path, "Noisy"), {"W": Supplied(W, "w.npy")}, {})
     assert bound.sources["W"] == "w.npy"
     np.testing.assert_array_equal(bound.inputs["W"], W)
+
+
+def test_the_api_takes_a_dict_of_arrays_and_backward_params_by_name() -> None:
+    """check_layer(..., inputs={"parameters": {...}}) checks each array as parameters.KEY, and
+    params= reaches a backward that takes a value by name."""
+    from gradcheck_cli.api import check_layer
+
+    module = _load("deep_network")
+    examples = module.example_inputs()
+    report = check_layer(
+        module.two_layer_forward,
+        module.two_layer_backward,
+        inputs={"X": examples["X"], "parameters": examples["parameters"]},
+    )
+    assert report.passed
+    assert list(report.inputs) == ["X", *(f"parameters.{k}" for k in ("W1", "b1", "W2", "b2"))]
+    cached = _load("activation_cache")
+    given = cached.example_inputs()
+    report = check_layer(
+        cached.linear_activation_forward,
+        cached.linear_activation_backward,
+        inputs={n: given[n] for n in ("A_prev", "W", "b")},
+        params={"activation": "relu"},
+    )
+    assert report.passed
+    assert report.settings.wrt == ("A_prev", "W", "b")
+
+
+def _load(stem: str) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_{stem}", MODELS / f"{stem}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -324,8 +324,8 @@ def _known(module: ModuleType) -> str:
     if layers:
         parts.append(f"the layers it defines are {', '.join(layers)}")
     if classes:
-        parts.append(f"its classes {', '.join(classes)}")
-    return " and ".join(parts) if parts else "it defines no layer and no class"
+        parts.append(f"the classes {', '.join(classes)}")
+    return "; ".join(parts) if parts else "it defines no layer and no class"
 
 
 def _layer_names(module: ModuleType) -> list[str]:

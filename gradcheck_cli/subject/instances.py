@@ -168,7 +168,7 @@ class _Layer:
     ) -> None:
         self.plan = plan
         self.instance = instance
-        self.method_inputs = [n for n in method_inputs]
+        self.method_inputs = list(method_inputs)
         self.forward_names = list(forward_names)
         self.backward_params = {k: v for k, v in call.items() if k not in forward_names}
         self.candidates = _candidates(instance, set(forward_names))

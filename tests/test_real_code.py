@@ -386,3 +386,13 @@ def _load(stem: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_wrt_names_a_dict_arguments_arrays_one_by_one(runner: CliRunner) -> None:
+    """--wrt parameters.W1,parameters.b2 checks those two arrays alone."""
+    model = f"{MODELS / 'deep_network.py'}:two_layer"
+    wrt = "parameters.W1,parameters.b2"
+    code, document = run_json(runner, "run", "--model", model, "--wrt", wrt)
+    assert code == 0
+    assert document["settings"]["wrt"] == ["parameters.W1", "parameters.b2"]
+    assert {c["wrt"] for c in document["checks"]} == {"parameters.W1", "parameters.b2"}

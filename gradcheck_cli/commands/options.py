@@ -21,7 +21,8 @@ from gradcheck_cli.settings import METHODS, EntrySelection
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# A name may be dotted: parameters.W1[0,3] is an entry of the dict argument parameters' W1.
+# A name may be dotted: parameters.W1 is the array W1 of the dict argument parameters.
+_INPUT_NAME = re.compile(r"^(?!\d)\w+(?:\.\w+)*$")
 _NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\[([^\]]*)\]\s*$")
 
 
@@ -154,7 +155,8 @@ class WrtSpec(click.ParamType):
         if text == "both":
             return ("X", "W")
         names = tuple(n.strip() for n in text.split(","))
-        if not all(n.isidentifier() for n in names):
+        # parameters.W1: one array of a dict argument.
+        if not all(_INPUT_NAME.match(n) for n in names):
             self.fail(
                 f"expected input names separated by commas, e.g. w,b; got {value!r}", param, ctx
             )

@@ -396,3 +396,106 @@ def test_wrt_names_a_dict_arguments_arrays_one_by_one(runner: CliRunner) -> None
     assert code == 0
     assert document["settings"]["wrt"] == ["parameters.W1", "parameters.b2"]
     assert {c["wrt"] for c in document["checks"]} == {"parameters.W1", "parameters.b2"}
+
+
+PLANAR = """
+import numpy as np
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def layer_sizes(X, Y):
+    return X.shape[0], 4, Y.shape[0]
+
+
+def forward_propagation(X, parameters):
+    A1 = np.tanh(parameters["W1"] @ X + parameters["b1"])
+    A2 = sigmoid(parameters["W2"] @ A1 + parameters["b2"])
+    return A2, {"A1": A1, "A2": A2}
+
+
+def compute_cost(A2, Y, parameters):
+    return float(-np.mean(Y * np.log(A2) + (1 - Y) * np.log(1 - A2)))
+
+
+def backward_propagation(parameters, cache, X, Y):
+    m = X.shape[1]
+    A1, A2 = cache["A1"], cache["A2"]
+    dZ2 = A2 - Y
+    dZ1 = (parameters["W2"].T @ dZ2) * (1 - A1**2)
+    return {
+        "dW1": dZ1 @ X.T / m,
+        "db1": dZ1.sum(axis=1, keepdims=True) / m,
+        "dW2": dZ2 @ A1.T / m,
+        "db2": dZ2.sum(axis=1, keepdims=True) * FACTOR / m,
+    }
+
+
+def nn_model(X, Y, n_h, num_iterations=10000):
+    return None
+
+
+def example_inputs():
+    rng = np.random.default_rng(0)
+    return {
+        "X": rng.standard_normal((2, 5)),
+        "Y": (rng.random((1, 5)) > 0.5).astype(float),
+        "parameters": {
+            "W1": rng.standard_normal((4, 2)),
+            "b1": rng.standard_normal((4, 1)),
+            "W2": rng.standard_normal((1, 4)),
+            "b2": rng.standard_normal((1, 1)),
+        },
+    }
+"""
+
+COST_LAYER = """
+import numpy as np
+
+
+def forward_propagation_n(X, Y, parameters):
+    A = 1 / (1 + np.exp(-(parameters["W"] @ X + parameters["b"])))
+    cost = float(-np.mean(Y * np.log(A) + (1 - Y) * np.log(1 - A)))
+    return cost, (A, X)
+
+
+def backward_propagation_n(X, Y, cache):
+    A, X = cache
+    dZ = (A - Y) / X.shape[1]
+    return {"dZ": dZ, "dW": FACTOR * dZ @ X.T, "db": dZ.sum(axis=1, keepdims=True)}
+
+
+def example_inputs():
+    rng = np.random.default_rng(1)
+    return {
+        "X": rng.standard_normal((3, 4)),
+        "Y": np.array([[1.0, 0.0, 1.0, 1.0]]),
+        "parameters": {"W": rng.standard_normal((1, 3)), "b": rng.standard_normal((1, 1))},
+    }
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "wrong"),
+    [(PLANAR, "propagation", "parameters.b2"), (COST_LAYER, "propagation_n", "parameters.W")],
+    ids=["loss-of-output", "cost-and-cache"],
+)
+def test_deeplearning_ai_backwards_of_a_cost_are_checked_as_written(
+    runner: CliRunner, tmp_path: Path, source: str, name: str, wrong: str
+) -> None:
+    """backward_propagation(parameters, cache, X, Y) differentiates compute_cost(A2, Y,
+    parameters) (the one function named a cost that takes Y and forward's output; not
+    layer_sizes(X, Y) or nn_model); backward_propagation_n(X, Y, cache) is the gradient of the
+    cost forward_propagation_n returns. Each passes, and a factor planted in one gradient
+    fails that input alone; X and Y are listed, not checked; dZ is ignored."""
+    path = write(tmp_path, "network.py", source.replace("FACTOR", "1.0"))
+    code, document = run_json(runner, "run", "--model", f"{path}:{name}")
+    assert code == 0, document["summary"]
+    unchecked = [n for n, i in document["inputs"].items() if not i["checked"]]
+    assert sorted(unchecked) == ["X", "Y"]
+    path = write(tmp_path, "network.py", source.replace("FACTOR", "2.0"))
+    code, document = run_json(runner, "run", "--model", f"{path}:{name}")
+    assert code == 1
+    assert [n for n, s in document["summary"].items() if s["failed"]] == [wrong]

@@ -192,7 +192,8 @@ def _entry_model_file(module: ModuleType, entry: str, common: dict[str, Any]) ->
                 common = {**common, role: own}
                 break
     if pair is not None:
-        loss = loss_for(namespace, pair, _parameter_names(namespace))
+        required, every = _parameter_names(namespace)
+        loss = loss_for(pair, required, every)
         if loss is not None:  # L_model_backward(AL, Y, caches) with compute_cost(AL, Y)
             label = f"{path.name}:{entry}"
             return ModelFile(
@@ -200,11 +201,15 @@ def _entry_model_file(module: ModuleType, entry: str, common: dict[str, Any]) ->
                 entry=entry,
                 name=pair.name,
                 formula=(
-                    f"{loss}({pair.forward}(...)[0], ...) from {path.name}, gradient "
+                    f"{loss.loss}({pair.forward}(...)[0], ...) from {path.name}, gradient "
                     f"{pair.backward}"
                 ),
                 forward=loss_of_output(
-                    namespace[pair.forward], namespace[pair.backward], namespace[loss], label=label
+                    namespace[pair.forward],
+                    namespace[pair.backward],
+                    namespace[loss.loss],
+                    loss,
+                    label=label,
                 ),
                 backward=None,
                 convention="loss",
@@ -291,16 +296,24 @@ def layer_model_file(
     )
 
 
-def _parameter_names(namespace: dict[str, Any]) -> dict[str, list[str]]:
-    """Each function's parameter names (those whose signature can be read)."""
-    names: dict[str, list[str]] = {}
+def _parameter_names(
+    namespace: dict[str, Any],
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each function's parameters without a default, and all of them (those whose signature
+    can be read; not *args and **kwargs)."""
+    required: dict[str, list[str]] = {}
+    every: dict[str, list[str]] = {}
     for name, value in namespace.items():
-        if inspect.isfunction(value):
-            try:
-                names[name] = list(inspect.signature(value).parameters)
-            except (TypeError, ValueError):
-                continue
-    return names
+        if not inspect.isfunction(value):
+            continue
+        try:
+            parameters = list(inspect.signature(value).parameters.values())
+        except (TypeError, ValueError):
+            continue
+        named = [p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        every[name] = [p.name for p in named]
+        required[name] = [p.name for p in named if p.default is inspect.Parameter.empty]
+    return required, every
 
 
 def _ambiguous(path: Path, ambiguous: AmbiguousName) -> str:

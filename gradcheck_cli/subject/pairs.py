@@ -11,6 +11,8 @@ and its derivative. Found from the names the file defines, never guessed from a 
   leading part: `batchnorm_backward_alt` (layer `batchnorm_alt`) with `batchnorm_forward`.
 - A derivative: `NAME` with `NAME_grad`, `NAME_gradient`, `NAME_derivative`, `NAME_deriv` or
   `NAME_prime` (`sigmoid`/`sigmoid_prime`).
+- A loss of a layer's output (`loss_for`): the function a backward differentiates when it
+  takes arguments forward does not (`compute_cost(AL, Y)` for `L_model_backward(AL, Y, caches)`).
 
 A layer's name is its backward's stem. `find_layer` resolves what the user wrote after the
 colon: a layer's name (the exact pair wins: `batchnorm` is batchnorm_forward with
@@ -151,25 +153,55 @@ def backward_name_for(name: str) -> str:
     return f"{name}_backward"
 
 
+@dataclass(frozen=True)
+class LossOfOutput:
+    """A backward that differentiates a loss of forward's output: the loss's name, its
+    parameter that takes forward's output, and the arguments neither forward nor the output
+    give (the labels, `Y`)."""
+
+    loss: str
+    output: str
+    extras: tuple[str, ...]
+
+
 def loss_for(
-    namespace: Mapping[str, object], pair: Pair, parameters: Mapping[str, list[str]]
-) -> str | None:
-    """The loss whose gradient `pair`'s backward computes, when it takes forward's output
-    itself rather than its gradient: deeplearning.ai's `L_model_backward(AL, Y, caches)` with
-    `compute_cost(AL, Y)`. Found by names alone: backward's first parameter not named like a
-    cache does not read as a gradient (`AL`, not `dAL`), and exactly one other function takes
-    exactly backward's parameters but the cache's. `parameters` gives each function's
-    parameter names."""
-    backward = [n for n in parameters.get(pair.backward, []) if "cache" not in n.lower()]
-    if not backward or reads_as_a_gradient(backward[0]):
+    pair: Pair, required: Mapping[str, list[str]], every: Mapping[str, list[str]]
+) -> LossOfOutput | None:
+    """The loss whose gradient `pair`'s backward computes, when backward takes no gradient of
+    forward's output but arguments forward does not take (deeplearning.ai's
+    `L_model_backward(AL, Y, caches)` with `compute_cost(AL, Y)`;
+    `backward_propagation(parameters, cache, X, Y)` with `compute_cost(A2, Y, parameters)`).
+
+    Found by names alone. backward's parameters but the cache's that forward does not take
+    (`AL`, `Y`) are its extras; none may read as a gradient (`dAL` would make it a layer's
+    dout). The loss is the one other function whose required parameters are forward's, the
+    extras and one more, the output (`A2`; or the first extra, `AL`, when it has none
+    more), and that takes at least one extra: what a loss of the output needs beyond it;
+    of several, the one whose name says cost or loss. `required` gives each function's
+    parameters without a default, `every` all of them."""
+    forward = set(every.get(pair.forward, []))
+    backward = [n for n in required.get(pair.backward, []) if "cache" not in n.lower()]
+    extras = [n for n in backward if n not in forward]
+    if not extras or any(reads_as_a_gradient(n) for n in extras):
         return None
-    wanted = set(backward)
-    losses = [
-        name
-        for name, names in parameters.items()
-        if name not in (pair.forward, pair.backward) and set(names) == wanted
-    ]
-    return losses[0] if len(losses) == 1 else None
+    found: list[LossOfOutput] = []
+    for name, names in required.items():
+        if name in (pair.forward, pair.backward) or not set(names) & set(extras):
+            continue
+        unknown = [n for n in names if n not in forward and n not in extras]
+        if len(unknown) == 1:
+            output = unknown[0]
+        elif not unknown and extras[0] == backward[0] and extras[0] in names:
+            output = extras[0]  # backward takes the output first: L_model_backward(AL, ...)
+        else:
+            continue
+        others = tuple(n for n in (*extras, *names) if n != output and n not in forward)
+        found.append(LossOfOutput(name, output, tuple(dict.fromkeys(others))))
+    # Several fit (nn_model(X, Y, n_h) beside compute_cost(A2, Y, parameters)): the one named
+    # a cost or a loss.
+    named = [f for f in found if "cost" in f.loss.lower() or "loss" in f.loss.lower()]
+    chosen = found if len(found) == 1 else named
+    return chosen[0] if len(chosen) == 1 else None
 
 
 def reads_as_a_gradient(name: str) -> bool:

@@ -499,3 +499,26 @@ def test_deeplearning_ai_backwards_of_a_cost_are_checked_as_written(
     code, document = run_json(runner, "run", "--model", f"{path}:{name}")
     assert code == 1
     assert [n for n, s in document["summary"].items() if s["failed"]] == [wrong]
+
+
+def test_a_loss_holding_one_number_in_a_matrix_is_that_number(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """A cost left unsqueezed, of shape (1, 1), is the loss it holds: checked, not refused."""
+    source = """
+    import numpy as np
+
+    X = np.random.default_rng(1).standard_normal((4, 3))
+
+
+    def cost(w):
+        return np.array([[np.sum((X @ w) ** 2)]]), 2 * X.T @ (X @ w)
+
+
+    def example_inputs():
+        return {"w": np.random.default_rng(0).standard_normal((3, 1))}
+    """
+    path = write(tmp_path, "cost.py", source)
+    code, document = run_json(runner, "run", "--model", f"{path}:cost")
+    assert code == 0
+    assert document["output_shape"] is None

@@ -62,9 +62,10 @@ class ModelFunctions:
             raise UserCodeError(f"{self.label}: {role} must return {shape}; got {describe(result)}")
         if convention == "loss":
             loss = self.numeric_output(result[0], role)
-            if loss.ndim != 0:
+            if loss.size != 1:
                 raise UserCodeError(self._not_a_loss(result, loss))
-            return Outputs((loss,), cache=result[1])
+            # A loss of shape (1, 1) (a cost left unsqueezed) is the number it holds.
+            return Outputs((loss.reshape(()),), cache=result[1])
         return Outputs(tuple(self.numeric_output(r, role) for r in result[:-1]), cache=result[-1])
 
     def _not_a_loss(self, result: Sequence[object], first: NDArray[Any]) -> str:

@@ -3,6 +3,7 @@ loads for each way course code names them: found from the names, never guessed."
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -197,3 +198,32 @@ def test_an_ambiguous_name_lists_the_layers_and_how_to_name_one(naive: Path) -> 
         "conv_fast (conv_forward_fast/conv_backward_fast); name one of them, as in --model "
         "naive.py:conv_naive"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "index"),
+    [
+        ("parameters.W1[0,3]", "parameters.W1", (0, 3)),
+        ("params.b2[1]", "params.b2", (1,)),
+        ("w[0,1]", "w", (0, 1)),
+        ("0,1", None, (0, 1)),
+    ],
+)
+def test_an_entry_may_name_a_dict_arguments_array(
+    text: str, name: str | None, index: tuple[int, ...]
+) -> None:
+    """`parameters.W1[0,3]` is entry (0, 3) of the input parameters.W1."""
+    from gradcheck_cli.commands.options import parse_entry
+
+    entry = parse_entry(text)
+    assert (entry.name, entry.index) == (name, index)
+    assert str(entry) == text
+
+
+@pytest.mark.parametrize("text", ["parameters.[0]", ".W1[0]", "parameters..W1[0]", "1a[0]"])
+def test_a_malformed_dotted_entry_is_refused(text: str) -> None:
+    """An empty or leading-digit part is no name: the whole text comes back in the error."""
+    from gradcheck_cli.commands.options import parse_entry
+
+    with pytest.raises(ValueError, match=re.escape(text)):
+        parse_entry(text)

@@ -121,10 +121,12 @@ def signature_of(model_file: ModelFile) -> inspect.Signature:
 
 
 def model_file_from_module(module: ModuleType, path: Path, entry: str | None) -> ModelFile:
-    """The functions and labels of an imported model file, by the convention they follow.
+    """The functions and labels of an imported model file, by the convention they follow: the
+    one place that decides how a file's NAME is called.
 
-    `entry` names a layer (`entry_forward`/`entry_backward`) or a loss function (`entry`,
-    returning (loss, grads)); without it, the file defines `forward` and `backward`.
+    `entry` names a layer (found by `pairs`: its name, its forward's or backward's), a class, a
+    function with its derivative, or a loss function returning (loss, grads); without it, the
+    file defines `forward` and `backward`.
     """
     complex_safe = getattr(module, "complex_safe", False)
     if not isinstance(complex_safe, bool):

@@ -29,6 +29,8 @@ from gradcheck_cli.subject.conventions import ModelFile, model_from_functions
 from gradcheck_cli.subject.options import Subject
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
+InputsArgument = Mapping[str, ArrayLike | Mapping[str, ArrayLike]]
+"""Arrays by forward's parameter names; a dict of arrays for a dict argument (`parameters`)."""
 
 
 def check_gradients(
@@ -37,7 +39,7 @@ def check_gradients(
     X: ArrayLike | None = None,
     W: ArrayLike | None = None,
     *,
-    inputs: Mapping[str, ArrayLike] | None = None,
+    inputs: InputsArgument | None = None,
     params: Mapping[str, object] | None = None,
     wrt: str | Sequence[str] | None = None,
     method: str = "central",
@@ -61,8 +63,10 @@ def check_gradients(
     """Check backward against finite differences of forward, as `gradcheck run` does.
 
     The inputs are `inputs={"x": x, "w": w, "b": b}` by forward's parameter names (arrays of
-    any shape; integer and boolean arrays are constants), or the positional pair `X, W` for
-    forward's first two parameters. `params` are passed through unchanged (not inputs).
+    any shape; integer and boolean arrays are constants; a dict of arrays, each an input named
+    `parameters.W1`), or the positional pair `X, W` for forward's first two parameters.
+    `params` are passed through unchanged (not inputs); a layer's backward may take some by
+    name too.
     forward returns a number (then backward takes the same arguments and returns the
     gradients: a tuple in forward's order, or a dict by name) or an array (then backward takes
     grad_output last and returns the vector-Jacobian product). `wrt` names the inputs to check
@@ -100,7 +104,7 @@ def check_gradients(
 def check_layer(
     layer_forward: Callable[..., Any],
     layer_backward: Callable[..., Any],
-    inputs: Mapping[str, ArrayLike],
+    inputs: InputsArgument,
     *,
     params: Mapping[str, object] | None = None,
     name: str | None = None,
@@ -156,7 +160,7 @@ def check_hvp(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
     hvp: Callable[..., Any],
-    inputs: Mapping[str, ArrayLike],
+    inputs: InputsArgument,
     *,
     tangents: int = 2,
     seed: int = 0,
@@ -201,7 +205,7 @@ def check_hvp(
 def check_jvp(
     forward: Callable[..., Any],
     jvp: Callable[..., Any],
-    inputs: Mapping[str, ArrayLike],
+    inputs: InputsArgument,
     *,
     tangents: int = 2,
     seed: int = 0,
@@ -251,7 +255,7 @@ def _supplied(
     forward: Callable[..., Any],
     X: ArrayLike | None,
     W: ArrayLike | None,
-    inputs: Mapping[str, ArrayLike] | None,
+    inputs: InputsArgument | None,
 ) -> dict[str, Supplied]:
     if inputs is not None and (X is not None or W is not None):
         raise InputError("give the inputs either as X, W or as inputs={...}, not both")
@@ -264,7 +268,14 @@ def _supplied(
             raise InputError("forward takes fewer than two parameters: give inputs={...}")
         inputs = {names[0]: X, names[1]: W}
     supplied = {}
-    for key, value in inputs.items():
+    flat: dict[Any, Any] = {}
+    given: Mapping[Any, Any] = inputs
+    for key, value in given.items():
+        if isinstance(value, Mapping):  # a dict of arrays: each array an input, parameters.W1
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    for key, value in flat.items():
         if not isinstance(key, str):
             raise InputError(f"inputs keys must be parameter names; got {key!r}")
         array = np.asarray(value)

@@ -62,6 +62,10 @@ class InputInfo:
     why: str | None = None
     """Why an input is not checked: a constant (integer or boolean array), no gradient from the
     backward, or not selected."""
+    gradient_shape: tuple[int, ...] | None = None
+    """The shape backward gives this input's gradient in, when it differs from the input's by
+    axes of length 1 (dgamma (1, D) for gamma (D,)): accepted and compared as if reshaped;
+    None when the shapes agree."""
 
 
 @dataclass(frozen=True)

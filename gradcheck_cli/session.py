@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -262,10 +263,28 @@ def _duration(seconds: float) -> str:
 
 
 def _with_forward_calls(subject: Subject, report: RunReport) -> RunReport:
-    """The report with how many times the user's forward ran (model files and the API)."""
+    """The report with how many times the user's forward ran (model files and the API), and
+    the gradients that came with axes of length 1 more or fewer than their inputs."""
     if subject.model_file is None:
         return report
+    report = with_gradient_shapes(subject, report)
     return dataclasses.replace(report, forward_calls=subject.model_file.counter.forward)
+
+
+_Report = TypeVar("_Report", RunReport, PerturbReport, SweepReport)
+
+
+def with_gradient_shapes(subject: Subject, report: _Report) -> _Report:
+    """The report's inputs, each with the shape backward gave its gradient in when it differs
+    from the input's by axes of length 1 (`InputInfo.gradient_shape`)."""
+    shapes = subject.gradient_shapes
+    if not shapes:
+        return report
+    inputs = {
+        name: dataclasses.replace(info, gradient_shape=shapes.get(name))
+        for name, info in report.inputs.items()
+    }
+    return dataclasses.replace(report, inputs=inputs)
 
 
 def _tangent_report(
@@ -327,7 +346,7 @@ def perturb(
         if asked.delta is None:
             asked = dataclasses.replace(asked, delta=DEFAULT_DELTA[dtype])
         report = perturb_check(target, asked, entries=located, reference=reference, naming=naming)
-    return subject, report
+    return subject, with_gradient_shapes(subject, report)
 
 
 def sweep(
@@ -377,7 +396,7 @@ def sweep(
         report = sweep_check(
             target, direction=vectors, direction_info=info, deltas=deltas, naming=naming
         )
-    return subject, report
+    return subject, with_gradient_shapes(subject, report)
 
 
 def sweep_deltas(largest: float, smallest: float, naming: Naming) -> list[float]:

@@ -73,8 +73,50 @@ MODEL_FILES = {
         "import numpy as np\n\n\ndef forward(X, W):\n    return float(np.sum(X @ W))\n\n\n"
         "def backward(X, W):\n    return X, W.T\n"
     ),
+    "naive.py": (
+        "def conv_forward_naive(x):\n    return 2 * x, x\n\n\n"
+        "def conv_backward_naive(dout, cache):\n    return 2 * dout\n\n\n"
+        "def conv_forward_fast(x):\n    return 2 * x, x\n\n\n"
+        "def conv_backward_fast(dout, cache):\n    return 2 * dout\n"
+    ),
+    "lonely.py": (
+        "import numpy as np\n\n\ndef conv_forward_naive(x):\n    return 2 * x, (x,)\n\n\n"
+        "def example_inputs():\n    return {'x': np.ones((2, 3))}\n"
+    ),
+    "scaled.py": (
+        "import numpy as np\n\n\ndef scaled_forward(x):\n    return 2 * x, x\n\n\n"
+        "def scaled_backward(dout, cache, factor):\n    return factor * dout\n\n\n"
+        "def example_inputs():\n    return {'x': np.ones(3)}\n"
+    ),
+    "notlinear.py": (
+        "import numpy as np\n\n\ndef square_forward(x):\n    return x**2, x\n\n\n"
+        "def square_backward(out, cache):\n    return 2 * cache * np.sqrt(np.abs(out))\n\n\n"
+        "def example_inputs():\n    return {'x': np.arange(1.0, 4.0)}\n"
+    ),
+    "classes.py": (
+        "import numpy as np\n\n\nclass Dense:\n    def __init__(self, n_in):\n"
+        "        self.W = np.ones((n_in, 2))\n\n    def forward(self, x):\n"
+        "        return x @ self.W\n\n    def backward(self, dout):\n"
+        "        return dout @ self.W.T\n\n\nclass Forward:\n    def forward(self, x):\n"
+        "        return 2 * x\n\n\nclass Wide:\n    def __call__(self, x):\n"
+        "        return np.tanh(x)\n\n    def gradient(self, x):\n"
+        "        return np.ones((x.size + 1,))\n\n\ndef example_inputs():\n"
+        "    return {'x': np.ones((2, 3))}\n"
+    ),
+    "dictgrad.py": (
+        "import numpy as np\n\n\ndef forward(X, parameters):\n"
+        "    return float(np.sum(parameters['W'] @ X))\n\n\ndef backward(X, parameters):\n"
+        "    return None, parameters['W']\n\n\ndef example_inputs():\n"
+        "    return {'X': np.ones((2, 3)), 'parameters': {'W': np.ones((4, 2))}}\n"
+    ),
+    "twoout.py": (
+        "import numpy as np\n\n\ndef step_forward(x):\n    return x, 2 * x, x\n\n\n"
+        "def step_backward(dout, cache):\n    return dout\n\n\ndef example_inputs():\n"
+        "    return {'x': np.ones(3)}\n"
+    ),
 }
-"""Model files, each wrong in one way (the seed's X is 3x3 and W 3x2, so W.T has a wrong shape)."""
+"""Model files, each wrong in one way (the seed's X is 3x3 and W 3x2, so W.T has a wrong shape);
+from naive.py on, code as course code writes it (issue 21), each file with its own examples."""
 
 CSV_FILES = {
     "good.csv": "1,2,3\n4,5,6\n7,8,9\n",
@@ -322,6 +364,30 @@ MODEL_CASES = [
     ),
 ]
 
+CONVENTION_CASES = [
+    case("ambiguous-layer-name", "run --model naive.py:conv", "conv_naive", "conv_fast"),
+    case(
+        "out-and-cache-without-backward",
+        "run --model lonely.py:conv_forward_naive",
+        "lonely.py",
+        "(out, cache)",
+        "conv_backward_naive",
+    ),
+    case("backward-value-missing", "run --model scaled.py:scaled", "factor", "--param"),
+    case("backward-not-linear-in-dout", "run --model notlinear.py:square", "not linear in out"),
+    case("class-needs-an-argument", "run --model classes.py:Dense", "Dense()", "n_in"),
+    case(
+        "param-for-neither-class-nor-call",
+        "run --model classes.py:Dense --param n_in=3 --param foo=1",
+        "--param foo",
+        "Dense()",
+    ),
+    case("class-without-backward", "run --model classes.py:Forward", "Forward", "gradient"),
+    case("gradient-of-no-shape", "run --model classes.py:Wide", "classes.py:Wide", "(7,)"),
+    case("dict-argument-gradient-not-a-dict", "run --model dictgrad.py", "parameters", "dict"),
+    case("fewer-douts-than-outputs", "run --model twoout.py:step", "2 outputs", "step_backward"),
+]
+
 OUTPUT_CASES = [
     *[
         case(
@@ -398,7 +464,9 @@ def assert_clean_usage_error(result: Result, names: tuple[str, ...]) -> str:
     return message
 
 
-@pytest.mark.parametrize("bad", [*FILE_CASES, *OPTION_CASES, *MODEL_CASES, *OUTPUT_CASES])
+@pytest.mark.parametrize(
+    "bad", [*FILE_CASES, *OPTION_CASES, *MODEL_CASES, *CONVENTION_CASES, *OUTPUT_CASES]
+)
 def test_bad_input_is_one_line_exit_2_and_output_untouched(
     runner: CliRunner, workdir: Path, bad: Case
 ) -> None:

@@ -288,8 +288,9 @@ def test_an_unknown_layer_lists_the_layers_the_file_defines(
         load_model_file(layers, name)
     assert str(info.value) == (
         f"layers.py: no {missing}; --model layers.py:{name} takes {name}_forward and "
-        f"{name}_backward (a layer) or {name} returning (loss, gradients); the layers it defines "
-        "are affine, affine_db_bug, relu, scale, sum_squares, lstm_step, lstm_prev_c_bug"
+        f"{name}_backward (a layer), a class {name}, or {name} returning (loss, gradients); the "
+        "layers it defines are affine, affine_db_bug, relu, scale, sum_squares, lstm_step, "
+        "lstm_prev_c_bug"
     )
 
 

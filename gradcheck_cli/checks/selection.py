@@ -65,6 +65,8 @@ def resolve_wrt(
                 f"(inputs: {', '.join(inputs) or 'none'})"
             )
         return names
+    # A dict argument's name stands for its arrays: --wrt parameters is parameters.W1, ...
+    wrt = [m for name in wrt for m in _members(name, inputs, gradients)]
     for name in wrt:
         if name not in inputs:
             raise InputError(
@@ -78,6 +80,16 @@ def resolve_wrt(
         if gradients.get(name) is None:
             raise InputError(f"{option} {name}: the backward gives no gradient for {name}")
     return list(dict.fromkeys(wrt))
+
+
+def _members(name: str, inputs: Inputs, gradients: Mapping[str, Array | None]) -> list[str]:
+    """`name`, or when it is a dict argument's (`parameters`), its floating arrays with a
+    gradient (`parameters.W1`, ...)."""
+    if name in inputs:
+        return [name]
+    members = [n for n in inputs if n.startswith(f"{name}.")]
+    checked = [n for n in members if floating(inputs[n]) and gradients.get(n) is not None]
+    return checked or members or [name]
 
 
 def describe_inputs(

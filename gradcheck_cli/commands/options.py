@@ -21,7 +21,9 @@ from gradcheck_cli.settings import METHODS, EntrySelection
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-_NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\[([^\]]*)\]\s*$")
+# A name may be dotted: parameters.W1 is the array W1 of the dict argument parameters.
+_INPUT_NAME = re.compile(r"^(?!\d)\w+(?:\.\w+)*$")
+_NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\[([^\]]*)\]\s*$")
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ class EntryRef:
 
 
 def parse_entry(text: str) -> EntryRef:
-    """`b[3]`, `kernel[1,0,2,2]`, `scale[]`, or `I,J` (any number of indices); ValueError else."""
+    """`b[3]`, `kernel[1,0,2,2]`, `scale[]`, `parameters.W1[0,3]`, or `I,J` (any number of
+    indices); ValueError else."""
     match = _NAMED_ENTRY.match(text)
     name, digits = (match.group(1), match.group(2)) if match else (None, text)
     parts = [p.strip() for p in digits.split(",")] if digits.strip() else []
@@ -120,7 +123,10 @@ class Assignment(click.ParamType):
             return value
         name, equals, rest = str(value).partition("=")
         name = name.strip()
-        if not equals or not name.isidentifier() or not rest:
+        # --input parameters.W1=w1.npy: one array of the dict argument parameters.
+        dotted = self.what != "JSON" and all(part for part in name.split(".")[1:])
+        valid = name.isidentifier() or (dotted and name.split(".")[0].isidentifier())
+        if not equals or not valid or not rest:
             self.fail(f"expected NAME={self.what} such as b=bias.npy; got {value!r}", param, ctx)
         if self.what == "JSON":
             try:
@@ -149,7 +155,8 @@ class WrtSpec(click.ParamType):
         if text == "both":
             return ("X", "W")
         names = tuple(n.strip() for n in text.split(","))
-        if not all(n.isidentifier() for n in names):
+        # parameters.W1: one array of a dict argument.
+        if not all(_INPUT_NAME.match(n) for n in names):
             self.fail(
                 f"expected input names separated by commas, e.g. w,b; got {value!r}", param, ctx
             )

@@ -150,6 +150,10 @@ def print_header(console: Console, report: RunReport | PerturbReport | SweepRepo
     width = max((len(n) for n in report.inputs), default=1)
     for name, info in report.inputs.items():
         status = "" if info.checked else f"  ({info.why})"
+        if info.gradient_shape is not None:
+            status += (
+                f"  (its gradient comes as {_shape(info.gradient_shape)}: axes of length 1 ignored)"
+            )
         console.print(
             Text.assemble(
                 (f"{printable(name):<{width}}", "bold"),

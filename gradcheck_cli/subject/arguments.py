@@ -21,6 +21,7 @@ from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.numerics.models import Array
 from gradcheck_cli.subject.calling import call_user_function
 from gradcheck_cli.subject.conventions import ModelFile, signature_of
+from gradcheck_cli.subject.groups import head_of, is_dict_of_arrays, member_name
 from gradcheck_cli.subject.messages import describe, first_index, format_index
 
 
@@ -47,9 +48,11 @@ def resolve_arguments(
 
     Each parameter takes, first found: an array from `supplied` (--input, --inputs, --x, --w),
     a value from `params` (--param), from the file's example_inputs(), from `fallback` (the
-    seed's X and W, for files written for the two-matrix tool) or its default. Arrays and
-    numbers are inputs; anything else is a parameter. A parameter without a default that
-    nobody gives is an error naming it and the option that gives it.
+    seed's X and W, for files written for the two-matrix tool; a class's attributes) or its
+    default. Arrays and numbers are inputs; a dict of arrays (`parameters`) is an input per
+    array (`parameters.W1`, given by `supplied` member by member or by example_inputs() as a
+    dict); anything else is a parameter. A parameter without a default that nobody gives is an
+    error naming it and the option that gives it.
     """
     signature = signature_of(model_file)
     label = model_file.label
@@ -60,8 +63,11 @@ def resolve_arguments(
         for p in signature.parameters.values()
         if p.kind in (*positional, inspect.Parameter.KEYWORD_ONLY)
     ]
+    # A layer's backward may take more by name (linear_activation_backward's activation).
+    backward_only = [n for n in _backward_names(model_file) if n not in names]
     for option, given_names in (("--input", list(supplied)), ("--param", list(params))):
-        unknown = [n for n in given_names if n not in names]
+        allowed = [*names, *backward_only] if option == "--param" else names
+        unknown = [n for n in given_names if head_of(n) not in allowed]
         if unknown:
             raise InputError(
                 f"{option} {unknown[0]}: {label}'s forward has no parameter of that name; "
@@ -75,7 +81,13 @@ def resolve_arguments(
             continue  # *args, **kwargs: nothing to give
         name = parameter.name
         example = examples.get(name)
-        if name in supplied:
+        members = _members(name, supplied, None if name in params else example, fallback)
+        if members:
+            for member, (array, source) in members.items():
+                own = copy or member not in supplied  # the example's or a class's: copied
+                inputs[member] = _as_input(np.asarray(array), dtype, like=None, copy=own)
+                sources[member] = source
+        elif name in supplied:
             given = supplied[name]
             inputs[name] = _as_input(
                 given.array, dtype, like=example, flatten=given.flatten_single_line, copy=copy
@@ -98,6 +110,7 @@ def resolve_arguments(
                 f"give an array with --input {name}=PATH (or --inputs FILE.npz), anything else "
                 f"with --param {name}=JSON, or define example_inputs() in the model file"
             )
+    passed.update({n: params[n] for n in backward_only if n in params})
     if not inputs:
         raise InputError(f"{label}: forward takes no array inputs: nothing to check")
     for name, array in inputs.items():
@@ -109,6 +122,40 @@ def resolve_arguments(
                 f"[{where}]; the inputs must be finite"
             )
     return inputs, sources, passed
+
+
+def _backward_names(model_file: ModelFile) -> list[str]:
+    """The parameter names of a layer's backward (none for the other conventions)."""
+    if model_file.convention != "layer" or model_file.backward is None:
+        return []
+    try:
+        return list(inspect.signature(model_file.backward).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _members(
+    name: str,
+    supplied: Mapping[str, Supplied],
+    example: object,
+    fallback: Mapping[str, Supplied] | None,
+) -> dict[str, tuple[NDArray[Any], str]]:
+    """The arrays of `name` when it is a dict of inputs, by member name (`parameters.W1`):
+    example_inputs()'s dict of arrays, each array overridden by `supplied` (--input
+    parameters.W1=..., an --inputs key parameters.W1, or --input parameters=ARCHIVE.npz);
+    without either, a `fallback`'s (a class's dict attribute). Empty when `name` is not one."""
+    if name in supplied:
+        return {}
+    prefix = member_name(name, "")
+    given: dict[str, tuple[NDArray[Any], str]] = {}
+    if is_dict_of_arrays(example):
+        assert isinstance(example, Mapping)
+        for key, array in example.items():
+            given[member_name(name, key)] = (array, "example_inputs()")
+    given.update({k: (v.array, v.source) for k, v in supplied.items() if k.startswith(prefix)})
+    if not given and fallback is not None:
+        given = {k: (v.array, v.source) for k, v in fallback.items() if k.startswith(prefix)}
+    return given
 
 
 def _example_inputs(model_file: ModelFile) -> dict[str, object]:

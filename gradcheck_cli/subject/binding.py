@@ -26,6 +26,7 @@ from gradcheck_cli.subject.calling import Caller, fingerprints
 from gradcheck_cli.subject.conventions import CallCounter, ModelFile
 from gradcheck_cli.subject.files import load_model_file
 from gradcheck_cli.subject.functions import ModelFunctions
+from gradcheck_cli.subject.instances import instantiate
 from gradcheck_cli.subject.messages import first_index, format_index, given_inputs
 from gradcheck_cli.subject.probes import check_deterministic, forward_precision
 
@@ -101,6 +102,12 @@ class Bound:
         """No built-in model: a model file's models are its own."""
         return None
 
+    @property
+    def gradient_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shape backward gives an input's gradient in, where it differs from the input's
+        by axes of length 1 (dgamma (1, D) for gamma (D,)): accepted, and reported."""
+        return dict(self.functions.reshaped)
+
     def parallel(self, jobs: int | None) -> Parallel:
         """Worker processes for the model file's forward calls; jobs None: one per core."""
         from gradcheck_cli.numerics.workers import Parallel, default_jobs
@@ -143,11 +150,20 @@ def bind(
     """
     if cotangents < 1:
         raise ValueError(f"cotangents must be at least 1; got {cotangents}")
+    given = dict(params or {})
+    call_params = given
+    if model_file.of_class is not None:
+        # A class: instantiated now that the parameters are known; its attributes that are
+        # inputs come after the arrays given and example_inputs(), like the seed's X and W.
+        instance = instantiate(model_file, supplied, given, dtype=dtype, fallback=fallback)
+        model_file, call_params = instance.model_file, instance.params
+        fallback = {**(fallback or {}), **instance.attributes}
     attempt = functools.partial(
         _bind_once,
         model_file,
         supplied,
-        params or {},
+        call_params,
+        given,
         dtype=dtype,
         cotangents=cotangents,
         seed=seed,
@@ -168,6 +184,7 @@ def _bind_once(
     model_file: ModelFile,
     supplied: Mapping[str, Supplied],
     params: Mapping[str, object],
+    given: Mapping[str, object],
     *,
     dtype: str,
     cotangents: int,
@@ -179,7 +196,8 @@ def _bind_once(
     copying: bool,
 ) -> Bound:
     """`bind`, once; raises `_WroteIntoInputs` (only when not `copying`) as soon as the user's
-    code is seen to have written into the inputs."""
+    code is seen to have written into the inputs. `params` are the call's, `given` all the
+    parameters given (a class's constructor takes some: a worker instantiates it again)."""
     inputs, sources, passed = resolve_arguments(
         model_file, supplied, params, dtype=dtype, fallback=fallback, copy=copy_inputs
     )
@@ -250,9 +268,9 @@ def _bind_once(
     from_file = model_file.from_file
     recipe = ModelRecipe(
         path=str(model_file.path) if from_file else None,
-        entry=model_file.name if from_file and model_file.convention != "plain" else None,
+        entry=model_file.entry if from_file else None,
         model_file=None if from_file else model_file,
-        params=dict(params),
+        params=dict(given),
         dtype=dtype,
         cotangents=cotangents,
         seed=seed,

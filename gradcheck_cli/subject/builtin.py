@@ -43,6 +43,11 @@ class BuiltinSubject:
         """The one model checked: the built-in model itself."""
         return [self.builtin]
 
+    @property
+    def gradient_shapes(self) -> dict[str, tuple[int, ...]]:
+        """None differs: a built-in model's gradients are shaped like X and W."""
+        return {}
+
     def parallel(self, jobs: int | None) -> None:
         """No worker processes: a built-in model's paths are closed-form, not forward calls."""
         return None

@@ -2,10 +2,12 @@
 it write into the check's own arrays.
 
 Arrays go in as read-only views of the check's own buffers, not copies: a forward call then
-costs the user's forward and nothing that grows with the inputs. User code that writes into
-its arguments (`x *= 2`, `dout[...] = 0`) raises at once on a read-only view; from then on
-every call gets fresh copies, so the code runs as written and our arrays stay untouched. Code
-that ignores the flag (np.add.at, numba, C) is caught by `fingerprints` of the inputs instead.
+costs the user's forward and nothing that grows with the inputs. A dict argument (a dict of
+inputs such as `parameters`, or a parameter such as `bn_param`) is a fresh dict on every call,
+its arrays read-only views: what one call puts into it, the next does not see. User code that
+writes into its arguments (`x *= 2`, `dout[...] = 0`) raises at once on a read-only view; from
+then on every call gets fresh copies, so the code runs as written and our arrays stay untouched.
+Code that ignores the flag (np.add.at, numba, C) is caught by `fingerprints` of the inputs instead.
 
 Whatever the user's code raises becomes a one-line `UserCodeError` naming the file and line.
 """
@@ -16,13 +18,16 @@ import copy
 import hashlib
 import inspect
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from gradcheck_cli.numerics.models import Inputs
 from gradcheck_cli.subject.conventions import ModelFile, UserFunction, signature_of
+from gradcheck_cli.subject.groups import assemble
 from gradcheck_cli.subject.messages import user_code_error
+
+Arguments = tuple[list[object], dict[str, object]]
 
 
 class Caller:
@@ -61,13 +66,41 @@ class Caller:
         self, inputs: Inputs, extra: Sequence[object] = ()
     ) -> tuple[list[object], dict[str, object]]:
         """forward's positional and keyword arguments at `inputs`, then `extra` positionally."""
-        values: dict[str, object] = {**self.params, **inputs}
+        values = self.values(inputs)
         # Trailing positional parameters nobody gave keep their defaults (not passed at all),
         # so that `extra` (grad_output) follows the last one given.
         last = max((i for i, n in enumerate(self.positional) if n in values), default=-1)
         args = [values.get(n, self.defaults.get(n)) for n in self.positional[: last + 1]]
         kwargs = {n: values[n] for n in self.keyword if n in values}
         return [*args, *extra], kwargs
+
+    def values(self, inputs: Inputs) -> dict[str, object]:
+        """Every value by the name forward's parameters give it: the parameters, the inputs, and
+        a dict argument's inputs (`parameters.W1`, ...) as one dict (`parameters`)."""
+        return {**self.params, **assemble(inputs)}
+
+    def protect(self, value: object) -> object:
+        """`value` as the user's code gets it: a read-only view (a fresh copy once the code has
+        written into one), a dict of them."""
+        return _copy(value) if self.copying else _read_only(value)
+
+    def call_built(
+        self, role: str, function: UserFunction, build: Callable[[], Arguments]
+    ) -> object:
+        """function(*args, **kwargs) with arguments `build` makes afresh for the call (a
+        layer's backward: fresh copies of the douts and the cache, read-only views of the
+        inputs); built and called once more, with copies, when the code writes into a view."""
+        args, kwargs = build()
+        try:
+            return call_user_function(self.model_file, role, function, args, kwargs)
+        except _WroteToInput:
+            self.copying = True
+        args, kwargs = build()
+        try:
+            return call_user_function(self.model_file, role, function, args, kwargs)
+        except _WroteToInput as written:
+            error = written.__cause__ or written
+            raise user_code_error(self.model_file.path, role, error) from error
 
     def call(
         self,
@@ -83,14 +116,18 @@ class Caller:
         if not self.copying:
             try:
                 views = [_read_only(a) for a in args]
+                keyword_views = {k: _read_only(v) for k, v in kwargs.items()}
                 return call_user_function(
-                    self.model_file, role, function, views, kwargs, quiet=quiet
+                    self.model_file, role, function, views, keyword_views, quiet=quiet
                 )
             except _WroteToInput:
                 self.copying = True
         copies = [_copy(a) for a in args]
+        keyword_copies = {k: _copy(v) for k, v in kwargs.items()}
         try:
-            return call_user_function(self.model_file, role, function, copies, kwargs, quiet=quiet)
+            return call_user_function(
+                self.model_file, role, function, copies, keyword_copies, quiet=quiet
+            )
         except _WroteToInput as written:
             # Read-only even in copies: the user's own array, or a buffer only they hold.
             error = written.__cause__ or written
@@ -106,15 +143,17 @@ class Caller:
             args, kwargs = self.arguments(inputs)
             if self.copying:
                 return self.call("forward", self.model_file.forward, args, kwargs, quiet=quiet)
-            cached = self._cached = (key, [_read_only(a) for a in args], kwargs)
+            cached = self._cached = (
+                key,
+                [_read_only(a) for a in args],
+                {k: _read_only(v) for k, v in kwargs.items()},
+            )
+        # A dict argument afresh for every call: what one call puts into it, no other sees.
+        args = [dict(a) if isinstance(a, dict) else a for a in cached[1]]
+        kwargs = {k: dict(v) if isinstance(v, dict) else v for k, v in cached[2].items()}
         try:
             return call_user_function(
-                self.model_file,
-                "forward",
-                self.model_file.forward,
-                cached[1],
-                cached[2],
-                quiet=quiet,
+                self.model_file, "forward", self.model_file.forward, args, kwargs, quiet=quiet
             )
         except _WroteToInput:
             self.copying = True
@@ -128,10 +167,13 @@ class _WroteToInput(Exception):
 
 
 def _read_only(value: object) -> object:
+    """A read-only view of an array; a fresh dict of them for a dict (one level)."""
     if isinstance(value, np.ndarray):
         view = value.view()
         view.flags.writeable = False
         return view
+    if isinstance(value, dict):
+        return {k: _read_only(v) if isinstance(v, np.ndarray) else v for k, v in value.items()}
     return value
 
 

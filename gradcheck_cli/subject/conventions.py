@@ -1,17 +1,24 @@
 """How a model file's functions are meant to be called: its conventions, over named inputs.
 
-Three conventions, all over named inputs (the parameter names of the forward function):
+The conventions, all over named inputs (the parameter names of the forward function):
 
 - plain (`model.py`): `forward(x, w, b, ...)` and `backward(...)` taking the same arguments.
   A scalar forward's backward returns the gradients; an array forward's backward takes
   `grad_output` after them and returns the vector-Jacobian product for it. The check contracts
   the output with seeded random cotangents v (`ContractedModel`).
 - layer (`layers.py:affine`, CS231n style): `affine_forward(x, w, b) -> (out, cache)` and
-  `affine_backward(dout, cache) -> (dx, dw, db)`. Several outputs are allowed
-  (`(next_h, next_c, cache)` with `backward(dnext_h, dnext_c, cache)`); a scalar single output
-  (a loss) gets dout = 1.0.
-- loss (`layers.py:softmax_loss`, when there is no `softmax_loss_forward`): one function that
+  `affine_backward(dout, cache) -> (dx, dw, db)`; the pairs are found by `pairs` (markers
+  anywhere in the name, `NAME` with `NAME_backward`, `batchnorm_backward_alt`). Several outputs
+  are allowed (`(next_h, next_c, cache)` with `backward(dnext_h, dnext_c, cache)`); a scalar
+  single output (a loss) gets dout = 1.0. Backward's other parameters are given by name
+  (`backward_calls`).
+- loss (`layers.py:softmax_loss`, a function with no backward to pair): one function that
   returns `(loss, gradients)`, as CS231n's loss functions do.
+- derivative (`net.py:sigmoid` with `sigmoid_prime`, or a class's `gradient(x)`): the
+  derivative takes forward's arguments; for an array output its result is the elementwise
+  derivative (the VJP for v is v * gradient) or the Jacobian (shape output + input).
+- class (`layers.py:Linear`): a class, instantiated when it is bound (`classes` finds its
+  methods, `instances` builds the instance and its functions).
 
 Gradients come back as a tuple in forward's parameter order (one per input; or one per floating
 input), as a dict by name, or as a single array when one input is floating; `None` (or a
@@ -21,7 +28,8 @@ Parameters without a default are inputs. A parameter with a default is an input 
 is given for it, and otherwise a parameter passed through unchanged (`conv_param`, `bn_param`):
 from `--param NAME=JSON`, the file's `example_inputs()` (a dict of arrays and parameters used
 for whatever the command line does not give) or its default. Integer and boolean arrays
-(labels, masks) are constants, never perturbed.
+(labels, masks) are constants, never perturbed. A dict whose values are all arrays
+(`parameters`) is a dict of inputs, one per key (`parameters.W1`).
 
 Optional module-level `name` and `formula` strings label the report; `complex_safe = True`
 allows complex-step; `hvp(...)` and `jvp(...)` are second-order and forward-mode derivatives
@@ -41,7 +49,21 @@ from types import ModuleType
 from typing import Any
 
 from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.subject.classes import ClassPlan, class_plan
+from gradcheck_cli.subject.composed import loss_of_output
 from gradcheck_cli.subject.messages import describe
+from gradcheck_cli.subject.pairs import (
+    FORWARD_MARKERS,
+    AmbiguousName,
+    Pair,
+    backward_name_for,
+    derivative_of,
+    find_layer,
+    layer_pairs,
+    loss_for,
+    starting_with,
+    stem,
+)
 
 UserFunction = Callable[..., object]
 
@@ -65,7 +87,7 @@ class ModelFile:
     backward: UserFunction | None
     """None for the loss convention, whose forward returns the gradients too."""
     convention: str = "plain"
-    """plain, layer or loss (see the module docstring)."""
+    """plain, layer, loss, derivative or class (see the module docstring)."""
     example_inputs: UserFunction | None = None
     complex_safe: bool = False
     hvp: UserFunction | None = None
@@ -74,12 +96,18 @@ class ModelFile:
     from_file: bool = False
     """Loaded by load_model_file (a worker imports the file again), not handed over in Python
     (a worker unpickles the functions)."""
+    entry: str | None = None
+    """What followed the colon in `--model FILE.py:NAME` (a worker loads the same), or None."""
+    of_class: ClassPlan | None = None
+    """For a class (convention "class"): its methods, until `instances` instantiates it."""
 
     @property
     def label(self) -> str:
         """How messages name the file: `model.py`, or `layers.py:affine`."""
-        entry = "" if self.convention == "plain" else f":{self.name}"
-        return f"{self.path.name}{entry}"
+        entry = self.entry
+        if entry is None and self.convention != "plain":
+            entry = self.name
+        return self.path.name if entry is None else f"{self.path.name}:{entry}"
 
 
 def signature_of(model_file: ModelFile) -> inspect.Signature:
@@ -93,10 +121,12 @@ def signature_of(model_file: ModelFile) -> inspect.Signature:
 
 
 def model_file_from_module(module: ModuleType, path: Path, entry: str | None) -> ModelFile:
-    """The functions and labels of an imported model file, by the convention they follow.
+    """The functions and labels of an imported model file, by the convention they follow: the
+    one place that decides how a file's NAME is called.
 
-    `entry` names a layer (`entry_forward`/`entry_backward`) or a loss function (`entry`,
-    returning (loss, grads)); without it, the file defines `forward` and `backward`.
+    `entry` names a layer (found by `pairs`: its name, its forward's or backward's), a class, a
+    function with its derivative, or a loss function returning (loss, grads); without it, the
+    file defines `forward` and `backward`.
     """
     complex_safe = getattr(module, "complex_safe", False)
     if not isinstance(complex_safe, bool):
@@ -142,56 +172,180 @@ def model_file_from_module(module: ModuleType, path: Path, entry: str | None) ->
 
 
 def _entry_model_file(module: ModuleType, entry: str, common: dict[str, Any]) -> ModelFile:
-    """The layer or loss function `entry` of a file of several."""
+    """The layer, class, derivative or loss function `entry` of a file of several."""
     path: Path = common["path"]
+    namespace = vars(module)
+    try:
+        pair = find_layer(namespace, entry)
+        if pair is None and not callable(namespace.get(entry)):
+            pair = starting_with(namespace, entry)
+    except AmbiguousName as ambiguous:
+        raise UserCodeError(_ambiguous(path, ambiguous)) from None
     # A file of several layers gives each its own examples (their x, w, b differ in shape):
-    # NAME_example_inputs() wins over the file's example_inputs().
-    # Likewise NAME_hvp and NAME_jvp over the file's hvp and jvp.
+    # NAME_example_inputs() wins over the file's example_inputs(), NAME being the name given,
+    # the layer's or its forward's stem; likewise NAME_hvp and NAME_jvp.
+    owners = [entry]
+    if pair is not None:  # the layer's name, then its forward's (layernorm for layernorm_alt)
+        owners += [pair.name, stem(pair.forward, FORWARD_MARKERS) or pair.forward]
     for role in ("example_inputs", "hvp", "jvp"):
-        own = _optional_function(module, f"{entry}_{role}", path)
-        if own is not None:
-            common = {**common, role: own}
-    forward = getattr(module, f"{entry}_forward", None)
-    backward = getattr(module, f"{entry}_backward", None)
-    if callable(forward) and callable(backward):
+        for owner in dict.fromkeys(owners):
+            own = _optional_function(module, f"{owner}_{role}", path)
+            if own is not None:
+                common = {**common, role: own}
+                break
+    if pair is not None:
+        required, every = _parameter_names(namespace)
+        loss = loss_for(pair, required, every)
+        if loss is not None:  # L_model_backward(AL, Y, caches) with compute_cost(AL, Y)
+            label = f"{path.name}:{entry}"
+            return ModelFile(
+                from_file=True,
+                entry=entry,
+                name=pair.name,
+                formula=(
+                    f"{loss.loss}({pair.forward}(...)[0], ...) from {path.name}, gradient "
+                    f"{pair.backward}"
+                ),
+                forward=loss_of_output(
+                    namespace[pair.forward],
+                    namespace[pair.backward],
+                    namespace[loss.loss],
+                    loss,
+                    label=label,
+                ),
+                backward=None,
+                convention="loss",
+                **common,
+            )
+        return layer_model_file(namespace, pair, entry, common)
+    value = namespace.get(entry)
+    if isinstance(value, type):
+        plan = class_plan(value, entry, path)
+        if plan.kind == "pair" and plan.static:
+            # Static forward(...) -> (out, cache) and backward(dout, cache): a layer's pair.
+            assert plan.backward is not None
+            return ModelFile(
+                from_file=True,
+                entry=entry,
+                name=entry,
+                formula=f"{entry}.{plan.forward}(...) from {path.name}",
+                forward=getattr(value, plan.forward),
+                backward=getattr(value, plan.backward),
+                convention="layer",
+                **common,
+            )
         return ModelFile(
             from_file=True,
+            entry=entry,
             name=entry,
-            formula=f"{entry}_forward(...) from {path.name}",
-            forward=forward,
-            backward=backward,
-            convention="layer",
+            formula=f"{entry}().{plan.forward}(...) from {path.name}",
+            forward=plan.placeholder(),
+            backward=None,
+            convention="class",
+            of_class=plan,
             **common,
         )
-    loss = getattr(module, entry, None)
-    if callable(loss) and forward is None:
+    if callable(value):
+        derivative = derivative_of(namespace, entry)
+        if derivative is not None:
+            return ModelFile(
+                from_file=True,
+                entry=entry,
+                name=entry,
+                formula=f"{entry}(...) from {path.name}, derivative {derivative}",
+                forward=value,
+                backward=namespace[derivative],
+                convention="derivative",
+                **common,
+            )
         return ModelFile(
             from_file=True,
+            entry=entry,
             name=entry,
             formula=f"{entry}(...)[0] from {path.name}",
-            forward=loss,
+            forward=value,
             backward=None,
             convention="loss",
             **common,
         )
-    layers = _layer_names(module)
-    known = f"the layers it defines are {', '.join(layers)}" if layers else "it defines none"
-    missing = f"{entry}_forward" if not callable(forward) else f"{entry}_backward"
+    forward_name = f"{entry}_forward"
+    backward_name = f"{entry}_backward"
+    missing = backward_name if callable(namespace.get(forward_name)) else forward_name
     raise UserCodeError(
-        f"{path.name}: no {missing}; --model {path.name}:{entry} takes {entry}_forward and "
-        f"{entry}_backward (a layer) or {entry} returning (loss, gradients); {known}"
+        f"{path.name}: no {missing}; --model {path.name}:{entry} takes {forward_name} and "
+        f"{backward_name} (a layer), a class {entry}, or {entry} returning (loss, gradients); "
+        f"{_known(module)}"
     )
 
 
+def layer_model_file(
+    namespace: dict[str, Any], pair: Pair, entry: str, common: dict[str, Any]
+) -> ModelFile:
+    """The layer `pair` of a file: its forward and backward."""
+    path: Path = common["path"]
+    formula = f"{pair.forward}(...) from {path.name}"
+    if pair.backward != backward_name_for(pair.forward):  # batchnorm_backward_alt
+        formula += f", backward {pair.backward}"
+    return ModelFile(
+        from_file=True,
+        entry=entry,
+        name=pair.name,
+        formula=formula,
+        forward=namespace[pair.forward],
+        backward=namespace[pair.backward],
+        convention="layer",
+        **common,
+    )
+
+
+def _parameter_names(
+    namespace: dict[str, Any],
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Each function's parameters without a default, and all of them (those whose signature
+    can be read; not *args and **kwargs)."""
+    required: dict[str, list[str]] = {}
+    every: dict[str, list[str]] = {}
+    for name, value in namespace.items():
+        if not inspect.isfunction(value):
+            continue
+        try:
+            parameters = list(inspect.signature(value).parameters.values())
+        except (TypeError, ValueError):
+            continue
+        named = [p for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        every[name] = [p.name for p in named]
+        required[name] = [p.name for p in named if p.default is inspect.Parameter.empty]
+    return required, every
+
+
+def _ambiguous(path: Path, ambiguous: AmbiguousName) -> str:
+    listed = ", ".join(p.describe() for p in ambiguous.candidates)
+    first = ambiguous.candidates[0].name
+    return (
+        f"{path.name}: {ambiguous.entry} names {len(ambiguous.candidates)} layers: {listed}; "
+        f"name one of them, as in --model {path.name}:{first}"
+    )
+
+
+def _known(module: ModuleType) -> str:
+    """What the file does define: its layers and classes."""
+    layers = _layer_names(module)
+    classes = [
+        n
+        for n, v in vars(module).items()
+        if isinstance(v, type) and v.__module__ == module.__name__
+    ]
+    parts = []
+    if layers:
+        parts.append(f"the layers it defines are {', '.join(layers)}")
+    if classes:
+        parts.append(f"the classes {', '.join(classes)}")
+    return "; ".join(parts) if parts else "it defines no layer and no class"
+
+
 def _layer_names(module: ModuleType) -> list[str]:
-    """NAME for every callable NAME_forward with a callable NAME_backward."""
-    names = []
-    for attribute, value in vars(module).items():
-        if attribute.endswith("_forward") and callable(value):
-            stem = attribute.removesuffix("_forward")
-            if callable(getattr(module, f"{stem}_backward", None)):
-                names.append(stem)
-    return names
+    """The name of every layer the file defines (see `pairs`)."""
+    return [pair.name for pair in layer_pairs(vars(module))]
 
 
 def _optional_function(module: ModuleType, attribute: str, path: Path) -> UserFunction | None:

@@ -42,8 +42,8 @@ def split_model_spec(spec: str) -> tuple[str, str | None]:
 def load_model_file(path: Path, entry: str | None = None) -> ModelFile:
     """Import a model file and pick out its functions and labels.
 
-    `entry` names a layer (`entry_forward`/`entry_backward`) or a loss function (`entry`,
-    returning (loss, grads)); see `conventions`.
+    `entry` names a layer, a class, a derivative or a loss function of the file (what follows
+    the colon in `--model layers.py:NAME`); see `conventions`.
     """
     path = Path(path)
     _check_model_path(path)

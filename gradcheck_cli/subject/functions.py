@@ -1,8 +1,9 @@
 """A model file's functions over named inputs: forward's outputs, backward's gradients, and the
 hand-written hvp and jvp, each checked for type, shape and finiteness as it comes back.
 
-`ModelFunctions` hides the calling convention (plain, layer or loss; see `conventions`): every
-check, and every model made from the file, asks it for outputs and gradients by input name.
+`ModelFunctions` hides the calling convention (plain, layer, loss or derivative; see
+`conventions`): every check, and every model made from the file, asks it for outputs and
+gradients by input name.
 """
 
 from __future__ import annotations
@@ -16,9 +17,16 @@ from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs
-from gradcheck_cli.subject.calling import Caller
+from gradcheck_cli.subject.backward_calls import BackwardCall, plan_backward_call
+from gradcheck_cli.subject.calling import Arguments, Caller
 from gradcheck_cli.subject.conventions import ModelFile, UserFunction
-from gradcheck_cli.subject.messages import describe, first_index, format_index
+from gradcheck_cli.subject.gradients import Parsed, numeric, parse_gradients
+from gradcheck_cli.subject.messages import describe
+from gradcheck_cli.subject.pairs import backward_name_for
+
+_LINEAR = 1e-7
+"""How far backward(2 v) may stray from 2 backward(v), relative to their size, before v is
+taken for something other than the gradient of forward's output (round-off is far below)."""
 
 
 @dataclass(frozen=True)
@@ -37,24 +45,41 @@ class ModelFunctions:
         self.caller = caller
         self.names = list(names)
         self.label = model_file.label
+        self.reshaped: dict[str, tuple[int, ...]] = {}
+        """The shape backward gives a gradient in, where it differs from its input's by axes of
+        length 1 (dgamma (1, D) for gamma (D,))."""
+        self._backward_call: BackwardCall | None = None
 
     def forward(self, inputs: Inputs, *, quiet: bool = False) -> Outputs:
         self.model_file.counter.forward += 1
         result = self.caller.call_forward(inputs, quiet=quiet)
         convention = self.model_file.convention
-        if convention == "plain":
+        if convention in ("plain", "derivative"):
             return Outputs((self.numeric_output(result, "forward"),))
         role = "forward" if convention == "layer" else self.model_file.name
         if not isinstance(result, (tuple, list)) or len(result) < 2:
             shape = "(out, cache)" if convention == "layer" else "(loss, gradients)"
             raise UserCodeError(f"{self.label}: {role} must return {shape}; got {describe(result)}")
         if convention == "loss":
-            return Outputs((self.numeric_output(result[0], role),), cache=result[1])
+            loss = self.numeric_output(result[0], role)
+            if loss.size != 1:
+                raise UserCodeError(self._not_a_loss(result, loss))
+            # A loss of shape (1, 1) (a cost left unsqueezed) is the number it holds.
+            return Outputs((loss.reshape(()),), cache=result[1])
         return Outputs(tuple(self.numeric_output(r, role) for r in result[:-1]), cache=result[-1])
+
+    def _not_a_loss(self, result: Sequence[object], first: NDArray[Any]) -> str:
+        """A function taken for a loss returned (out, cache): a layer whose backward is missing."""
+        name = self.model_file.name
+        return (
+            f"{self.label}: {name} returned ({describe(first)}, {describe(result[-1])}), a "
+            f"layer's (out, cache), not (loss, gradients); but the file has no backward to pair "
+            f"with it: define {backward_name_for(name)}(dout, cache)"
+        )
 
     def numeric_output(self, value: object, role: str) -> NDArray[Any]:
         """An output of `role` as an array of numbers, or the error saying what it is instead."""
-        out = _numeric(value)
+        out = numeric(value)
         if out is None:
             raise UserCodeError(
                 f"{self.label}: {role} must return a number or an array; got {describe(value)}"
@@ -68,21 +93,127 @@ class ModelFunctions:
         convention = self.model_file.convention
         if convention == "loss":
             outputs = at or self.forward(inputs)
-            result = outputs.cache
             scale = float(np.asarray(cotangents[0])) if cotangents else 1.0
-            return self._gradients(result, inputs, scale=scale)
+            return self._gradients(outputs.cache, inputs, scale=scale)
         if convention == "layer":
             outputs = at or self.forward(inputs)
-            douts = list(cotangents) if cotangents else [np.float64(1.0)]
-            assert self.model_file.backward is not None
-            result = self.caller.call(
-                "backward", self.model_file.backward, [*douts, outputs.cache], {}
-            )
-            return self._gradients(result, inputs)
-        args, kwargs = self.caller.arguments(inputs, extra=cotangents)
+            return self._gradients(self._layer_backward(inputs, cotangents, outputs), inputs)
+        if convention == "derivative":
+            return self._derivative(inputs, cotangents)
         assert self.model_file.backward is not None
-        result = self.caller.call("backward", self.model_file.backward, args, kwargs)
+        backward = self.model_file.backward
+        caller = self.caller
+
+        def build() -> Arguments:
+            extra = [np.array(c, copy=True) for c in cotangents]  # fresh for every call
+            args, kwargs = caller.arguments(inputs, extra=extra)
+            return [caller.protect(a) for a in args], {
+                k: caller.protect(v) for k, v in kwargs.items()
+            }
+
+        result = caller.call_built("backward", backward, build)
         return self._gradients(result, inputs)
+
+    def _layer_backward(
+        self, inputs: Inputs, cotangents: Sequence[Array], outputs: Outputs
+    ) -> object:
+        """backward(douts..., cache, named values...): fresh douts and cache for every call."""
+        backward = self.model_file.backward
+        assert backward is not None
+        douts: list[object] = list(cotangents) if cotangents else [np.float64(1.0)]
+        douts = [np.array(d, copy=True) for d in douts]
+        call = self._plan(inputs, outputs)
+        caller = self.caller
+        # What forward was given by name, its defaults where nothing was.
+        values = {**caller.defaults, **caller.values(inputs)}
+
+        def run(scale: float) -> object:
+            scaled = douts if scale == 1.0 else [np.asarray(d) * scale for d in douts]
+            fresh = lambda d: caller.protect(np.array(d, copy=True))  # noqa: E731
+
+            def build() -> Arguments:
+                return call.arguments(scaled, outputs.cache, values, fresh, caller.protect)
+
+            return caller.call_built("backward", backward, build)
+
+        result = run(1.0)
+        suspicious = call.unlike_gradients()
+        if suspicious:
+            self._require_linear(result, run(2.0), inputs, suspicious)
+            self._backward_call = BackwardCall(call.positional, call.keywords, ())
+        return result
+
+    def _plan(self, inputs: Inputs, outputs: Outputs) -> BackwardCall:
+        if self._backward_call is None:
+            assert self.model_file.backward is not None
+            names = set(self.caller.defaults) | set(self.caller.values(inputs))
+            self._backward_call = plan_backward_call(
+                self.model_file.backward,
+                label=self.label,
+                role=_name_of(self.model_file.backward, "backward"),
+                outputs=len(outputs.arrays),
+                scalar=len(outputs.arrays) == 1 and outputs.arrays[0].ndim == 0,
+                values=names,
+            )
+        return self._backward_call
+
+    def _require_linear(
+        self, once: object, twice: object, inputs: Inputs, names: Sequence[str]
+    ) -> None:
+        """A backward is linear in the gradient of forward's output: backward(2 v) is
+        2 backward(v). One that is not takes something else there (AL, the output itself)."""
+        first = self._gradients(once, inputs)
+        second = self._gradients(twice, inputs)
+        for name, gradient in first.items():
+            other = second.get(name)
+            if gradient is None or other is None:
+                continue
+            size = float(np.max(np.abs(other), initial=0.0)) + 2 * float(
+                np.max(np.abs(gradient), initial=0.0)
+            )
+            if float(np.max(np.abs(other - 2 * gradient), initial=0.0)) > _LINEAR * size:
+                role = _name_of(self.model_file.backward, "backward")
+                taken = " and ".join(names)
+                raise UserCodeError(
+                    f"{self.label}: {role} is not linear in {taken} (twice {taken} does not give "
+                    f"twice d{name}), so {taken} is not the gradient of forward's output: {role} "
+                    "differentiates a loss of forward's output that gradcheck cannot see; check "
+                    "a function returning (loss, gradients), or a backward taking dout"
+                )
+
+    def _derivative(self, inputs: Inputs, cotangents: Sequence[Array]) -> Gradients:
+        """The derivative's result, chained with the cotangent for an array forward: v times
+        the elementwise derivative, or v contracted with the Jacobian."""
+        derivative = self.model_file.backward
+        assert derivative is not None
+        role = _name_of(derivative, "gradient")
+        args, kwargs = self.caller.arguments(inputs)
+        result = self.caller.call(role, derivative, args, kwargs)
+        if not cotangents:
+            return self._gradients(result, inputs, role=role)
+        (v,) = cotangents
+        if isinstance(result, Mapping):
+            chained: object = {k: self._chain(p, v, inputs, role) for k, p in result.items()}
+        elif isinstance(result, (tuple, list)):
+            chained = tuple(self._chain(p, v, inputs, role) for p in result)
+        else:
+            chained = self._chain(result, v, inputs, role)
+        return self._gradients(chained, inputs, role=role)
+
+    def _chain(self, part: object, v: Array, inputs: Inputs, role: str) -> object:
+        derivative = numeric(part)
+        if derivative is None:
+            return part  # None, or what the gradient parser names as not numbers
+        shapes = {tuple(np.shape(a)) for a in inputs.values()}
+        if _broadcasts_to(derivative.shape, v.shape):  # elementwise (a scalar slope too)
+            return v * derivative
+        if any(derivative.shape == v.shape + s for s in shapes):
+            return np.tensordot(v, derivative, axes=v.ndim)
+        raise UserCodeError(
+            f"{self.label}: {role} returned shape {derivative.shape}; for forward's output of "
+            f"shape {v.shape} it must be the elementwise derivative (shape {v.shape}) or the "
+            "Jacobian (the output's shape, then the input's)"
+        )
 
     def outputs(self, inputs: Inputs) -> list[NDArray[Any]]:
         """forward's outputs at `inputs` (one array, or several for a layer)."""
@@ -103,7 +234,7 @@ class ModelFunctions:
         parts = result if isinstance(result, (tuple, list)) else [result]
         arrays = []
         for part in parts:
-            array = _numeric(part)
+            array = numeric(part)
             if array is None:
                 raise UserCodeError(
                     f"{self.label}: jvp must return an array shaped like forward's output (or a "
@@ -124,88 +255,20 @@ class ModelFunctions:
     def _gradients(
         self, result: object, inputs: Inputs, scale: float = 1.0, role: str | None = None
     ) -> Gradients:
-        names = list(inputs)
-        floating = [n for n in names if np.asarray(inputs[n]).dtype.kind in "fc"]
         if role is None:
             role = "backward" if self.model_file.convention != "loss" else self.model_file.name
-        expected = _expected_gradients(names)
-        parts: dict[str, object]
-        if isinstance(result, Mapping):
-            unknown = [k for k in result if k not in names]
-            if unknown:
-                raise UserCodeError(
-                    f"{self.label}: {role} returned a gradient for {unknown[0]!r}, which is not "
-                    f"an input; the inputs are {', '.join(names)}"
-                )
-            parts = dict(result)
-        elif isinstance(result, (tuple, list)):
-            if len(result) == len(names):
-                parts = dict(zip(names, result, strict=True))
-            elif len(result) == len(floating):
-                parts = dict(zip(floating, result, strict=True))
-            else:
-                raise UserCodeError(
-                    f"{self.label}: {role} must return {expected}; got {describe(result)}"
-                )
-        elif len(floating) == 1 and _numeric(result) is not None:
-            parts = {floating[0]: result}
-        else:
-            raise UserCodeError(
-                f"{self.label}: {role} must return {expected}; got {describe(result)}"
-            )
-        gradients: Gradients = {}
-        for name in names:
-            value = parts.get(name)
-            like = inputs[name]
-            if value is None or np.asarray(like).dtype.kind not in "fc":
-                gradients[name] = None
-                continue
-            part = _gradient_part(
-                self.label, f"d{name}", value, like=like, like_name=name, role=role
-            )
-            gradients[name] = part * scale if scale != 1.0 else part
-        return gradients
+        parsed: Parsed = parse_gradients(result, inputs, label=self.label, role=role, scale=scale)
+        self.reshaped.update(parsed.reshaped)
+        return parsed.gradients
 
 
-def _expected_gradients(names: Sequence[str]) -> str:
-    listed = ", ".join(f"d{n}" for n in names)
-    if len(names) == 2:
-        return f"({listed}), a pair of arrays"
-    return f"({listed}): one gradient per input in forward's order, or a dict by name"
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether an array of `shape` broadcasts to `target` without growing it."""
+    if len(shape) > len(target):
+        return False
+    return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False))
 
 
-def _gradient_part(
-    file: str, label: str, value: object, *, like: Array, like_name: str, role: str = "backward"
-) -> Array:
-    """One gradient as the user returned it, checked against its input: numbers, the input's
-    shape, real for a real input, finite; in the input's dtype."""
-    part = _numeric(value)
-    if part is None:
-        raise UserCodeError(f"{file}: {role} returned a {label} that is {describe(value)}")
-    if part.shape != np.shape(like):
-        raise UserCodeError(
-            f"{file}: {role} returned {label} of shape {part.shape}; "
-            f"expected {np.shape(like)}, the shape of {like_name}"
-        )
-    if np.iscomplexobj(part) and not np.iscomplexobj(like):
-        raise UserCodeError(f"{file}: {role} returned a complex {label} for a real {like_name}")
-    bad = ~np.isfinite(part)
-    if bad.any():
-        index = first_index(bad)
-        raise UserCodeError(
-            f"{file}: {role} returned a non-finite "
-            f"{label}[{format_index(index)}] = {part[index].item()}"
-        )
-    dtype: np.dtype[Any] = like.dtype if like.dtype.kind in "fc" else np.dtype(np.float64)
-    return np.asarray(part, dtype=dtype)
-
-
-def _numeric(value: object) -> NDArray[Any] | None:
-    """`value` as an array of numbers, or None when it is not one (None, str, bool, object...)."""
-    if value is None or isinstance(value, (bool, np.bool_, str, bytes)):
-        return None
-    try:
-        array = np.asarray(value)
-    except Exception:  # ragged lists, tensors that require grad, ...
-        return None
-    return array if array.dtype.kind in "iufc" else None
+def _name_of(function: object, default: str) -> str:
+    name = getattr(function, "__name__", None)
+    return name if isinstance(name, str) and name.isidentifier() else default

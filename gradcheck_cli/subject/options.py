@@ -19,6 +19,7 @@ from gradcheck_cli.subject.arrays.loading import (
     LoadedArray,
     cast_to_dtype,
     file_of_spec,
+    is_whole_archive,
     load_archive,
     load_array,
 )
@@ -26,6 +27,7 @@ from gradcheck_cli.subject.binding import Bound, bind
 from gradcheck_cli.subject.builtin import BuiltinSubject, builtin_subject
 from gradcheck_cli.subject.conventions import signature_of
 from gradcheck_cli.subject.files import load_model_file, split_model_spec
+from gradcheck_cli.subject.groups import member_name
 from gradcheck_cli.subject.seed import SEED_SOURCE, seed_matrices
 
 Subject: TypeAlias = Bound | BuiltinSubject
@@ -138,7 +140,15 @@ def _arrays_from_command_line(
     for name, spec in options.input_specs:
         if name in supplied and supplied[name][1] != "--inputs":
             raise InputError(f"--input {name}: given twice")
-        supplied[name] = (load_array(spec, option=f"--input {name}"), f"--input {name}", True)
+        option = f"--input {name}"
+        if is_whole_archive(spec, option=option):
+            # The archive's arrays are a dict argument's, by key: parameters.W1, ...
+            for key, loaded in load_archive(spec, option=option).items():
+                supplied[member_name(name, key)] = (loaded, option, False)
+            continue
+        # Only a CSV's one row or column may feed a 1-D input: .npy/.npz keep their shape.
+        csv = file_of_spec(spec).suffix.lower() == ".csv"
+        supplied[name] = (load_array(spec, option=option), option, csv)
     shorthands = (("--x", options.x_path, "X"), ("--w", options.w_path, "W"))
     for option, path, letter in shorthands:
         if not path:

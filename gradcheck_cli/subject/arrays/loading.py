@@ -2,7 +2,8 @@
 `--inputs` read.
 
 - `load_array(spec, option=...)`: one array of any shape (0-D to N-D) from `a.csv`, `a.npy`,
-  `a.npz` or `a.npz:key`; `load_archive(path)`: every array of an .npz, for `--inputs`;
+  `a.npz` or `a.npz:key`; `load_archive(path)`: every array of an .npz, for `--inputs` and for
+  `--input NAME=a.npz` when it holds several (`is_whole_archive`: a dict argument's arrays);
   `cast_to_dtype(...)`: the float inputs in the dtype of the check.
 
 Pure: numpy and the standard library only. Every failure is a `LoadError` whose single-line
@@ -24,7 +25,7 @@ from numpy.typing import NDArray
 from gradcheck_cli.subject.arrays.csv_files import load_csv
 from gradcheck_cli.subject.arrays.files import LoadError
 from gradcheck_cli.subject.arrays.npy_files import load_npy
-from gradcheck_cli.subject.arrays.npz_files import load_every_array, load_npz
+from gradcheck_cli.subject.arrays.npz_files import load_every_array, load_npz, npz_keys
 from gradcheck_cli.subject.arrays.values import refuse_overflow
 
 SUPPORTED_EXTENSIONS = (".csv", ".npy", ".npz")
@@ -91,6 +92,15 @@ def load_archive(path: str, *, option: str = "--inputs") -> dict[str, LoadedArra
         )
     arrays = load_every_array(path_text, option)
     return {key: LoadedArray(array, f"{path_text}:{key}") for key, array in arrays.items()}
+
+
+def is_whole_archive(spec: str, *, option: str) -> bool:
+    """Whether `spec` is an .npz without :KEY holding several arrays: given to --input NAME,
+    its arrays are the members of the dict argument NAME."""
+    path_text, key = _split_npz_key(spec)
+    if key is not None or Path(path_text).suffix.lower() != ".npz":
+        return False
+    return len(npz_keys(path_text, option)) > 1
 
 
 def cast_to_dtype(loaded: LoadedArray, dtype: str, *, option: str) -> NDArray[Any]:

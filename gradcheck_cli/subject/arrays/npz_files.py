@@ -61,6 +61,15 @@ def load_npz(path_text: str, key: str | None, option: str) -> tuple[NDArray[Any]
     return checked(raw, source, option, header), source
 
 
+def npz_keys(path_text: str, option: str) -> list[str]:
+    """The keys of the .npz at `path_text`, in the archive's order (nothing is inflated)."""
+    with _open_npz(path_text, option) as archive:
+        try:
+            return list(_npz_members(archive))
+        except _BAD_ZIP_ERRORS as error:
+            raise _bad_npz(path_text, option, error) from None
+
+
 def load_every_array(path_text: str, option: str) -> dict[str, NDArray[Any]]:
     """Every checked array of the .npz at `path_text`, by key in the archive's order.
 

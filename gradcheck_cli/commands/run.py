@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     type=click.Choice(["auto", "all", "worst"]),
     default="auto",
     show_default=True,
-    help="Entries listed in the JSON: all; worst (the failed + the --top worst);"
-    " auto (all up to 1000 entries, else worst).",
+    help="Entries listed in the JSON: all; worst (the failed, inconclusive and doubtful + the "
+    "--top worst); auto (all up to 1000 entries, else worst).",
 )
 @click.option(
     "--mode",

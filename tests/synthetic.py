@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from gradcheck_cli.checks.assembly import Batch, assemble_run_report
 from gradcheck_cli.checks.judgement import Verdicts
@@ -16,9 +16,9 @@ from gradcheck_cli.report import FastSettings, InputInfo, ModelInfo, RunReport, 
 
 
 def verdicts(
-    analytic: Sequence[float],
-    numerical: Sequence[float],
-    tolerance: float | Sequence[float] = 1e-6,
+    analytic: ArrayLike,
+    numerical: ArrayLike,
+    tolerance: ArrayLike = 1e-6,
     reasons: Sequence[str] | None = None,
 ) -> Verdicts:
     """Entries that pass when |analytic - numerical| <= tolerance, with the reasons given (an
@@ -73,7 +73,7 @@ def settings(
 
 def report(
     shapes: dict[str, tuple[int, ...]],
-    batches: list[Batch],
+    batches: Sequence[Batch],
     *,
     mode: str = "full",
     cotangents: int | None = None,
@@ -88,7 +88,7 @@ def report(
     return assemble_run_report(
         builtin_model("sigmoid-sum"),
         inputs,
-        batches,
+        list(batches),
         settings(mode=mode, cotangents=cotangents, details=details, wrt=list(shapes)),
         f0=1.0,
         about=ModelInfo("made-up", "f(...)", "api"),

@@ -613,7 +613,7 @@ def test_assertion_message_is_the_table(xwb: dict[str, Matrix]) -> None:
     assert rows["b[1]"].endswith("FAIL mismatch")
     assert [label for label, row in rows.items() if "FAIL" in row] == ["b[1]"]
     assert all(row.endswith(" ok") for label, row in rows.items() if label != "b[1]")
-    assert message.splitlines()[-1] == "FAILED: 1 of 20 entries disagree."
+    assert message.splitlines()[-1] == "FAILED: 1 of 20 entries disagrees."
 
 
 def test_pytest_hides_the_assertion_helpers_frames(xwb: dict[str, Matrix]) -> None:

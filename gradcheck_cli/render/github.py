@@ -48,7 +48,9 @@ def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
         headline = f"{headline.removesuffix('.')}{more}."
         errors = errors[:room]
     level = {"passed": "notice", "inconclusive": "warning"}.get(reading.verdict, "error")
-    summary = _workflow_command(level, {"title": "gradcheck"}, headline)
+    # An error (exit 2 or 3) has no case of its own: its one line carries the file.
+    where = location if reading.verdict == "error" else {}
+    summary = _workflow_command(level, {**where, "title": "gradcheck"}, headline)
     # The summary is never the annotation GitHub drops: the others of its level stop short.
     warnings = warnings[: GITHUB_ANNOTATIONS_PER_STEP - (level == "warning")]
     return "\n".join([*errors, *warnings, summary]) + "\n"

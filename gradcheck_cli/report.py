@@ -275,8 +275,8 @@ class RunReport:
         failed = sum(s.failed for s in self.summary.values())
         unsure = sum(s.inconclusive for s in self.summary.values())
         return (
-            f"<RunReport {self.model.name!r} {self.verdict}: {failed} failed, {unsure} "
-            f"inconclusive of {entries} entries of {', '.join(self.summary) or 'nothing'}>"
+            f"<{type(self).__name__} {self.model.name!r} {self.verdict}: {failed} failed, "
+            f"{unsure} inconclusive of {entries} entries of {', '.join(self.summary) or 'nothing'}>"
         )
 
     @property

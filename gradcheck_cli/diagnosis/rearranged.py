@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from gradcheck_cli.diagnosis.fitting import CheckedNumbers, FloatArray, pattern_fit
+from gradcheck_cli.diagnosis.fitting import FIT_SLACK, CheckedNumbers, FloatArray, pattern_fit
 from gradcheck_cli.diagnosis.result import Diagnosis, covered_entries
 from gradcheck_cli.diagnosis.wording import checked_entries
 
@@ -97,11 +97,13 @@ def transposed_in_product(numbers: CheckedNumbers) -> Diagnosis | None:
         matrix = np.asarray(values, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 2:
             continue
-        if np.allclose(matrix, matrix.T):
-            continue  # Y = Y.T: the .T changes nothing
+        if matrix.shape[0] not in (rows, columns) or np.allclose(matrix, matrix.T):
+            continue  # no product with the gradient, or Y = Y.T: the .T changes nothing
         for side, mixing in _product_mixings(matrix):
             size = mixing.shape[0]
             if (side == "right" and size != columns) or (side == "left" and size != rows):
+                continue
+            if not _screen_product(numbers, side, mixing):
                 continue
             if side == "right":
                 candidate = numbers.numerical @ mixing
@@ -129,11 +131,36 @@ def transposed_in_product(numbers: CheckedNumbers) -> Diagnosis | None:
     return None
 
 
+SCREENED = 8
+"""Rows (or columns) of the failures a product candidate is tried on before the full fit."""
+
+
+def _screen_product(numbers: CheckedNumbers, side: str, mixing: FloatArray) -> bool:
+    """The candidate on a few failing rows (columns): cheap, and most candidates stop here."""
+    axis = 0 if side == "right" else 1
+    lines = np.flatnonzero(numbers.failing.any(axis=1 - axis))[:SCREENED]
+    if side == "right":
+        candidate = numbers.numerical[lines] @ mixing
+        allowance = numbers.noise[lines] @ np.abs(mixing)
+        analytic = numbers.analytic[lines]
+        noise = numbers.noise[lines]
+    else:
+        candidate = mixing @ numbers.numerical[:, lines]
+        allowance = np.abs(mixing) @ numbers.noise[:, lines]
+        analytic = numbers.analytic[:, lines]
+        noise = numbers.noise[:, lines]
+    return bool(np.all(np.abs(analytic - candidate) <= FIT_SLACK * np.maximum(allowance, noise)))
+
+
 def _product_mixings(matrix: FloatArray) -> Iterator[tuple[str, FloatArray]]:
     """The maps that turn a product with Y.T into one with Y (and back), from either side."""
-    if np.linalg.cond(matrix) > 1e8:
+    try:
+        inverse = np.linalg.inv(matrix)
+    except np.linalg.LinAlgError:
         return
-    inverse = np.linalg.inv(matrix)
+    # The Frobenius condition number bounds the 2-norm one and costs no decomposition.
+    if not np.linalg.norm(inverse) * np.linalg.norm(matrix) <= 1e8:
+        return
     yield "right", inverse.T @ matrix  # G = A Y^T  ->  A Y = G Y^-T Y
     yield "right", inverse @ matrix.T  # G = A Y    ->  A Y^T = G Y^-1 Y^T
     yield "left", matrix @ inverse.T  # G = Y^T A  ->  Y A = Y Y^-T G

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "assert_gradients_close",
+    "assert_layer_gradients",
     "check_gradients",
     "check_hvp",
     "check_jvp",
@@ -22,6 +23,7 @@ __all__ = [
 if TYPE_CHECKING:
     from gradcheck_cli.api import (
         assert_gradients_close,
+        assert_layer_gradients,
         check_gradients,
         check_hvp,
         check_jvp,

@@ -1,20 +1,28 @@
 """The Python API: check your own forward/backward from code or from a pytest test.
 
-    from gradcheck_cli import assert_gradients_close, check_layer
+    from gradcheck_cli import assert_gradients_close, assert_layer_gradients, check_layer
 
     def test_my_layer_gradient():
         assert_gradients_close(forward, backward, inputs={"x": x, "w": w, "b": b})
-        check_layer(affine_forward, affine_backward, {"x": x, "w": w, "b": b})
+        assert_layer_gradients(affine_forward, affine_backward, {"x": x, "w": w, "b": b})
+        check_layer(affine_forward, affine_backward, {"x": x, "w": w, "b": b}).assert_ok()
 
-Every function returns the same `RunReport` that `gradcheck run --format json` prints
-(`report.to_document()` is that JSON document).
+Every function returns a `GradientReport`: the `RunReport` that `gradcheck run --format json`
+prints (`report.to_document()` is that JSON document), whose `str()` is the terminal table,
+`repr()` one line, and `assert_ok()` raises AssertionError with the table unless it passed.
+
+Every public function hides its own frames from pytest (`__tracebackhide__`), and bad input
+raises `InputError` from the public function itself, without the chain of internal frames it
+came through: a test's failure shows the test's line and one message.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -32,7 +40,42 @@ EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
 InputsArgument = Mapping[str, ArrayLike | Mapping[str, ArrayLike]]
 """Arrays by forward's parameter names; a dict of arrays for a dict argument (`parameters`)."""
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
+
+class GradientReport(RunReport):
+    """The report of an API check: a `RunReport` that prints as the terminal table."""
+
+    def __str__(self) -> str:
+        """The table a person would read (`gradcheck run`'s, without colour)."""
+        __tracebackhide__ = True
+        return table_text(self)
+
+    def assert_ok(self) -> GradientReport:
+        """Raise AssertionError, whose message is the table, unless every entry passed."""
+        __tracebackhide__ = True
+        if not self.passed:
+            raise AssertionError(failure_message(self))
+        return self
+
+
+def _public(function: Callable[P, R]) -> Callable[P, R]:
+    """A public function: bad input raises from here, with no chain of internal frames (the
+    user's test shows its own line and the message), and pytest hides this frame too."""
+
+    @functools.wraps(function)
+    def public(*args: P.args, **kwargs: P.kwargs) -> R:
+        __tracebackhide__ = True
+        try:
+            return function(*args, **kwargs)
+        except InputError as error:
+            raise error.with_traceback(None) from None
+
+    return public
+
+
+@_public
 def check_gradients(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
@@ -59,7 +102,7 @@ def check_gradients(
     nondet_tol: float = 0.0,
     complex_safe: bool = False,
     jobs: int | None = 1,
-) -> RunReport:
+) -> GradientReport:
     """Check backward against finite differences of forward, as `gradcheck run` does.
 
     The inputs are `inputs={"x": x, "w": w, "b": b}` by forward's parameter names (arrays of
@@ -101,6 +144,7 @@ def check_gradients(
     return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol)
 
 
+@_public
 def check_layer(
     layer_forward: Callable[..., Any],
     layer_backward: Callable[..., Any],
@@ -109,12 +153,13 @@ def check_layer(
     params: Mapping[str, object] | None = None,
     name: str | None = None,
     **settings: Any,
-) -> RunReport:
+) -> GradientReport:
     """Check a layer written in the CS231n convention: `layer_forward(x, w, b, ...)` returns
     `(out, cache)` (or several outputs, then the cache) and `layer_backward(dout, cache)`
     returns the gradients of the inputs in forward's order. The vector-Jacobian product is
     checked with seeded random `dout` (a scalar output, a loss, gets dout = 1.0). Settings as
-    for check_gradients."""
+    for check_gradients; `check_layer(...).assert_ok()` asserts."""
+    __tracebackhide__ = True
     model_file = model_from_functions(
         layer_forward,
         layer_backward,
@@ -122,28 +167,45 @@ def check_layer(
         convention="layer",
         complex_safe=bool(settings.pop("complex_safe", False)),
     )
-    __tracebackhide__ = True
     return _check_with(model_file, _supplied(layer_forward, None, None, inputs), params, settings)
 
 
+@_public
 def assert_gradients_close(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
     X: ArrayLike | None = None,
     W: ArrayLike | None = None,
     **settings: Any,
-) -> RunReport:
+) -> GradientReport:
     """Like check_gradients, but raise AssertionError when the gradient is not shown right;
     its message is the report's table (the worst entries, why they fail, the diagnosis)."""
     __tracebackhide__ = True  # pytest shows the caller's line, not ours
-    report = check_gradients(forward, backward, X, W, **settings)
-    if not report.passed:
-        raise AssertionError(failure_message(report))
-    return report
+    return check_gradients(forward, backward, X, W, **settings).assert_ok()
+
+
+@_public
+def assert_layer_gradients(
+    layer_forward: Callable[..., Any],
+    layer_backward: Callable[..., Any],
+    inputs: Mapping[str, ArrayLike],
+    **settings: Any,
+) -> GradientReport:
+    """check_layer, raising AssertionError (its message the table) unless the layer's
+    gradients are shown right: the one-line test of a CS231n-style layer."""
+    __tracebackhide__ = True
+    return check_layer(layer_forward, layer_backward, inputs, **settings).assert_ok()
 
 
 def failure_message(report: RunReport) -> str:
     """The table a person would read, without colour, for an assertion message."""
+    __tracebackhide__ = True
+    return "gradients not shown right:\n" + table_text(report)
+
+
+def table_text(report: RunReport) -> str:
+    """The report's terminal table as text, without colour, 100 columns wide."""
+    __tracebackhide__ = True
     import io
 
     from rich.console import Console
@@ -153,9 +215,10 @@ def failure_message(report: RunReport) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=100, color_system=None, highlight=False)
     render_run(report, console)
-    return "gradients not shown right:\n" + buffer.getvalue().rstrip()
+    return buffer.getvalue().rstrip()
 
 
+@_public
 def check_hvp(
     forward: Callable[..., Any],
     backward: Callable[..., Any],
@@ -174,7 +237,7 @@ def check_hvp(
     name: str | None = None,
     formula: str | None = None,
     nondet_tol: float = 0.0,
-) -> RunReport:
+) -> GradientReport:
     """Check a Hessian-vector product, as `gradcheck run --order 2` does.
 
     forward returns a number; backward takes the same arguments and returns the gradient (as
@@ -202,6 +265,7 @@ def check_hvp(
     return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol)
 
 
+@_public
 def check_jvp(
     forward: Callable[..., Any],
     jvp: Callable[..., Any],
@@ -219,7 +283,7 @@ def check_jvp(
     name: str | None = None,
     formula: str | None = None,
     nondet_tol: float = 0.0,
-) -> RunReport:
+) -> GradientReport:
     """Check a forward-mode derivative, as `gradcheck run --mode jvp` does.
 
     `jvp(<inputs>, tangents)` returns J v, the directional derivative of forward's output
@@ -303,7 +367,7 @@ def _check_with(
     supplied: Mapping[str, Supplied],
     params: Mapping[str, object] | None,
     settings: Mapping[str, Any],
-) -> RunReport:
+) -> GradientReport:
     """check_layer's settings, as check_gradients takes them."""
     known = set(inspect.signature(check_gradients).parameters) - {
         "forward",
@@ -338,7 +402,7 @@ def _run(
     dtype: str,
     cotangents: int,
     nondet_tol: float,
-) -> RunReport:
+) -> GradientReport:
     """The session's run, on the functions bound to the given inputs."""
     __tracebackhide__ = True
     if dtype not in ("float64", "float32"):
@@ -360,7 +424,8 @@ def _run(
         )
 
     _, report = session.run(load, asked, naming=API)
-    return report
+    fields = {field.name: getattr(report, field.name) for field in dataclasses.fields(report)}
+    return GradientReport(**fields)
 
 
 def _wrt_names(wrt: str | Sequence[str] | None) -> tuple[str, ...] | None:

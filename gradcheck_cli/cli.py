@@ -26,6 +26,7 @@ import click
 from gradcheck_cli import __version__
 from gradcheck_cli.commands.info import models, schema
 from gradcheck_cli.commands.perturb import perturb
+from gradcheck_cli.commands.reporting import emit_failure, forget_outputs
 from gradcheck_cli.commands.run import run
 from gradcheck_cli.commands.sweep import sweep
 from gradcheck_cli.exit_codes import (
@@ -197,8 +198,10 @@ class GradcheckGroup(click.Group):
         return code
 
     def _outcome(self, argv: list[str], prog_name: str | None, **kw: Any) -> int:
-        """Run the command; the exit code for how it ended, with its one line on stderr."""
+        """Run the command; the exit code for how it ended, with its one line on stderr (and,
+        for exit 2 and 3, in the CI formats the command line asked for)."""
         debug = "--debug" in argv
+        forget_outputs()
         try:
             result = super().main(argv, prog_name, standalone_mode=False, **kw)
             return result if isinstance(result, int) else EXIT_OK
@@ -217,35 +220,40 @@ class GradcheckGroup(click.Group):
             hint = ""
             if isinstance(error, click.UsageError) and error.ctx is not None:
                 hint = f" (see '{error.ctx.command_path} --help')"
-            click.echo(f"gradcheck: error: {_one_line(error.format_message())}{hint}", err=True)
-            return EXIT_USAGE
+            return self._failed(argv, EXIT_USAGE, f"{_one_line(error.format_message())}{hint}")
         except MemoryError as error:
             _traceback(debug)
             detail = f": {_one_line(str(error))}" if str(error) else ""
-            click.echo(
-                f"gradcheck: error: out of memory{detail} (the inputs need more memory than "
-                "this machine has free: check fewer entries with --entries random:K, or use "
-                "--mode fast)",
-                err=True,
+            return self._failed(
+                argv,
+                EXIT_USAGE,
+                f"out of memory{detail} (the inputs need more memory than this machine has "
+                "free: check fewer entries with --entries random:K, or use --mode fast)",
             )
-            return EXIT_USAGE
         except OSError as error:
             _traceback(debug)
             if error.errno in _STDOUT_ERRNOS and error.filename is None:
                 # A write to stdout outside the report (click's --help, say): the disk is full.
                 _discard_stdout()
                 reason = _one_line(error.strerror or str(error))
-                click.echo(f"gradcheck: error: cannot write to stdout: {reason}", err=True)
-                return EXIT_USAGE
-            return _internal_error(error)
+                return self._failed(argv, EXIT_USAGE, f"cannot write to stdout: {reason}")
+            return self._failed(argv, EXIT_INTERNAL, _internal_error(error))
         except Exception as error:
             from gradcheck_cli.errors import InputError
 
             _traceback(debug)
             if isinstance(error, InputError):
-                click.echo(f"gradcheck: error: {_one_line(str(error))}", err=True)
-                return EXIT_USAGE
-            return _internal_error(error)
+                return self._failed(argv, EXIT_USAGE, _one_line(str(error)))
+            return self._failed(argv, EXIT_INTERNAL, _internal_error(error))
+
+    def _failed(self, argv: list[str], code: int, line: str) -> int:
+        """Say what went wrong in one line on stderr, then in the CI formats asked for."""
+        prefix = "" if code == EXIT_INTERNAL else "error: "
+        click.echo(f"gradcheck: {prefix}{line}", err=True)
+        words = [k for k, word in enumerate(argv) if not word.startswith("-")]
+        if words and argv[words[0]] in self.commands:
+            emit_failure(self.commands[argv[words[0]]], argv[words[0] + 1 :], code, line)
+        return code
 
     owns_process = False
     """True when started as the `gradcheck` program (main()), not called in-process (tests,
@@ -259,13 +267,11 @@ def _traceback(debug: bool) -> None:
         traceback.print_exc()
 
 
-def _internal_error(error: BaseException) -> int:
-    click.echo(
-        f"gradcheck: internal error: {type(error).__name__}: {_one_line(str(error))} "
-        "(a bug in gradcheck; --debug shows the traceback)",
-        err=True,
+def _internal_error(error: BaseException) -> str:
+    return (
+        f"internal error: {type(error).__name__}: {_one_line(str(error))} "
+        "(a bug in gradcheck; --debug shows the traceback)"
     )
-    return EXIT_INTERNAL
 
 
 def _flush_stdout(code: int) -> int:

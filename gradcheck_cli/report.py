@@ -1,7 +1,8 @@
 """Reports: what a check found, as frozen dataclasses that render to the JSON contract.
 
-The JSON document is `report.to_document()`; schema.json describes it (schema_version 2) and
-`gradcheck schema` prints it. Renderers read these objects and compute nothing new.
+The JSON document is `report.to_document()`; schema.json describes it (schema_version 3) and
+`gradcheck schema` prints it; a run that ends in an error (exit 2 or 3) has its own small
+document, `error_document`. Renderers read these objects and compute nothing new.
 
 Inputs are named arrays of any shape: an entry is (input name, index tuple of that input's
 rank), `()` for a 0-D input.
@@ -16,7 +17,9 @@ from typing import Any, Literal
 
 from gradcheck_cli.diagnosis.result import Diagnosis
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""3: `summary.failed_at_least`, `error` documents (verdict "error", exit 2 and 3), diagnosis
+kinds shifted, masked and swapped. 2: named inputs of any shape. 1: X and W only."""
 
 REASON_TEXT: dict[str, str] = {
     # Every reason a verdict can carry; schema.json lists the same.
@@ -181,8 +184,13 @@ class InputSummary:
     listed: int
     """Entries of this input listed in `checks`."""
     max_reference_diff: float | None = None
+    """--reference: max |reference - analytic|, each cotangent's entries against that
+    cotangent's reference."""
     checked_one_by_one: int | None = None
     """Fast mode: how many of its entries were checked one by one (the bisection's leaves)."""
+    failed_at_least: bool = False
+    """Fast mode: localising stopped (after `localise_limit` wrong entries) before this input's
+    wrong entries were all found, so `failed` is a lower bound: at least that many."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +268,20 @@ class RunReport:
     error_ratios: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     """Per checked input, |analytic - numerical| / tolerance in the input's shape (NaN where not
     checked, inf where f was not finite): the error map's numbers. Not in the JSON."""
+    inconclusive_maps: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """Per checked input, where its entries are inconclusive (boolean, the input's shape): the
+    map shows them apart from the verified ones. Not in the JSON."""
     command: str = "run"
+
+    def __repr__(self) -> str:
+        """One line: what was checked and the verdict (the table is `api`'s str())."""
+        entries = sum(s.entries for s in self.summary.values())
+        failed = sum(s.failed for s in self.summary.values())
+        unsure = sum(s.inconclusive for s in self.summary.values())
+        return (
+            f"<{type(self).__name__} {self.model.name!r} {self.verdict}: {failed} failed, "
+            f"{unsure} inconclusive of {entries} entries of {', '.join(self.summary) or 'nothing'}>"
+        )
 
     @property
     def verdict(self) -> str:
@@ -286,7 +307,7 @@ class RunReport:
 
     def to_document(self) -> dict[str, Any]:
         document = _document(self, checks=[_entry(c) for c in self.checks])
-        del document["error_ratios"]
+        del document["error_ratios"], document["inconclusive_maps"]
         document["diagnosis"] = [d.to_document() for d in self.diagnosis]
         if not self.directions:
             del document["directions"]
@@ -334,6 +355,12 @@ class PerturbReport:
     output_shape: OutputShape = None
     command: str = "perturb"
 
+    def __repr__(self) -> str:
+        return (
+            f"<PerturbReport {self.model.name!r} {self.verdict}: "
+            f"{len(self.perturbations)} perturbations>"
+        )
+
     @property
     def verdict(self) -> str:
         if any(not p.passed and p.reason != "inconclusive" for p in self.perturbations):
@@ -377,6 +404,9 @@ class SweepReport:
     output_shape: OutputShape = None
     command: str = "sweep"
 
+    def __repr__(self) -> str:
+        return f"<SweepReport {self.model.name!r} {self.verdict}: {self.reason}>"
+
     @property
     def verdict(self) -> str:
         if self.passed:
@@ -388,6 +418,19 @@ class SweepReport:
 
 
 AnyReport = RunReport | PerturbReport | SweepReport
+
+
+def error_document(command: str, message: str, exit_code: int) -> dict[str, Any]:
+    """The document of a run that ended in an error before any verdict (exit 2: bad usage or
+    input; 3: a bug in gradcheck): what CI reads instead of a report."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+        "passed": False,
+        "verdict": "error",
+        "error": message,
+        "exit_code": exit_code,
+    }
 
 
 def _plain(obj: Any) -> Any:

@@ -342,7 +342,8 @@ def perturb(
         if asked.reference == "torch":
             from gradcheck_cli.adapters.torch_reference import reference_gradients
 
-            reference = reference_gradients(subject)
+            # perturb moves f = <forward, v1>: the first cotangent's gradient is its reference.
+            reference = reference_gradients(subject)[0]
         if asked.delta is None:
             asked = dataclasses.replace(asked, delta=DEFAULT_DELTA[dtype])
         report = perturb_check(target, asked, entries=located, reference=reference, naming=naming)

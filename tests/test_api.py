@@ -613,7 +613,7 @@ def test_assertion_message_is_the_table(xwb: dict[str, Matrix]) -> None:
     assert rows["b[1]"].endswith("FAIL mismatch")
     assert [label for label, row in rows.items() if "FAIL" in row] == ["b[1]"]
     assert all(row.endswith(" ok") for label, row in rows.items() if label != "b[1]")
-    assert message.splitlines()[-1] == "FAILED: 1 of 20 entries disagree."
+    assert message.splitlines()[-1] == "FAILED: 1 of 20 entries disagrees."
 
 
 def test_pytest_hides_the_assertion_helpers_frames(xwb: dict[str, Matrix]) -> None:
@@ -680,3 +680,98 @@ def test_a_small_gradient_bug_at_integer_inputs_fails() -> None:
     report = check_gradients(forward, backward, inputs={"x": x, "w": w})
     assert not report.passed
     assert {n: s.failed for n, s in report.summary.items()} == {"x": 4, "w": 0}
+
+
+# --- the report as a test reads it (issue 24) -------------------------------------------------
+
+
+def test_str_is_the_table_and_repr_one_line(xwb: dict[str, Matrix]) -> None:
+    """str(report) is the terminal table without colour, ending in the verdict line; repr is one
+    short line naming the verdict (a failing `assert report.passed` no longer prints a dataclass
+    of 23,000 characters)."""
+    report = check_layer(affine_forward, affine_db_bug_backward, xwb)
+    text = str(report)
+    assert text.startswith("model  affine: f(x, w, b)")
+    assert "\x1b[" not in text
+    assert text.splitlines()[-1] == "FAILED: 2 of 20 entries disagree."
+    line = repr(report)
+    assert "\n" not in line
+    assert (
+        line
+        == "<GradientReport 'affine' failed: 2 failed, 0 inconclusive of 20 entries of x, w, b>"
+    )
+    with pytest.raises(AssertionError) as caught:
+        assert report.passed
+    assert len(str(caught.value)) < 300
+
+
+def test_assert_layer_gradients_passes_and_fails_with_the_table(xwb: dict[str, Matrix]) -> None:
+    """assert_layer_gradients and check_layer(...).assert_ok(): the report for a correct layer,
+    an AssertionError whose message is the table for a wrong one."""
+    from gradcheck_cli import assert_layer_gradients
+
+    assert assert_layer_gradients(affine_forward, affine_backward, xwb).passed
+    assert check_layer(affine_forward, affine_backward, xwb).assert_ok().passed
+
+    def helper() -> object:
+        return assert_layer_gradients(affine_forward, affine_db_bug_backward, xwb)
+
+    def method() -> object:
+        return check_layer(affine_forward, affine_db_bug_backward, xwb).assert_ok()
+
+    for call in (helper, method):
+        with pytest.raises(AssertionError) as caught:
+            call()
+        message = str(caught.value)
+        assert message.startswith("gradients not shown right:\nmodel  affine")
+        assert "diagnosis (scale)" in message
+        assert message.splitlines()[-1] == "FAILED: 2 of 20 entries disagree."
+
+
+def test_an_api_error_has_a_short_chain(seed_arrays: Seed) -> None:
+    """Bad input raises InputError from the public function itself: no cause, no context shown,
+    no internal frame in its traceback, and pytest shows only the test's line."""
+    X, W = seed_arrays
+    with pytest.raises(InputError) as caught:
+        check_gradients(tanh_forward, tanh_backward, X, W, method="nonsense")
+    error = caught.value
+    assert error.__cause__ is None
+    assert error.__suppress_context__
+    names = [entry.name for entry in caught.traceback]
+    assert names == ["test_an_api_error_has_a_short_chain", "public"]
+    assert [entry.name for entry in caught.traceback.filter(caught)] == [
+        "test_an_api_error_has_a_short_chain"
+    ]
+    with pytest.raises(InputError) as layered:
+        check_layer(affine_forward, affine_backward, {"x": np.zeros((0, 3))})
+    assert len(layered.traceback) == 2
+
+
+def test_every_public_function_hides_its_frames() -> None:
+    """Every public function and method of api.py starts with __tracebackhide__ = True."""
+    import ast
+
+    from gradcheck_cli import api
+
+    tree = ast.parse(Path(api.__file__).read_text(encoding="utf-8"))
+    top = [*tree.body, *(n for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body)]
+    public = [
+        node
+        for node in top
+        if isinstance(node, ast.FunctionDef)
+        and (not node.name.startswith("_") or node.name == "__str__")
+    ]
+    assert {"check_gradients", "check_layer", "assert_layer_gradients", "assert_ok"} <= {
+        node.name for node in public
+    }
+    for node in public:
+        body = [
+            n
+            for n in node.body
+            if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+        ]
+        first = body[0]
+        assert isinstance(first, ast.Assign), node.name
+        target = first.targets[0]
+        assert isinstance(target, ast.Name), node.name
+        assert target.id == "__tracebackhide__", node.name

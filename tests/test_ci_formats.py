@@ -87,10 +87,14 @@ def _run_document(
         for name in names
     }
     inputs.update(extra_inputs or {})
+    wrong = any(not c["passed"] and c["reason"] != "inconclusive" for c in checks)
+    unsure = any(c["reason"] == "inconclusive" for c in checks)
     return {
         "schema_version": 2,
         "command": "run",
         "passed": all(c["passed"] for c in checks),
+        # As every schema 2 document has it: what the exit code says.
+        "verdict": "failed" if wrong else "inconclusive" if unsure else "passed",
         "model": {"name": model_name, "formula": "sum(tanh(X @ W))", "source": "/abs/model.py"},
         "inputs": inputs,
         "settings": {"method": "central", "mode": "full"},
@@ -101,7 +105,7 @@ def _run_document(
 
 
 def _failing_run() -> dict[str, Any]:
-    """X agrees everywhere; W has two wrong entries, W[2, 1] the worst; labels is a constant."""
+    """X agrees everywhere; W has two wrong entries, W[2,1] the worst; labels is a constant."""
     checks = [
         _entry("X", [0, 0], 0.5, 0.5),
         _entry("X", [0, 1], 0.25, 0.25 + 1e-12),
@@ -153,14 +157,14 @@ def test_junit_failure_names_the_worst_entry_with_its_numbers() -> None:
     failure = _cases(junit_xml(_failing_run()))["dW"].find("failure")
     assert failure is not None
     assert failure.attrib["message"] == (
-        "2 of 3 entries of W disagree; worst W[2, 1]: analytic 1.0, numerical 2.0, "
+        "2 of 3 entries of W disagree; worst W[2,1]: analytic 1.0, numerical 2.0, "
         "abs error 1.0, tolerance 1e-08, reason mismatch"
     )
     assert failure.attrib["type"] == "wrong-gradient"
     lines = (failure.text or "").split("\n")
     assert lines[1:] == [
-        "W[2, 1]: analytic 1.0, numerical 2.0, abs error 1.0, tolerance 1e-08, reason mismatch",
-        "W[1, 0]: analytic 0.5, numerical 0.75, abs error 0.25, tolerance 1e-08, reason mismatch",
+        "W[2,1]: analytic 1.0, numerical 2.0, abs error 1.0, tolerance 1e-08, reason mismatch",
+        "W[1,0]: analytic 0.5, numerical 0.75, abs error 0.25, tolerance 1e-08, reason mismatch",
     ]
 
 
@@ -187,7 +191,7 @@ def test_junitparser_reads_the_same_counts_and_results() -> None:
     assert results == {"dX": [], "dW": [Failure], "dlabels": [Skipped]}
     (failure,) = next(case for case in suite if case.name == "dW").result
     assert failure.message is not None
-    assert failure.message.startswith("2 of 3 entries of W disagree; worst W[2, 1]")
+    assert failure.message.startswith("2 of 3 entries of W disagree; worst W[2,1]")
 
 
 def test_junit_lists_the_ten_worst_entries_worst_first() -> None:
@@ -259,7 +263,7 @@ def test_junit_inconclusive_alone_is_an_error() -> None:
     assert error is not None
     assert error.attrib["type"] == "inconclusive"
     assert error.attrib["message"] == (
-        "1 of 2 entries of X could not be verified; worst X[1, 2]: analytic 0.5, "
+        "1 of 2 entries of X could not be verified; worst X[1,2]: analytic 0.5, "
         "numerical 0.501, abs error 0.0010000000000000009, tolerance 1e-08, reason inconclusive"
     )
 
@@ -274,10 +278,10 @@ def test_junit_wrong_and_inconclusive_entries_make_one_failure() -> None:
     case = _cases(junit_xml(_run_document(checks)))["dX"]
     assert [child.tag for child in case] == ["failure"]
     failure = case[0]
-    assert failure.attrib["message"].startswith("1 of 3 entries of X disagrees; worst X[0, 0]")
+    assert failure.attrib["message"].startswith("1 of 3 entries of X disagrees; worst X[0,0]")
     text = failure.text or ""
-    assert "1 of 3 entries of X could not be verified; worst X[0, 1]" in text
-    assert "X[0, 1]: analytic 0.5, numerical 0.501" in text
+    assert "1 of 3 entries of X could not be verified; worst X[0,1]" in text
+    assert "X[0,1]: analytic 0.5, numerical 0.501" in text
 
 
 def test_junit_counts_come_from_the_summary_when_entries_are_omitted() -> None:
@@ -287,7 +291,7 @@ def test_junit_counts_come_from_the_summary_when_entries_are_omitted() -> None:
     document["omitted"] = 4095
     failure = _cases(junit_xml(document))["dW"].find("failure")
     assert failure is not None
-    assert failure.attrib["message"].startswith("37 of 4096 entries of W disagree; worst W[0, 0]")
+    assert failure.attrib["message"].startswith("37 of 4096 entries of W disagree; worst W[0,0]")
     assert (failure.text or "").split("\n")[-1] == "... and 36 more"
 
 
@@ -315,6 +319,7 @@ def test_junit_fast_mode_unlocalised_direction_fails_its_input() -> None:
     checks = [_entry("X", [0, 0], 0.5, 0.5), _entry("W", [0, 0], 0.5, 0.5)]
     document = _run_document(checks)
     document["passed"] = False
+    document["verdict"] = "failed"
     document["directions"] = [
         _direction("both", 0, 0.25, 0.5),
         _direction("X", 1, 0.125, 0.125),
@@ -381,13 +386,12 @@ def test_junit_perturb_has_one_case_per_perturbation() -> None:
         "perturbations": [_perturbation([0, 0], 0.5, 0.5), _perturbation([1, 2], 0.5, 1.0)],
     }
     cases = _cases(junit_xml(document))
-    assert list(cases) == ["X[0, 0] delta=0.0001", "X[1, 2] delta=0.0001"]
-    assert list(cases["X[0, 0] delta=0.0001"]) == []
-    failure = cases["X[1, 2] delta=0.0001"].find("failure")
+    assert list(cases) == ["X[0,0] delta=0.0001", "X[1,2] delta=0.0001"]
+    assert list(cases["X[0,0] delta=0.0001"]) == []
+    failure = cases["X[1,2] delta=0.0001"].find("failure")
     assert failure is not None
     assert failure.attrib["message"].startswith(
-        "X[1, 2] + 0.0001: actual change 0.0001, predicted change 5e-05; "
-        "analytic 0.5, numerical 1.0"
+        "X[1,2] + 0.0001: actual change 0.0001, predicted change 5e-05; analytic 0.5, numerical 1.0"
     )
 
 
@@ -396,6 +400,7 @@ def _sweep_document(reason: str, slope: float | None, passed: bool) -> dict[str,
         "schema_version": 2,
         "command": "sweep",
         "passed": passed,
+        "verdict": "passed" if passed else "inconclusive" if reason == "inconclusive" else "failed",
         "model": {"name": "m", "formula": "f", "source": "builtin"},
         "rows": [
             {"delta": 0.1, "residual": 0.01, "in_fit": True},
@@ -418,24 +423,24 @@ def _sweep_document(reason: str, slope: float | None, passed: bool) -> dict[str,
             1.0,
             False,
             "failure",
-            "Taylor residual slope 1.00 along X[0, 0] (a correct gradient gives 2, "
-            "a wrong one 1); ⟨g, v⟩ 0.25, noise floor 1e-15",
+            "FAILED: the residual falls like delta: the gradient is wrong along v (slope 1.00 "
+            "along X[0,0]); ⟨g, v⟩ 0.25, noise floor 1e-15",
         ),
         (
             "inconclusive",
             None,
             False,
             "error",
-            "too few residuals above round-off to fit a slope along X[0, 0]; ⟨g, v⟩ 0.25, "
-            "noise floor 1e-15",
+            "INCONCLUSIVE: too few residuals above round-off to fit a slope; widen "
+            "--largest/--smallest (slope undefined along X[0,0]); ⟨g, v⟩ 0.25, noise floor 1e-15",
         ),
     ],
 )
 def test_junit_sweep_is_one_case(
     reason: str, slope: float | None, passed: bool, tag: str | None, message: str | None
 ) -> None:
-    """sweep: one `taylor X[0, 0]` case; slope 1 fails, inconclusive is an error."""
-    case = _cases(junit_xml(_sweep_document(reason, slope, passed)))["taylor X[0, 0]"]
+    """sweep: one `taylor X[0,0]` case; slope 1 fails, inconclusive is an error."""
+    case = _cases(junit_xml(_sweep_document(reason, slope, passed)))["taylor X[0,0]"]
     if tag is None:
         assert list(case) == []
         return
@@ -460,6 +465,7 @@ def test_junit_failed_verdict_without_a_failing_entry_still_fails() -> None:
     """`passed: false` with nothing itemised adds a failing case: the suite is never green."""
     document = _run_document([_entry("X", [0, 0], 0.5, 0.5)])
     document["passed"] = False
+    document["verdict"] = "failed"
     suite = _parse(junit_xml(document)).find("testsuite")
     assert suite is not None
     assert (suite.attrib["tests"], suite.attrib["failures"]) == ("2", "1")
@@ -559,9 +565,9 @@ def test_github_failing_run() -> None:
     output = github_annotations(_failing_run(), file="models/dense.py")
     assert output == (
         "::error file=models/dense.py,title=gradcheck%3A dW wrong::2 of 3 entries of W disagree; "
-        "worst W[2, 1]: analytic 1.0, numerical 2.0, abs error 1.0, tolerance 1e-08, "
+        "worst W[2,1]: analytic 1.0, numerical 2.0, abs error 1.0, tolerance 1e-08, "
         "reason mismatch\n"
-        "::error title=gradcheck::FAILED: 2 of 5 entries disagree\n"
+        "::error title=gradcheck::FAILED: 2 of 5 entries disagree.\n"
     )
 
 
@@ -570,7 +576,7 @@ def test_github_passing_run_is_one_notice() -> None:
     checks = [_entry("X", [k], 0.5, 0.5) for k in range(9)]
     checks += [_entry("W", [k], 0.5, 0.5) for k in range(6)]
     output = github_annotations(_run_document(checks), file="models/dense.py")
-    assert output == "::notice title=gradcheck::PASSED: all 15 entries agree\n"
+    assert output == "::notice title=gradcheck::PASSED: all 15 entries agree.\n"
 
 
 def test_github_no_file_property_without_a_file() -> None:
@@ -580,7 +586,8 @@ def test_github_no_file_property_without_a_file() -> None:
 
 
 def test_github_inconclusive_is_a_warning() -> None:
-    """Inconclusive entries are a ::warning; the run's failure is still an ::error summary."""
+    """Inconclusive entries are a ::warning, and so is the summary: the verdict is inconclusive
+    (exit 4), as the table and the JSON say, not FAILED (issue 24)."""
     checks = [
         _entry("X", [0, 0], 0.5, 0.5),
         _entry("X", [1, 2], 0.5, 0.5 + 1e-3, reason="inconclusive"),
@@ -588,16 +595,19 @@ def test_github_inconclusive_is_a_warning() -> None:
     commands = _commands(github_annotations(_run_document(checks), file=None))
     assert [(command, props["title"]) for command, props, _ in commands] == [
         ("warning", "gradcheck: dX inconclusive"),
-        ("error", "gradcheck"),
+        ("warning", "gradcheck"),
     ]
-    assert commands[0][2].startswith("1 of 2 entries of X could not be verified; worst X[1, 2]")
-    assert commands[1][2] == "FAILED: 1 of 2 entries could not be verified"
+    assert commands[0][2].startswith("1 of 2 entries of X could not be verified; worst X[1,2]")
+    assert commands[1][2].startswith(
+        "INCONCLUSIVE: no entry disagrees, but 1 of 2 entries could not be verified"
+    )
 
 
 def test_github_fast_mode_unlocalised_direction() -> None:
     """Fast mode, no entry localised: the direction's numbers carry the error lines."""
     document = _run_document([_entry("X", [0, 0], 0.5, 0.5)])
     document["passed"] = False
+    document["verdict"] = "failed"
     document["directions"] = [_direction("X", 0, 0.25, 0.5)]
     commands = _commands(github_annotations(document, file=None))
     assert [props["title"] for _, props, _ in commands] == [
@@ -607,7 +617,8 @@ def test_github_fast_mode_unlocalised_direction() -> None:
     ]
     assert "analytic ⟨g, v⟩ 0.25, numerical 0.5" in commands[0][2]
     assert commands[2][2] == (
-        "FAILED: 1 of 1 random direction disagrees and no single entry was localised"
+        "FAILED: 1 of 1 random direction disagrees; no single entry was found wrong: small "
+        "errors spread over many entries add up along v."
     )
 
 
@@ -617,7 +628,7 @@ def test_github_errors_stop_short_of_the_per_step_limit() -> None:
     commands = _commands(github_annotations(_run_document(checks), file=None))
     assert len(commands) == 10
     assert commands[-1][2] == (
-        "FAILED: 12 of 12 entries disagree (3 more failing cases: see the report)"
+        "FAILED: 12 of 12 entries disagree (3 more failing cases: see the report)."
     )
 
 
@@ -625,7 +636,12 @@ def test_github_sweep_and_perturb_summaries() -> None:
     """sweep and perturb documents end in their own summary line."""
     sweep = _commands(github_annotations(_sweep_document("slope-2", 1.9994, True), file=None))
     assert sweep == [
-        ("notice", {"title": "gradcheck"}, "PASSED: Taylor residual slope 2.00 along X[0, 0]")
+        (
+            "notice",
+            {"title": "gradcheck"},
+            "PASSED: the residual falls like delta^2, as for a correct gradient (slope 2.00 "
+            "along X[0,0]).",
+        )
     ]
     perturb = {
         "schema_version": 2,
@@ -635,7 +651,7 @@ def test_github_sweep_and_perturb_summaries() -> None:
         "perturbations": [_perturbation([0, 0], 0.5, 0.5), _perturbation([1, 2], 0.5, 1.0)],
     }
     *_, summary = _commands(github_annotations(perturb, file=None))
-    assert summary[2] == "FAILED: 1 of 2 perturbations disagrees"
+    assert summary[2] == "FAILED: 1 of 2 perturbations disagrees."
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ def test_a_missing_one_over_n_is_a_scale_of_n() -> None:
     [
         ("b", (7,), 0.5, "1/2", "a factor of 2 lost?"),
         ("kernel", (4, 3, 3, 3), 1 / 8, "1/8", "a factor of 8 lost?"),
-        ("scale", (), 2.0, "2", "a missing 1/N with N = 2?"),
+        ("scale", (), 2.0, "2", "doubled: a term added twice (or a 1/2 left out)?"),
         ("W", (9, 3), 64.0, "64", "a missing 1/N with N = 64?"),
         ("W", (9, 3), -3.0, "-3", "a sign error and a missing 1/N with N = 3?"),
     ],
@@ -314,7 +314,7 @@ def test_random_errors_are_unexplained_with_the_right_fraction() -> None:
     assert diagnosis.fit == 1.0
     assert re.match(
         r"no simple pattern: 30 of 100 checked entries of W \(30\.0%\) disagree; "
-        r"worst W\[\d, \d\]: analytic \S+ vs numerical \S+$",
+        r"worst W\[\d,\d\]: analytic \S+ vs numerical \S+$",
         diagnosis.message,
     )
 
@@ -382,7 +382,7 @@ def test_failures_with_non_finite_numbers_get_their_own_diagnosis() -> None:
     assert first.entries["count"] == 26
     assert second.kind == "unexplained"
     assert second.entries["indices"] == [[4, 1]]
-    assert "W[4, 1]" in second.message
+    assert "W[4,1]" in second.message
 
 
 def test_the_document_is_plain_json() -> None:

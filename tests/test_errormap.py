@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ FloatArray = NDArray[np.float64]
 PASSING_GLYPHS = set(GLYPHS[1:5])
 
 
-def rendered(wrt: str, ratio: FloatArray, width: int, **options: int) -> list[str]:
+def rendered(wrt: str, ratio: FloatArray, width: int, **options: Any) -> list[str]:
     """The map as a colourless fixed-width terminal shows it, line by line."""
     output = io.StringIO()
     console = Console(width=width, file=output, color_system=None)

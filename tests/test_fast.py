@@ -142,6 +142,42 @@ def test_localising_stops_at_the_limit() -> None:
     assert not report.passed
 
 
+def test_a_stopped_localisation_is_a_lower_bound_and_the_diagnosis_speaks_of_checked_entries() -> (
+    None
+):
+    """Issue 24: X wrong everywhere (x 2), W right. Localising stops at the limit: X's count is
+    marked a lower bound (`failed_at_least`), W's is not; X's diagnosis is about the entries
+    checked one by one ("all 24 entries of X checked one by one"), names no region and never
+    says the rest of X agrees; the JSON says the same."""
+    xw = inputs(20, 10, 8)
+    wrong = {"X": [(i, j) for i in range(20) for j in range(10)]}
+    report = fast_check(
+        Target.of(Planted("sigmoid-sum", wrong, 2.0), xw), CheckSettings(mode="fast")
+    )
+    assert report.summary["X"].failed_at_least is True
+    assert report.summary["W"].failed_at_least is False
+    (diagnosis,) = report.diagnosis
+    checked = report.summary["X"].checked_one_by_one
+    assert diagnosis.kind == "scale"
+    assert f"all {checked} entries of X checked one by one" in diagnosis.message
+    assert "the rest of X" not in diagnosis.message
+    assert "more entries may be wrong" in diagnosis.message
+    document = report.to_document()
+    assert document["summary"]["X"]["failed_at_least"] is True
+    assert document["summary"]["W"]["failed_at_least"] is False
+
+
+def test_a_full_check_is_never_a_lower_bound() -> None:
+    """failed_at_least is false for every input of a full check, failing or not."""
+    xw = inputs(6, 5, 4)
+    report = run_check(Target.of(Planted("sigmoid-sum", {"X": [(1, 1)]}, 2.0), xw))
+    assert not report.passed
+    assert {name: s.failed_at_least for name, s in report.summary.items()} == {
+        "X": False,
+        "W": False,
+    }
+
+
 def test_errors_spread_too_thin_to_localise_still_fail() -> None:
     """Every entry of W off by a constant far below any single entry's tolerance but adding up
     along a direction over all of them: the directions fail, no entry can be blamed, and the

@@ -254,7 +254,8 @@ def test_softmax_loss_missing_one_over_n_is_diagnosed_as_scale_n(
     run_json: Callable[..., tuple[int, Document]],
 ) -> None:
     """softmax_loss's twin forgets dx /= N with N = 4 rows: the diagnosis is kind "scale" with
-    factor 4 over every entry of x."""
+    factor 4 over every entry of x, named as the batch size of x (issue 24: a factor is named
+    against the model's own dimensions, no longer as "a missing 1/N with N = 4")."""
     n = load_fixture("layers").example_inputs()["x"].shape[0]
     _, document = run_json("run", "--model", BY_ID["softmax_loss"].spec(bug=True))
     [diagnosis] = document["diagnosis"]
@@ -263,7 +264,8 @@ def test_softmax_loss_missing_one_over_n_is_diagnosed_as_scale_n(
     assert diagnosis["parameters"]["simple_factor"] == str(n)
     assert diagnosis["parameters"]["factor"] == pytest.approx(n, rel=1e-6)
     assert diagnosis["entries"]["failed"] == document["summary"]["x"]["entries"]
-    assert f"N = {n}" in diagnosis["message"]
+    assert f"{n} = the batch size of x (x.shape[0]" in diagnosis["message"]
+    assert diagnosis["parameters"]["dimension"] == {"input": "x", "axes": [0], "size": n}
 
 
 # --- inputs from the command line ---------------------------------------------------------------

@@ -66,12 +66,16 @@ def invoke(runner: CliRunner, *args: str) -> Result:
 
 
 def one_error_line(result: Result) -> str:
-    """Exit 2, nothing on stdout, exactly one `gradcheck: error:` line on stderr: that line."""
+    """Exit 2, exactly one `gradcheck: error:` line on stderr: that line. stdout holds nothing
+    but, under --format json, the error document of that line (issue 24)."""
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
     assert result.exit_code == EXIT_USAGE, (result.exit_code, result.stdout, result.stderr)
-    assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
+    if result.stdout:
+        document = json.loads(result.stdout)
+        assert document["verdict"] == "error"
+        assert document["error"] == lines[0].removeprefix("gradcheck: error: ")
     return lines[0]
 
 
@@ -840,12 +844,13 @@ def test_os_exit_in_forward_is_exit_2_not_0(tmp_path: Path) -> None:
     done = run_gradcheck(
         tmp_path, "run", "--model", "quits.py", "--format", "json", capture_output=True
     )
-    assert (done.returncode, done.stdout, done.stderr) == (
-        EXIT_USAGE,
-        "",
-        "gradcheck: error: quits.py:5: forward raised ExitRefused: os._exit(0) would end "
-        "gradcheck's process before it reports; a model must return a value or raise\n",
+    line = (
+        "quits.py:5: forward raised ExitRefused: os._exit(0) would end gradcheck's process "
+        "before it reports; a model must return a value or raise"
     )
+    assert (done.returncode, done.stderr) == (EXIT_USAGE, f"gradcheck: error: {line}\n")
+    # --format json: the error document, as on every exit 2 (issue 24), not an empty stdout.
+    assert json.loads(done.stdout)["error"] == line
 
 
 @POSIX_ONLY

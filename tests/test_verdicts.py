@@ -426,7 +426,8 @@ def test_fast_mode_report_and_exit_code_agree(
         assert title is not None, table.stdout
         assert int(title.group(2)) == one_by_one
         if wrong:
-            assert f"{len(wrong)} wrong entries found" in final
+            noun = "wrong entry" if len(wrong) == 1 else "wrong entries"
+            assert f"{len(wrong)} {noun} found" in final
         else:
             assert "no single entry was found wrong" in final or "block" in final
 
@@ -447,7 +448,7 @@ def test_fast_mode_names_one_entry_off_by_one_in_a_thousand_at_64_cubed(gc: Invo
     assert named >= 9
     table = gc(*args, "--seed", "0")
     assert table.exit_code == 1
-    assert last_line(table).startswith("FAILED: 1 of 1 random directions disagree; 1 wrong")
+    assert last_line(table).startswith("FAILED: 1 of 1 random direction disagrees; 1 wrong")
 
 
 # --- 5. vector-valued models ---------------------------------------------------------------------

@@ -55,13 +55,15 @@ def torch_gradients(model: ElementwiseModel, X: Array, W: Array) -> dict[str, Ar
     }
 
 
-def reference_gradients(subject: Subject) -> dict[str, Array]:
-    """The gradient by PyTorch autograd, per input: of the built-in model, or of the model
-    file's own forward run on torch tensors (for an array forward: of <forward, v1>, the first
-    cotangent's contraction)."""
+def reference_gradients(subject: Subject) -> list[dict[str, Array]]:
+    """The gradient by PyTorch autograd, per input, once per cotangent: of the built-in model, or
+    of the model file's own forward run on torch tensors. For an array forward, item k is the
+    gradient of <forward, v_(k+1)>, the contraction the check's cotangent k+1 judges, so that
+    each cotangent's analytic values are compared with their own reference; for a scalar
+    forward the list holds one item."""
     builtin = subject.builtin
     if builtin is not None:
-        return torch_gradients(builtin, subject.inputs["X"], subject.inputs["W"])
+        return [torch_gradients(builtin, subject.inputs["X"], subject.inputs["W"])]
     model_file = subject.model_file
     assert model_file is not None
     torch = _torch()
@@ -77,22 +79,28 @@ def reference_gradients(subject: Subject) -> dict[str, Array]:
     caller = Caller(model_file, list(tensors), subject.params)
     args, kwargs = caller.arguments(tensors)
     label = model_file.label
+    floating = [n for n, t in tensors.items() if t.requires_grad]
+    per_cotangent = []
     try:
         result = model_file.forward(*args, **kwargs)
         outputs = _outputs(result, model_file.convention)
-        vectors = cotangent_vectors(subject.models[0])
-        if vectors:
-            total = sum(
-                (o * torch.tensor(np.asarray(v))).sum()
-                for o, v in zip(outputs, vectors, strict=True)
+        for number, model in enumerate(subject.models, start=1):
+            vectors = cotangent_vectors(model)
+            if vectors:
+                total = sum(
+                    (o * torch.tensor(np.asarray(v))).sum()
+                    for o, v in zip(outputs, vectors, strict=True)
+                )
+            else:
+                total = outputs[0].sum()
+            per_cotangent.append(
+                torch.autograd.grad(
+                    total,
+                    [tensors[n] for n in floating],
+                    allow_unused=True,
+                    retain_graph=number < len(subject.models),
+                )
             )
-        else:
-            total = outputs[0].sum()
-        grads = torch.autograd.grad(
-            total,
-            [t for t in tensors.values() if t.requires_grad],
-            allow_unused=True,
-        )
     except InputError:
         raise
     except Exception as error:
@@ -102,14 +110,14 @@ def reference_gradients(subject: Subject) -> dict[str, Array]:
             f"({type(error).__name__}: {message}); --reference torch needs a forward written "
             "with torch operations"
         ) from None
-    floating = [n for n, t in tensors.items() if t.requires_grad]
-    result_by_name: dict[str, Array] = {}
-    for name, grad in zip(floating, grads, strict=True):
-        if grad is not None:
-            result_by_name[name] = (
-                grad.detach().numpy().astype(np.asarray(subject.inputs[name]).dtype)
-            )
-    return result_by_name
+    gradients = []
+    for grads in per_cotangent:
+        by_name: dict[str, Array] = {}
+        for name, grad in zip(floating, grads, strict=True):
+            if grad is not None:
+                by_name[name] = grad.detach().numpy().astype(np.asarray(subject.inputs[name]).dtype)
+        gradients.append(by_name)
+    return gradients
 
 
 def _outputs(result: Any, convention: str) -> list[Any]:

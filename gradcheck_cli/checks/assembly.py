@@ -7,12 +7,14 @@ Pure numpy: nothing here knows about click or rich.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.checks.judgement import SAFETY, VerdictRule, Verdicts
+from gradcheck_cli.diagnosis.fitting import Context, Observed, Scope
+from gradcheck_cli.diagnosis.fitting import FloatArray as Float64Array
 from gradcheck_cli.diagnosis.result import Diagnosis
 from gradcheck_cli.diagnosis.search import diagnose
 from gradcheck_cli.numerics.models import Array, Inputs, Model
@@ -31,10 +33,23 @@ from gradcheck_cli.report import (
 from gradcheck_cli.settings import CheckSettings
 
 AUTO_LIST_LIMIT = 1000
-"""details auto lists every entry up to this many; beyond, the failed and the worst ones."""
+"""details auto lists every entry up to this many entries (each through every cotangent);
+beyond, the failed, the inconclusive, the doubtful and the worst ones."""
 
 Batch = tuple[str, int | None, NDArray[np.intp], Verdicts]
 """(input name, cotangent or tangent number or None, flat indices, verdicts) for one input."""
+
+References = Sequence[Mapping[str, Array]]
+"""--reference torch: the reference gradient per input, one mapping per cotangent (item k - 1
+for cotangent k; a scalar forward's, or the tangent checks', one item)."""
+
+
+def reference_of(references: References | None, number: int | None) -> Mapping[str, Array]:
+    """The reference gradients for a batch's cotangent (none when there are none)."""
+    position = 0 if number is None else number - 1
+    if not references or position >= len(references):
+        return {}
+    return references[position]
 
 
 def relative_error(abs_error: float, reference: float) -> float | None:
@@ -55,25 +70,38 @@ def worst_positions(
     return np.asarray(pool[part], dtype=np.intp)
 
 
+def entry_count(batches: Sequence[Batch]) -> int:
+    """Entries checked, each counted once whatever the number of cotangents (or tangents)."""
+    flats: dict[str, list[NDArray[np.intp]]] = {}
+    for name, _, flat, _ in batches:
+        flats.setdefault(name, []).append(flat)
+    return sum(
+        pieces[0].size if len(pieces) == 1 else int(np.unique(np.concatenate(pieces)).size)
+        for pieces in flats.values()
+    )
+
+
 def summaries(
     batches: Sequence[Batch],
     shapes: Mapping[str, tuple[int, ...]],
-    references: Mapping[str, Array],
+    references: References | None,
     listed: Mapping[str, int],
+    lower_bounds: Collection[str] = (),
 ) -> dict[str, InputSummary]:
     """Per input, each entry counted once: it fails if it fails for any cotangent, is
     inconclusive if it fails for none but is inconclusive for one, and doubtful if it passes
-    for all with a reason other than ok for one."""
-    parts: dict[str, list[tuple[Verdicts, NDArray[np.intp]]]] = {}
-    for name, _, flat, verdicts in batches:
-        parts.setdefault(name, []).append((verdicts, flat))
+    for all with a reason other than ok for one. Each cotangent's analytic values are compared
+    with that cotangent's reference. `lower_bounds` names the inputs whose wrong entries fast
+    mode stopped localising before it found them all."""
+    parts: dict[str, list[tuple[Verdicts, NDArray[np.intp], int | None]]] = {}
+    for name, number, flat, verdicts in batches:
+        parts.setdefault(name, []).append((verdicts, flat, number))
     summary: dict[str, InputSummary] = {}
     for label, pieces in parts.items():
-        flats = np.concatenate([f for _, f in pieces])
-        abs_errors = np.concatenate([v.abs_error for v, _ in pieces])
-        numerical = np.concatenate([v.numerical for v, _ in pieces])
-        bad = np.concatenate([v.badness for v, _ in pieces])
-        analytic = np.concatenate([v.analytic for v, _ in pieces])
+        flats = np.concatenate([f for _, f, _ in pieces])
+        abs_errors = np.concatenate([v.abs_error for v, _, _ in pieces])
+        numerical = np.concatenate([v.numerical for v, _, _ in pieces])
+        bad = np.concatenate([v.badness for v, _, _ in pieces])
         if len(pieces) == 1:
             # One batch per input (no cotangents): its entries are distinct already.
             count = flats.size
@@ -88,9 +116,9 @@ def summaries(
             # Any of an entry's rows: a count per entry, above zero.
             return np.asarray(np.bincount(where, weights=mask, minlength=count) > 0)
 
-        failed = per_entry(np.concatenate([v.failed for v, _ in pieces]))
-        inconclusive = per_entry(np.concatenate([v.inconclusive for v, _ in pieces])) & ~failed
-        reasoned = per_entry(np.concatenate([v.passed & (v.reasons != "ok") for v, _ in pieces]))
+        failed = per_entry(np.concatenate([v.failed for v, _, _ in pieces]))
+        inconclusive = per_entry(np.concatenate([v.inconclusive for v, _, _ in pieces])) & ~failed
+        reasoned = per_entry(np.concatenate([v.passed & (v.reasons != "ok") for v, _, _ in pieces]))
         doubtful = reasoned & ~failed & ~inconclusive
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(numerical != 0, abs_errors / np.abs(numerical), np.nan)
@@ -102,7 +130,6 @@ def summaries(
             if worst is None
             else tuple(int(i) for i in np.unravel_index(int(flats[worst]), shapes[label]))
         )
-        ref = references.get(label)
         summary[label] = InputSummary(
             entries=int(count),
             failed=int(np.count_nonzero(failed)),
@@ -112,15 +139,29 @@ def summaries(
             max_rel_error=float(finite_rel.max()) if finite_rel.size else None,
             worst_index=worst_index,
             listed=listed.get(label, 0),
-            max_reference_diff=(
-                None
-                if ref is None
-                else float(
-                    np.max(np.abs(np.asarray(ref).reshape(-1)[flats] - analytic), initial=0.0)
-                )
-            ),
+            max_reference_diff=_reference_diff(label, pieces, references),
+            failed_at_least=label in lower_bounds,
         )
     return summary
+
+
+def _reference_diff(
+    name: str,
+    pieces: Sequence[tuple[Verdicts, NDArray[np.intp], int | None]],
+    references: References | None,
+) -> float | None:
+    """max |reference - analytic| over the input's rows, each against its own cotangent's."""
+    if not references:
+        return None
+    largest: float | None = None
+    for verdicts, flat, number in pieces:
+        reference = reference_of(references, number).get(name)
+        if reference is None:
+            continue
+        values = np.asarray(reference).reshape(-1)[flat]
+        gap = float(np.max(np.abs(values - verdicts.analytic), initial=0.0))
+        largest = gap if largest is None else max(largest, gap)
+    return largest
 
 
 def assemble_run_report(
@@ -133,33 +174,37 @@ def assemble_run_report(
     about: ModelInfo | None,
     input_infos: Mapping[str, InputInfo],
     top: int,
-    reference: Mapping[str, Array] | None = None,
+    reference: References | None = None,
     output_shape: OutputShape = None,
+    lower_bounds: Collection[str] = (),
 ) -> RunReport:
     """The report of a check from its batches of verdicts: the listed entries (all, or the
-    failed and the worst), the summary per input, the error maps and the diagnosis. A batch's
-    number is the cotangent of an array-valued forward, or the tangent of an hvp or jvp check
-    (`settings.tangent`)."""
+    failed, inconclusive, doubtful and worst), the summary per input, the error maps and the
+    diagnosis. A batch's number is the cotangent of an array-valued forward, or the tangent of
+    an hvp or jvp check (`settings.tangent`). In fast mode (`settings.mode`) the batches are
+    the entries the bisection checked one by one, and `lower_bounds` the inputs where it
+    stopped localising early."""
     tag = "cotangent" if settings.tangent is None else "tangent"
     details = settings.details
     shapes = {name: tuple(np.shape(a)) for name, a in inputs.items()}
-    references = dict(reference or {})
     total = sum(v.passed.size for _, _, _, v in batches)
-    list_all = details == "all" or (details == "auto" and total <= AUTO_LIST_LIMIT)
+    list_all = details == "all" or (details == "auto" and entry_count(batches) <= AUTO_LIST_LIMIT)
 
     # Choose the listed entries over all batches at once: the failed and inconclusive (worst
-    # first, capped) and the `top` worst overall.
+    # first, capped), the doubtful (so that a count of them always has rows to show), and the
+    # `top` worst overall.
     badness = np.concatenate([v.badness for *_, v in batches]) if batches else np.empty(0)
-    unpassed = np.concatenate([~v.passed for *_, v in batches]) if batches else np.empty(0)
     if list_all:
         chosen = np.arange(total)
     else:
+        unpassed = np.concatenate([~v.passed for *_, v in batches])
+        doubtful = np.concatenate([v.passed & (v.reasons != "ok") for *_, v in batches])
         # Partial selection, not a full sort: a million-entry check lists a few rows.
-        failed = np.flatnonzero(unpassed)
         chosen = np.unique(
             np.concatenate(
                 [
-                    worst_positions(failed, badness, AUTO_LIST_LIMIT),
+                    worst_positions(np.flatnonzero(unpassed), badness, AUTO_LIST_LIMIT),
+                    worst_positions(np.flatnonzero(doubtful), badness, AUTO_LIST_LIMIT),
                     worst_positions(None, badness, top),
                 ]
             )
@@ -174,8 +219,7 @@ def assemble_run_report(
         name, cotangent, flat, v = batches[b]
         index = tuple(int(i) for i in np.unravel_index(int(flat[k]), shapes[name]))
         abs_error = float(v.abs_error[k])
-        # A reference is of the first cotangent's contraction (or of the scalar f).
-        ref = references.get(name) if cotangent in (None, 1) else None
+        ref = reference_of(reference, cotangent).get(name)
         checks.append(
             EntryCheck(
                 wrt=name,
@@ -198,63 +242,164 @@ def assemble_run_report(
     for c in checks:
         listed[c.wrt] = listed.get(c.wrt, 0) + 1
 
-    ratios, diagnoses = error_maps(batches, inputs)
+    summary = summaries(batches, shapes, reference, listed, lower_bounds)
+    ratios, unsure = error_maps(batches, inputs)
+    scope = _scopes(batches, shapes, fast=settings.mode == "fast")
+    dimensions = dict(shapes)
+    if output_shape and all(isinstance(n, int) for n in output_shape):
+        dimensions["output"] = tuple(int(n) for n in output_shape)  # type: ignore[arg-type]
+    diagnoses = diagnose_inputs(
+        batches,
+        inputs,
+        summary,
+        scope=scope,
+        dimensions=dimensions,
+        lower_bounds=lower_bounds,
+    )
     return RunReport(
         model=about or ModelInfo(model.name, model.formula, "api"),
         inputs=dict(input_infos),
         settings=settings,
         f=f0,
         checks=tuple(checks),
-        summary=summaries(batches, shapes, references, listed),
+        summary=summary,
         omitted=total - len(checks),
         output_shape=output_shape,
         diagnosis=tuple(diagnoses),
         error_ratios=ratios,
+        inconclusive_maps=unsure,
     )
+
+
+def _scopes(
+    batches: Sequence[Batch], shapes: Mapping[str, tuple[int, ...]], *, fast: bool
+) -> dict[str, Scope]:
+    """Per input, what its diagnosis may speak of: every entry, a selection, or (fast mode)
+    only the entries checked one by one."""
+    seen: dict[str, set[int]] = {}
+    for name, _, flat, _ in batches:
+        seen.setdefault(name, set()).update(flat.tolist())
+    scopes: dict[str, Scope] = {}
+    for name, flats in seen.items():
+        if fast:
+            scopes[name] = "one-by-one"
+        else:
+            every = len(flats) == int(np.prod(shapes[name], dtype=np.int64))
+            scopes[name] = "all" if every else "selected"
+    return scopes
 
 
 def error_maps(
     batches: Sequence[Batch], inputs: Inputs
-) -> tuple[dict[str, FloatArray], list[Diagnosis]]:
-    """Per checked input, |analytic - numerical| / tolerance in the input's shape (the worst over
-    cotangents; NaN where not checked), and the diagnosis of its failures. A vector-Jacobian
-    product is diagnosed through the first cotangent whose check failed: the pattern of a bug
-    (a factor, a slice) is the same through every cotangent."""
+) -> tuple[dict[str, FloatArray], dict[str, NDArray[np.bool_]]]:
+    """Per checked input, |analytic - numerical| / tolerance in the input's shape (the worst
+    over cotangents; NaN where not checked), and where its entries are inconclusive (for no
+    cotangent failed, for one inconclusive): a map shows those apart from verified ones."""
     ratios: dict[str, FloatArray] = {}
-    diagnoses: list[Diagnosis] = []
-    diagnosed: set[str] = set()
+    unsure: dict[str, NDArray[np.bool_]] = {}
+    failed: dict[str, NDArray[np.bool_]] = {}
     for name, _, flat, verdicts in batches:
         shape = np.shape(inputs[name])
         ratio = ratios.setdefault(name, np.full(shape, np.nan))
         flat_ratio = ratio.reshape(-1)
-        badness = verdicts.badness
-        flat_ratio[flat] = np.fmax(flat_ratio[flat], badness)
-        failed = verdicts.failed
-        if name in diagnosed or not failed.any():
+        flat_ratio[flat] = np.fmax(flat_ratio[flat], verdicts.badness)
+        unsure.setdefault(name, np.zeros(shape, dtype=bool)).reshape(-1)[flat] |= (
+            verdicts.inconclusive
+        )
+        failed.setdefault(name, np.zeros(shape, dtype=bool)).reshape(-1)[flat] |= verdicts.failed
+    return ratios, {name: unsure[name] & ~failed[name] for name in unsure}
+
+
+def diagnose_inputs(
+    batches: Sequence[Batch],
+    inputs: Inputs,
+    summary: Mapping[str, InputSummary],
+    *,
+    scope: Mapping[str, Scope],
+    dimensions: Mapping[str, tuple[int, ...]],
+    lower_bounds: Collection[str] = (),
+) -> list[Diagnosis]:
+    """The diagnosis of each input with failures, through the cotangent of its worst entry
+    (the summary's): the pattern of a bug (a factor, a slice) is the same through every
+    cotangent, and the diagnosis then names the summary's worst entry with its numbers. The
+    other inputs' numbers through that cotangent, every floating input's values and the
+    model's dimensions are its context (every input's values, constants included)."""
+    rows: dict[str, list[tuple[int | None, Verdicts]]] = {}
+    for name, number, _, verdicts in batches:
+        rows.setdefault(name, []).append((number, verdicts))
+    values: dict[str, Float64Array] | None = None
+    diagnoses: list[Diagnosis] = []
+    for name in inputs:
+        mine = rows.get(name)
+        if not mine or not any(v.failed.any() for _, v in mine):
             continue
-        diagnosed.add(name)
-        arrays = {}
-        for key, values in (
-            ("analytic", verdicts.analytic),
-            ("numerical", verdicts.numerical),
-            ("tolerance", verdicts.tolerance),
-        ):
-            full = np.full(int(np.prod(shape)), np.nan)
-            full[flat] = values
-            arrays[key] = full.reshape(shape)
-        mask = np.zeros(int(np.prod(shape)), dtype=bool)
-        mask[flat] = failed
+        number = _worst_number(mine)
+        if values is None:
+            # Constants too: a boolean dropout mask is a sign pattern a diagnosis may name.
+            values = {
+                key: _float64(array)
+                for key, array in inputs.items()
+                if np.asarray(array).dtype.kind in "biuf"
+            }
+        observed = {
+            other: _observed(batches, other, number, np.shape(inputs[other])) for other in rows
+        }
+        own, failed = observed[name]
+        context = Context(
+            others={key: seen for key, (seen, _) in observed.items() if key != name},
+            values=values,
+            dimensions=dimensions,
+            scope=scope.get(name, "all"),
+            at_least=name in lower_bounds,
+            worst=summary[name].worst_index if name in summary else None,
+        )
         diagnoses.extend(
             diagnose(
                 name,
-                arrays["analytic"],
-                arrays["numerical"],
-                arrays["tolerance"],
-                mask.reshape(shape),
-                np.asarray(inputs[name], dtype=np.float64),
+                own.analytic,
+                own.numerical,
+                own.tolerance,
+                failed,
+                values.get(name),
+                context=context,
             )
         )
-    return ratios, diagnoses
+    return diagnoses
+
+
+def _float64(array: Array) -> Float64Array:
+    converted: Float64Array = np.asarray(array, dtype=np.float64)
+    return converted
+
+
+def _worst_number(rows: Sequence[tuple[int | None, Verdicts]]) -> int | None:
+    """The cotangent of the input's worst row, as the summary finds it (first of equals); a
+    cotangent with a failure when the worst row has none."""
+    badness = np.concatenate([v.badness for _, v in rows])
+    owners = [number for number, v in rows for _ in range(v.badness.size)]
+    worst = owners[int(np.argmax(badness))] if badness.size else None
+    if any(v.failed.any() for number, v in rows if number == worst):
+        return worst
+    return next(number for number, v in rows if v.failed.any())
+
+
+def _observed(
+    batches: Sequence[Batch], name: str, number: int | None, shape: tuple[int, ...]
+) -> tuple[Observed, NDArray[np.bool_]]:
+    """One input's numbers through one cotangent in its own shape (NaN where not checked; in
+    fast mode several leaves), and where they failed."""
+    size = int(np.prod(shape, dtype=np.int64))
+    arrays = {key: np.full(size, np.nan) for key in ("analytic", "numerical", "tolerance")}
+    failed = np.zeros(size, dtype=bool)
+    for own, each, flat, verdicts in batches:
+        if own != name or each != number:
+            continue
+        arrays["analytic"][flat] = verdicts.analytic
+        arrays["numerical"][flat] = verdicts.numerical
+        arrays["tolerance"][flat] = verdicts.tolerance
+        failed[flat] = verdicts.failed
+    observed = Observed(**{key: array.reshape(shape) for key, array in arrays.items()})
+    return observed, failed.reshape(shape)
 
 
 def step_rule(

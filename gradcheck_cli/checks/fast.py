@@ -115,6 +115,7 @@ def fast_check(
     found: list[Batch] = []
     checks: list[DirectionCheck] = []
     unlocalised: list[UnlocalisedBlock] = []
+    stopped: set[str] = set()
     detectable: list[float] = []
     total_steps = len(models) * directions
     done = 0
@@ -153,6 +154,7 @@ def fast_check(
                 found.extend(probe.leaves)
                 checks.extend(probe.trail)
                 unlocalised.extend(probe.unlocalised)
+                stopped.update(probe.stopped)
 
     # Entries checked one by one (leaves of the bisection) become the report's checks.
     settings = run_settings(
@@ -184,13 +186,16 @@ def fast_check(
         ),
         top=asked.top,
         output_shape=target.output_shape,
+        lower_bounds=stopped,
     )
     # Entries covered by the directions, with the figures of those checked one by one.
     summary: dict[str, InputSummary] = {}
     for name, flat in everything.items():
         leaves = report.summary.get(name)
         one_by_one = leaves.entries if leaves else 0
-        base = leaves or InputSummary(0, 0, 0, 0, 0.0, None, None, 0)
+        base = leaves or InputSummary(
+            0, 0, 0, 0, 0.0, None, None, 0, failed_at_least=name in stopped
+        )
         summary[name] = dataclasses.replace(
             base, entries=int(flat.size), checked_one_by_one=one_by_one
         )
@@ -251,6 +256,8 @@ class _Prober:
         self.trail: list[DirectionCheck] = []
         self.unlocalised: list[UnlocalisedBlock] = []
         self.wrong = 0
+        self.stopped: set[str] = set()
+        """Inputs with failing blocks left unexplored when localising reached its limit."""
         # The gradient's size per input: what a leaf's estimates are weighed against.
         self.scales = {
             name: float(np.max(np.abs(g), initial=0.0))
@@ -400,8 +407,9 @@ class _Prober:
                 else:
                     self._report_block(name, flat)
             return
-        for name, flat in failing:
+        for position, (name, flat) in enumerate(failing):
             if self.wrong >= limit:
+                self.stopped.update(other for other, _ in failing[position:])
                 return
             if flat.size <= LEAF_SIZE:
                 self._one_by_one(name, flat)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.checks.assembly import Batch, assemble_run_report, run_settings
+from gradcheck_cli.checks.assembly import Batch, References, assemble_run_report, run_settings
 from gradcheck_cli.checks.judgement import (
     DOUBT,
     Tolerance,
@@ -255,7 +255,7 @@ def run_check(
     asked: CheckSettings = CheckSettings(),
     *,
     selections: Mapping[str, NDArray[np.intp]] | None = None,
-    reference: Mapping[str, Array] | None = None,
+    reference: References | None = None,
     progress: ProgressCallback | None = None,
     structured: bool = True,
     f0: float | None = None,

@@ -1,5 +1,7 @@
 """What every command does around its check: keep the user's output off stdout, show progress,
-write the report (table, JSON, GitHub annotations, --output, --junit-xml) and pick the exit code.
+write the report (table, JSON, GitHub annotations, --output, --junit-xml) and pick the exit code;
+and, when a run ends in an error instead (exit 2 or 3), write the CI outputs the user asked for
+anyway (`emit_failure`), so that a CI job reading them is never left with nothing.
 
 The exit codes are in exit_codes.py; cli.py catches what goes wrong.
 """
@@ -11,7 +13,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -145,6 +147,7 @@ def prepare_outputs(
 
     resolved: dict[str, Path | None] = {}
     written: dict[Path, str] = {}
+    _checked_outputs.clear()
     for option, path in outputs.items():
         if path is not None and is_stdout(path) and option != "--output":
             raise OutputError(
@@ -165,6 +168,7 @@ def prepare_outputs(
             )
         written[target] = option
         resolved[option] = target
+    _checked_outputs.update(resolved)
     return resolved
 
 
@@ -223,6 +227,111 @@ def emit(
         draw(console)
         write_stdout(drawn.getvalue())
     return EXIT_CODES[report.verdict]
+
+
+_checked_outputs: dict[str, Path | None] = {}
+"""The output paths of the running command once `prepare_outputs` has checked them: an error
+after that point may write its JUnit file there."""
+
+CI_COMMANDS = ("run", "perturb", "sweep")
+"""The commands whose outputs a CI job reads (--format json|github, --junit-xml)."""
+
+
+def forget_outputs() -> None:
+    """A new invocation: no output path is known to be checked yet."""
+    _checked_outputs.clear()
+
+
+def emit_failure(command: click.Command, args: Sequence[str], code: int, message: str) -> None:
+    """After exit 2 (bad usage or input) or 3 (a bug in gradcheck), before or during the check:
+    the error in the CI formats `command`'s arguments `args` asked for. `--format json` prints
+    an error document (schema `error`: verdict "error", the one-line `message`, the exit code),
+    `--format github` an `::error` annotation with the line, `--junit-xml FILE` a JUnit file
+    whose one test case is an `<error>`, written atomically. stderr has already said the line.
+
+    Only for the commands a CI job reads (`CI_COMMANDS`); never over an input or another output
+    (a path not yet checked by `prepare_outputs` is checked here, against every path on the
+    command line), never to the JUnit path the error is about; and a failure here changes
+    nothing: the exit code stays `code`, no file is left half-written.
+    """
+    if command.name not in CI_COMMANDS:
+        return
+    try:
+        context = command.make_context(str(command.name), list(args), resilient_parsing=True)
+        params = context.params
+        output_format = params.get("output_format") or "table"
+        junit = _safe_junit(params, args)
+        from gradcheck_cli.report import error_document
+
+        document = error_document(str(command.name), message, code)
+        if junit is not None and "--junit-xml" not in message:
+            _write_quietly(junit, document)
+        if output_format in ("json", "github"):
+            from gradcheck_cli.render.output import to_json_text, write_stdout
+
+            if output_format == "json":
+                text = to_json_text(document) + "\n"
+            else:
+                from gradcheck_cli.render.github import github_annotations
+
+                text = github_annotations(document, file=_model_file(params))
+            write_stdout(text)
+    except Exception:
+        # The error itself has been said on stderr; its exit code stands whatever happens here.
+        _discard_quietly()
+
+
+def _model_file(params: dict[str, Any]) -> str | None:
+    """The model file of `--model FILE.py[:LAYER]`, when it is one, for the annotation."""
+    spec = params.get("model_spec")
+    if not isinstance(spec, str):
+        return None
+    path = spec.partition(":")[0] if ".py:" in spec else spec
+    return path if path.endswith(".py") and Path(path).is_file() else None
+
+
+def _safe_junit(params: dict[str, Any], words: Sequence[str]) -> Path | None:
+    """The --junit-xml path to write the error to: as `prepare_outputs` checked it, or checked
+    now against every file the command line names (inputs, the model, the other outputs)."""
+    if "--junit-xml" in _checked_outputs:
+        return _checked_outputs["--junit-xml"]
+    given = params.get("junit_path")
+    if not isinstance(given, Path):
+        return None
+    from gradcheck_cli.render.output import OutputError, check_output_path, is_stdout
+
+    if is_stdout(given):
+        return None
+    protected: dict[Path, str] = {}
+    for word in words:
+        for part in {word, word.partition("=")[2], word.partition(":")[0]}:
+            if part and part != str(given) and Path(part).exists():
+                protected[Path(part)] = "an input"
+    for other in ("output_path", "plot_path"):
+        path = params.get(other)
+        if isinstance(path, Path) and not is_stdout(path):
+            protected[path] = "another output"
+    if sum(1 for word in words if word == str(given) or word.endswith(f"={given}")) > 1:
+        return None  # the same path given twice: an input or another output
+    try:
+        return check_output_path(given, protected=protected)
+    except OutputError:
+        return None
+
+
+def _write_quietly(path: Path, document: dict[str, Any]) -> None:
+    from gradcheck_cli.render.junit import junit_xml
+    from gradcheck_cli.render.output import OutputError, write_atomically
+
+    with contextlib.suppress(OutputError, OSError):
+        write_atomically(path, junit_xml(document))
+
+
+def _discard_quietly() -> None:
+    with contextlib.suppress(Exception):
+        from gradcheck_cli.render.output import discard_stdout
+
+        discard_stdout()
 
 
 class ProgressReporter:

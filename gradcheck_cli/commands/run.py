@@ -55,8 +55,8 @@ if TYPE_CHECKING:
     type=click.Choice(["auto", "all", "worst"]),
     default="auto",
     show_default=True,
-    help="Entries listed in the JSON: all; worst (the failed + the --top worst);"
-    " auto (all up to 1000 entries, else worst).",
+    help="Entries listed in the JSON: all; worst (the failed, inconclusive and doubtful + the "
+    "--top worst); auto (all up to 1000 entries, else worst).",
 )
 @click.option(
     "--mode",
@@ -121,9 +121,14 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--map",
-    "show_map",
-    is_flag=True,
-    help="Print the error map of every checked input (a failing run always does).",
+    "maps",
+    type=click.Choice(["failing", "all", "none"]),
+    default="failing",
+    is_flag=False,
+    flag_value="all",
+    show_default=True,
+    help="Error maps in the table: failing (the inputs that did not pass), all (every checked "
+    "input; a bare --map means all) or none.",
 )
 @click.option(
     "--plot",
@@ -159,7 +164,7 @@ def run(
     reference: str | None,
     jobs: int | None,
     max_calls: int,
-    show_map: bool,
+    maps: str,
     plot_path: Path | None,
     junit_path: Path | None,
     output_format: str,
@@ -237,7 +242,7 @@ def run(
     def draw(console: Any) -> None:
         from gradcheck_cli.render.table import render_run
 
-        render_run(report, console, top=top, show_map=show_map)
+        render_run(report, console, top=top, maps=maps)
 
     return emit(
         report,

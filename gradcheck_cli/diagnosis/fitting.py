@@ -26,7 +26,9 @@ Criteria 1 and 2 are `pattern_fit`; criterion 3 is each pattern's own (it knows 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -46,6 +48,42 @@ says nothing about a scale (c * 0 = 0 for every c)."""
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
+Scope = Literal["all", "selected", "one-by-one"]
+"""Which entries of an input were checked, and so what a diagnosis may say of the rest: all of
+them; a selection (`--entries`: the rest were not checked); or, in fast mode, only the entries
+the bisection checked one by one (near the failures: nothing may be said of the rest)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Observed:
+    """Another input's numbers, through the same cotangent (NaN where not checked)."""
+
+    analytic: FloatArray
+    numerical: FloatArray
+    tolerance: FloatArray
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """What a diagnosis may know beyond one input's own numbers."""
+
+    others: Mapping[str, Observed] = field(default_factory=dict)
+    """The other checked inputs' numbers, for `swapped`."""
+    values: Mapping[str, FloatArray] = field(default_factory=dict)
+    """Every floating input's values, by name: sign patterns (`masked`) and products
+    (`transposed` inside a product)."""
+    dimensions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    """Every input's shape (and "output", the forward's), to name a factor: 4 = x.shape[0]."""
+    scope: Scope = "all"
+    at_least: bool = False
+    """Fast mode stopped localising before every wrong entry was found: counts are lower
+    bounds."""
+    worst: tuple[int, ...] | None = None
+    """The entry the report calls the input's worst, so that every part names the same one."""
+
+
+NO_CONTEXT = Context()
+
 
 @dataclass(frozen=True, eq=False)
 class CheckedNumbers:
@@ -64,6 +102,7 @@ class CheckedNumbers:
     failing: BoolArray
     """Failed and comparable."""
     values: FloatArray | None
+    context: Context = NO_CONTEXT
 
 
 def checked_numbers(
@@ -73,6 +112,7 @@ def checked_numbers(
     tolerance: ArrayLike,
     failed: BoolArray,
     values: ArrayLike | None,
+    context: Context = NO_CONTEXT,
 ) -> CheckedNumbers:
     """What `diagnose` was given, as the arrays every pattern is fitted to."""
     a = np.asarray(analytic, dtype=np.float64)
@@ -99,6 +139,7 @@ def checked_numbers(
         comparable=comparable,
         failing=failed & comparable,
         values=input_values,
+        context=context,
     )
 
 

@@ -19,6 +19,9 @@ KINDS = (
     "transposed",
     "input-proportional",
     "offset",
+    "shifted",
+    "masked",
+    "swapped",
     "unexplained",
 )
 """Every kind a diagnosis can be; schema.json's `diagnosis.kind` lists the same."""

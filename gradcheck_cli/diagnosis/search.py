@@ -7,6 +7,7 @@ is called `zero`, not `confined` to every row. A new pattern is a function
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -17,24 +18,34 @@ from gradcheck_cli.diagnosis.factors import (
     factor_on_region,
     zero_or_sign_on_failing,
 )
-from gradcheck_cli.diagnosis.fitting import CheckedNumbers, checked_numbers
-from gradcheck_cli.diagnosis.offsets import constant_offset, input_proportional
-from gradcheck_cli.diagnosis.rearranged import transposed
-from gradcheck_cli.diagnosis.regions import confined_without_factor
+from gradcheck_cli.diagnosis.fitting import NO_CONTEXT, CheckedNumbers, Context, checked_numbers
+from gradcheck_cli.diagnosis.masks import factor_by_sign, masked
+from gradcheck_cli.diagnosis.offsets import constant_offset, input_proportional, offset_per_slice
+from gradcheck_cli.diagnosis.rearranged import swapped, transposed, transposed_in_product
+from gradcheck_cli.diagnosis.regions import confined_without_factor, few_entries
 from gradcheck_cli.diagnosis.result import Diagnosis
+from gradcheck_cli.diagnosis.shifts import shifted
 from gradcheck_cli.diagnosis.unexplained import non_finite, unexplained
+from gradcheck_cli.diagnosis.wording import lower_bound_note
 
 Pattern = Callable[[CheckedNumbers], Diagnosis | None]
 """A pattern: its diagnosis when it fits the numbers (`fitting.pattern_fit`), else None."""
 
 PATTERNS: tuple[Pattern, ...] = (
+    swapped,  # another input's numerical gradient, entry for entry (before `sign`: x - y)
     factor_everywhere,  # scale, sign, zero: one factor over every checked entry
     factor_on_region,  # sign, zero, confined: one factor on named slices, the rest right
+    masked,  # analytic non-zero where numerical is 0, or the reverse: a mask
     zero_or_sign_on_failing,  # zero, sign: on exactly the failing entries, wherever they are
+    factor_by_sign,  # masked: one factor where an input is positive, another where not
     transposed,
+    transposed_in_product,  # transposed: Y where Y.T belongs inside a product
+    shifted,  # numerical moved by an index offset: padding, stride, slice off by one
     input_proportional,
     constant_offset,
+    offset_per_slice,  # offset: one constant per row, column or channel (plus c × x there)
     confined_without_factor,  # confined: the failures fill named slices, no common factor
+    few_entries,  # confined: a few scattered wrong entries, named
 )
 """The patterns in the order they are tried; when none fits, the failures are `unexplained`."""
 
@@ -46,17 +57,20 @@ def diagnose(
     tolerance: ArrayLike,
     failed: ArrayLike,
     values: ArrayLike | None = None,
+    *,
+    context: Context = NO_CONTEXT,
 ) -> list[Diagnosis]:
     """The pattern behind the failed entries of one input's gradient; [] when nothing failed.
 
     All arrays have the input's own shape (any ndim, 0-D included). analytic, numerical and
     tolerance hold NaN where an entry was not checked (failed is False there); `values` is the
-    input itself, needed for `input-proportional`. Patterns are tried most specific first: one
-    factor over all entries (scale, sign, zero), one factor on named slices (sign, zero,
-    confined), zeros or a flipped sign on exactly the failing entries, transposed,
-    input-proportional, offset, failures confined to named slices without a common factor, and
-    else unexplained. Failed entries with non-finite numbers cannot be fitted; they get their own
-    `unexplained` diagnosis after the first.
+    input itself, needed for `input-proportional`, per-slice offsets and masks. `context` holds
+    what one input's numbers do not: the other inputs' numbers (`swapped`) and values (a mask's
+    sign, a product's .T), the model's dimensions (a factor named as a batch size), which
+    entries were checked (fast mode speaks only of those it checked one by one) and the entry
+    the report calls worst. Patterns are tried in the order of `PATTERNS`; else unexplained.
+    Failed entries with non-finite numbers cannot be fitted; they get their own `unexplained`
+    diagnosis after the first.
     """
     shape = np.shape(analytic)
     arrays = {"numerical": numerical, "tolerance": tolerance, "failed": failed}
@@ -70,7 +84,7 @@ def diagnose(
     failed_mask = np.asarray(failed, dtype=bool)
     if not failed_mask.any():
         return []
-    numbers = checked_numbers(wrt, analytic, numerical, tolerance, failed_mask, values)
+    numbers = checked_numbers(wrt, analytic, numerical, tolerance, failed_mask, values, context)
     checked_count = int((numbers.comparable | failed_mask).sum())
     diagnoses: list[Diagnosis] = []
     if numbers.failing.any():
@@ -78,6 +92,9 @@ def diagnose(
     unfit = failed_mask & ~numbers.comparable
     if unfit.any():
         diagnoses.append(non_finite(numbers, unfit, checked_count))
+    note = lower_bound_note(numbers)
+    if note:
+        diagnoses = [dataclasses.replace(d, message=d.message + note) for d in diagnoses]
     return diagnoses
 
 

@@ -10,7 +10,12 @@ import numpy as np
 
 from gradcheck_cli.diagnosis.fitting import INFORMATIVE, BoolArray, CheckedNumbers
 from gradcheck_cli.diagnosis.result import Diagnosis, covered_entries
-from gradcheck_cli.diagnosis.wording import entry_name, first_entry_names, format_number
+from gradcheck_cli.diagnosis.wording import (
+    checked_entries,
+    entry_name,
+    first_entry_names,
+    format_number,
+)
 
 
 def unexplained(numbers: CheckedNumbers, checked_count: int) -> Diagnosis:
@@ -19,9 +24,8 @@ def unexplained(numbers: CheckedNumbers, checked_count: int) -> Diagnosis:
     failing = numbers.failing
     count = int(failing.sum())
     fraction = count / checked_count
-    ratio = np.where(failing, np.abs(numbers.error) / numbers.noise, -np.inf)
-    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), numbers.shape))
-    description = f"{count} of {checked_count} checked entries of {wrt}"
+    worst = worst_failing(numbers)
+    description = f"{count} of {checked_entries(numbers, checked_count)}"
     parameters: dict[str, Any] = {"fraction": fraction, "failed": count, "checked": checked_count}
     message = (
         f"no simple pattern: {description} ({fraction:.1%}) disagree; worst "
@@ -51,7 +55,7 @@ def non_finite(numbers: CheckedNumbers, unfit: BoolArray, checked_count: int) ->
     """The failed entries whose analytic, numerical or tolerance is not finite (`unfit`)."""
     wrt = numbers.wrt
     count = int(unfit.sum())
-    description = f"{count} of {checked_count} checked entries of {wrt}"
+    description = f"{count} of {checked_entries(numbers, checked_count)}"
     return Diagnosis(
         wrt=wrt,
         kind="unexplained",
@@ -63,6 +67,17 @@ def non_finite(numbers: CheckedNumbers, unfit: BoolArray, checked_count: int) ->
         entries=covered_entries(unfit, unfit, description),
         fit=1.0,
     )
+
+
+def worst_failing(numbers: CheckedNumbers) -> tuple[int, ...]:
+    """The report's worst entry (`Context.worst`) when it is among the failures fitted here,
+    so that the diagnosis, the summary and the map name the same one; else the failure
+    furthest past its noise."""
+    worst = numbers.context.worst
+    if worst is not None and len(worst) == len(numbers.shape) and numbers.failing[worst]:
+        return tuple(int(i) for i in worst)
+    ratio = np.where(numbers.failing, np.abs(numbers.error) / numbers.noise, -np.inf)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(ratio)), numbers.shape))
 
 
 def _ratio_range(numbers: CheckedNumbers) -> tuple[float, float] | None:

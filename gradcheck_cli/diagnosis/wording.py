@@ -1,5 +1,5 @@
-"""Names and numbers as a diagnosis's messages print them: `W[2, 1]`, "rows 3–4 of x",
-`x[:, :, 3:5, :]`, 0.5000.
+"""Names and numbers as a diagnosis's messages print them: `W[2,1]`, "rows 3–4 of x",
+`x[:, :, 3:5, :]`, 0.5000; and what a message may say of the entries it did not see.
 
 Every pattern words its own message; what two patterns would both say (an entry's name, a
 region, a fitted number) is said here, so that every message spells it the same way.
@@ -15,17 +15,46 @@ from gradcheck_cli.diagnosis.fitting import BoolArray, CheckedNumbers
 
 
 def entry_name(wrt: str, index: Sequence[int]) -> str:
-    """W[2, 1], b[3], scale[] (0-D)."""
-    return f"{wrt}[{', '.join(str(i) for i in index)}]"
+    """W[2,1], b[3], scale[] (0-D): as the report's tables, JSON readers and CI formats write
+    an entry (`report.entry_label`)."""
+    return f"{wrt}[{','.join(str(int(i)) for i in index)}]"
+
+
+def checked_entries(numbers: CheckedNumbers, count: int, *, every: bool = False) -> str:
+    """ "12 checked entries of W" ("all 12 ..." with `every`); in fast mode "24 entries of W
+    checked one by one", the only entries it may speak of."""
+    all_ = "all " if every else ""
+    noun = "entry" if count == 1 else "entries"
+    if numbers.context.scope == "one-by-one":
+        return f"{all_}{count} {noun} of {numbers.wrt} checked one by one"
+    return f"{all_}{count} checked {noun} of {numbers.wrt}"
 
 
 def all_entries_phrase(numbers: CheckedNumbers) -> str:
-    """ "at W[0, 1]" for a lone checked entry, else "on all 12 checked entries of W"."""
+    """ "at W[0,1]" for a lone checked entry, else "on all 12 checked entries of W"."""
     count = int(numbers.comparable.sum())
     if count == 1:
         only = tuple(int(i) for i in np.argwhere(numbers.comparable)[0])
         return f"at {entry_name(numbers.wrt, only)}"
-    return f"on all {count} checked entries of {numbers.wrt}"
+    return f"on {checked_entries(numbers, count, every=True)}"
+
+
+def rest_agrees(numbers: CheckedNumbers) -> str:
+    """What may be said of the entries outside a pattern: all of them agree only when every
+    entry was checked; else only the other checked ones are known to."""
+    scope = numbers.context.scope
+    if scope == "all":
+        return f"the rest of {numbers.wrt} agrees"
+    if scope == "selected":
+        return f"the other checked entries of {numbers.wrt} agree"
+    return f"the other entries of {numbers.wrt} checked one by one agree"
+
+
+def lower_bound_note(numbers: CheckedNumbers) -> str:
+    """In fast mode, when localising stopped before every wrong entry was found."""
+    if not numbers.context.at_least:
+        return ""
+    return " (localising stopped there: more entries may be wrong)"
 
 
 def first_entry_names(numbers: CheckedNumbers, mask: BoolArray, most: int = 3) -> str:
@@ -90,3 +119,9 @@ def _runs_as_index(indices: Sequence[int]) -> str:
     consecutive = runs(indices)
     parts = [str(first) if first == last else f"{first}:{last + 1}" for first, last in consecutive]
     return parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+
+
+def disagree(description: str) -> str:
+    """The verb for a region: "column 2 of W disagrees", "rows 1, 4 of w disagree"."""
+    plural = description.startswith(("rows", "columns", "entries"))
+    return "disagree" if plural else "disagrees"

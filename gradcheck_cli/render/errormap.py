@@ -1,7 +1,8 @@
 """An error map: the picture of which entries of an input's gradient agree, for a terminal.
 
 Each entry's ratio |analytic - numerical| / tolerance (> 1 fails) becomes a glyph, coloured as
-well, so that NO_COLOR and a log file still show it: a wrong column is a column of █. Large inputs
+well, so that NO_COLOR and a log file still show it: a wrong column is a column of █, an entry
+the differences could not verify (inconclusive) a `?`, never the `·` of a verified one. Large inputs
 are aggregated into blocks that show their worst entry; 0-D and 1-D inputs are one (wrapped) row,
 2-D inputs a grid with row and column labels, N-D inputs labelled 2-D slices over the last two
 axes. Nothing is ever wider than the width asked for.
@@ -21,18 +22,19 @@ from numpy.typing import ArrayLike, NDArray
 from rich.text import Text
 
 # Severity codes, worst last, so that the worst entry of a block is the block's maximum code.
-UNCHECKED, FAILS, NON_FINITE = 0, 5, 6
+UNCHECKED, UNSURE, FAILS, NON_FINITE = 0, 5, 6, 7
 PASS_BOUNDS = (0.1, 0.25, 0.5, 1.0)
 """Upper bounds (inclusive) of the passing glyphs' ratios; above 1 an entry fails."""
-GLYPHS = (" ", "·", "░", "▒", "▓", "█", "X")
+GLYPHS = (" ", "·", "░", "▒", "▓", "?", "█", "X")
 """Per code: not checked, <= 0.1 (agrees well), <= 0.25, <= 0.5, <= 1 (close to failing),
-fails, failed with nothing finite to compare."""
-STYLES = ("", "green", "green", "yellow", "dark_orange", "bold red", "bold magenta")
+inconclusive (not verified), fails, failed with nothing finite to compare."""
+STYLES = ("", "green", "green", "yellow", "dark_orange", "bold yellow", "bold red", "bold magenta")
 LEGEND = (
     "· ≤0.1",
     "░ ≤0.25",
     "▒ ≤0.5",
     "▓ ≤1",
+    "? inconclusive",
     "█ >1 fails",
     "X non-finite",
     "blank: not checked",
@@ -43,19 +45,38 @@ Codes = NDArray[np.int8]
 
 
 def error_map(
-    wrt: str, ratio: ArrayLike, *, width: int, max_rows: int = 20, max_slices: int = 6
+    wrt: str,
+    ratio: ArrayLike,
+    *,
+    width: int,
+    max_rows: int = 20,
+    max_slices: int = 6,
+    inconclusive: ArrayLike | None = None,
+    worst: Sequence[int] | None = None,
+    checked: str = "checked",
 ) -> Text:
     """The error map of input `wrt` from its per-entry ratios, at most `width` columns wide.
 
     `ratio` has the input's shape: NaN = not checked, inf = failed with nothing finite to
-    compare. At most `max_rows` rows of cells per 2-D picture (more rows are aggregated into
+    compare; `inconclusive` (the same shape) marks the entries that could not be verified.
+    `worst` is the entry the report calls worst (the summary's), named in the map's summary
+    line; `checked` how the report says its entries were checked ("checked one by one" in fast
+    mode). At most `max_rows` rows of cells per 2-D picture (more rows are aggregated into
     blocks) and `max_slices` slices of an N-D input (the worst ones, with a note).
     """
     values = np.abs(np.asarray(ratio, dtype=np.float64))
-    codes = _codes(values)
+    unsure = (
+        np.zeros(values.shape, dtype=bool)
+        if inconclusive is None
+        else np.asarray(inconclusive, dtype=bool)
+    )
+    codes = _codes(values, unsure)
     width = max(width, 1)
     max_rows = max(max_rows, 1)
-    lines = [*_title(wrt, values, width), *_summary(wrt, values, width)]
+    lines = [
+        *_title(wrt, values, width),
+        *_summary(wrt, values, unsure, width, worst=worst, checked=checked),
+    ]
     if values.ndim <= 1:
         lines += _row_panel(wrt, codes.reshape(-1), width, max_rows, scalar=values.ndim == 0)
     elif values.ndim == 2:
@@ -69,10 +90,12 @@ def error_map(
     return picture
 
 
-def _codes(values: NDArray[np.float64]) -> Codes:
+def _codes(values: NDArray[np.float64], unsure: NDArray[np.bool_]) -> Codes:
     codes = np.full(values.shape, UNCHECKED, dtype=np.int8)
     finite = np.isfinite(values)
     codes[finite] = 1 + np.searchsorted(np.array(PASS_BOUNDS), values[finite], side="left")
+    codes[finite & (values > PASS_BOUNDS[-1])] = FAILS
+    codes[unsure & finite & (values <= PASS_BOUNDS[-1])] = UNSURE
     codes[np.isinf(values)] = NON_FINITE
     return codes
 
@@ -94,22 +117,47 @@ def _title(wrt: str, values: NDArray[np.float64], width: int) -> list[Text]:
     return _wrapped(title, width, "bold")
 
 
-def _summary(wrt: str, values: NDArray[np.float64], width: int) -> list[Text]:
-    checked = ~np.isnan(values)
-    failing = checked & (values > 1.0)
-    count = int(checked.sum())
+def _summary(
+    wrt: str,
+    values: NDArray[np.float64],
+    unsure: NDArray[np.bool_],
+    width: int,
+    *,
+    worst: Sequence[int] | None,
+    checked: str,
+) -> list[Text]:
+    present = ~np.isnan(values)
+    failing = present & (values > 1.0)
+    count = int(present.sum())
     if count == 0:
-        return _wrapped("no entry checked", width)
-    text = f"{int(failing.sum())} of {count} checked entries fail"
+        return _wrapped(f"no entry {checked}", width)
+    text = f"{int(failing.sum())} of {count} {checked} entries fail"
+    if checked != "checked":
+        text = f"{int(failing.sum())} of the {count} entries {checked} fail"
     non_finite = int(np.isinf(values).sum())
     if non_finite:
         text += f" ({non_finite} with nothing finite to compare)"
+    doubtful = int((unsure & present & ~failing).sum())
+    if doubtful:
+        text += f"; {doubtful} inconclusive (?)"
     finite = np.where(np.isfinite(values), values, -1.0)
-    worst = int(np.argmax(finite))
-    if finite.flat[worst] >= 0.0:
-        index = ", ".join(str(int(i)) for i in np.unravel_index(worst, values.shape))
-        text += f"; largest finite ratio {finite.flat[worst]:.3g} at {wrt}[{index}]"
+    if worst is not None and len(worst) == values.ndim and present[tuple(worst)]:
+        at = tuple(int(i) for i in worst)
+        if np.isfinite(values[at]):
+            text += f"; worst {_label(wrt, at)}, ratio {values[at]:.3g}"
+        else:
+            text += f"; worst {_label(wrt, at)}, with nothing finite to compare"
+        return _wrapped(text, width)
+    flat = int(np.argmax(finite))
+    if finite.flat[flat] >= 0.0:
+        at = tuple(int(i) for i in np.unravel_index(flat, values.shape))
+        text += f"; largest finite ratio {finite.flat[flat]:.3g} at {_label(wrt, at)}"
     return _wrapped(text, width)
+
+
+def _label(wrt: str, index: Sequence[int]) -> str:
+    """`w[2,2]`, as the tables and the diagnosis name an entry."""
+    return f"{wrt}[{','.join(str(i) for i in index)}]"
 
 
 def _worst_blocks(codes: Codes, block_rows: int, block_columns: int) -> Codes:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
+from gradcheck_cli.render.story import sweep_headline
 from gradcheck_cli.render.terminal import (
     Cell,
     number_text,
@@ -112,15 +113,8 @@ def render_sweep(report: SweepReport, console: Console) -> None:
             f"fitted slope over the {sum(r.in_fit for r in report.rows)} points marked *:"
             f" {report.slope:.3f} (2 = correct gradient, 1 = wrong gradient)"
         )
-    explanation = {
-        "slope-2": "PASSED: the residual falls like delta^2, as for a correct gradient.",
-        "slope-1": "FAILED: the residual falls like delta: the gradient is wrong along v.",
-        "kink": "PASSED: the residual falls like delta with the same sign on both sides of x: "
-        "f has a kink along v, and the gradient lies between its one-sided slopes.",
-        "round-off": "PASSED: every residual is at round-off level (f is linear along v).",
-        "inconclusive": "INCONCLUSIVE: too few residuals above round-off to fit a slope; "
-        "widen --largest/--smallest.",
-    }[report.reason]
+    # The final line is the story every format tells (render/story.py), CI's included.
+    explanation = sweep_headline(report.to_document())
     style = {"passed": "bold green", "failed": "bold red"}.get(report.verdict, "bold yellow")
     console.print(Text(explanation, style=style))
 

@@ -3,7 +3,8 @@
 The test cases are `ci_cases.interpret`'s: an `::error` per failing case (at most 9: GitHub shows
 10 error annotations per step, and the 10th is the summary, which counts the ones left out), a
 `::warning` per case with inconclusive findings (inconclusive is not wrong), then the one-line
-summary (`::error` on failure, `::notice` on success).
+summary, the table's final line: `::error` when the verdict is failed (or the run ended in an
+error), `::warning` when it is inconclusive, `::notice` when it passed.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ per-input errors stop one short of that so the summary line is never the one dro
 def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
     """The report `document` as GitHub Actions workflow commands, one per line.
 
-    An `::error` per failing test case (title `gradcheck: dW wrong`, message: the count and the
-    worst entry with its numbers), a `::warning` per case with inconclusive findings, then one
-    summary line: `::error title=gradcheck::FAILED: ...` or `::notice title=gradcheck::PASSED:
-    ...`. `file` (the model file's path, when there is one) is attached to the per-case lines.
+    An `::error` per failing test case (title `gradcheck: dW wrong`, message: the count, the
+    worst entry with its numbers, the diagnosis), a `::warning` per case with inconclusive
+    findings, then one summary line: `::error title=gradcheck::FAILED: ...`,
+    `::warning title=gradcheck::INCONCLUSIVE: ...` or `::notice title=gradcheck::PASSED: ...`.
+    `file` (the model file's path, when there is one) is attached to the per-case lines.
     """
     reading = interpret(document)
     location = {"file": file} if file else {}
@@ -32,20 +34,26 @@ def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
     warnings: list[str] = []
     for case in reading.cases:
         for problem in case.problems:
+            if problem.kind == "error":
+                continue  # an error document's one line is the summary below
             command, bucket = (
                 ("error", errors) if problem.kind == "wrong" else ("warning", warnings)
             )
             properties = {**location, "title": f"gradcheck: {case.name} {problem.kind}"}
             bucket.append(_workflow_command(command, properties, problem.message))
-    verdict = reading.verdict
+    headline = reading.headline
     room = GITHUB_ANNOTATIONS_PER_STEP - 1
     if len(errors) > room:
-        verdict += f" ({len(errors) - room} more failing cases: see the report)"
+        more = f" ({len(errors) - room} more failing cases: see the report)"
+        headline = f"{headline.removesuffix('.')}{more}."
         errors = errors[:room]
-    summary = _workflow_command(
-        "notice" if reading.passed else "error", {"title": "gradcheck"}, verdict
-    )
-    return "\n".join([*errors, *warnings[:GITHUB_ANNOTATIONS_PER_STEP], summary]) + "\n"
+    level = {"passed": "notice", "inconclusive": "warning"}.get(reading.verdict, "error")
+    # An error (exit 2 or 3) has no case of its own: its one line carries the file.
+    where = location if reading.verdict == "error" else {}
+    summary = _workflow_command(level, {**where, "title": "gradcheck"}, headline)
+    # The summary is never the annotation GitHub drops: the others of its level stop short.
+    warnings = warnings[: GITHUB_ANNOTATIONS_PER_STEP - (level == "warning")]
+    return "\n".join([*errors, *warnings, summary]) + "\n"
 
 
 def _workflow_command(command: str, properties: Mapping[str, str], message: str) -> str:

@@ -4,7 +4,8 @@ The test cases are `ci_cases.interpret`'s. "Inconclusive" is a JUnit `<error>`, 
 `<failure>`: a JUnit error is a test that could not run to a verdict, which is what this is;
 keeping it apart lets a CI dashboard count wrong gradients (failures) separately from checks to
 retry (errors); both still fail the build. A case with wrong entries as well gets one
-`<failure>` whose text also lists the inconclusive ones.
+`<failure>` whose text also lists the inconclusive ones. A run that ended in an error (exit 2
+or 3) is one `<error>` case. The suite's properties carry the verdict and the final line.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gradcheck_cli.render.ci_cases import INCONCLUSIVE, as_mapping, as_text, ci_printable, interpret
+from gradcheck_cli.render.ci_cases import INCONCLUSIVE, as_text, ci_printable, interpret
+from gradcheck_cli.render.story import as_mapping
 
 
 def junit_xml(
@@ -37,7 +39,7 @@ def junit_xml(
     for case in reading.cases:
         start = f'    <testcase classname="{_attr(reading.classname)}" name="{_attr(case.name)}"'
         wrong = [p for p in case.problems if p.kind == "wrong"]
-        inconclusive = [p for p in case.problems if p.kind == INCONCLUSIVE]
+        inconclusive = [p for p in case.problems if p.kind in (INCONCLUSIVE, "error")]
         if case.skipped is not None:
             skipped += 1
             body = f'<skipped message="{_attr(case.skipped)}" />'
@@ -54,7 +56,8 @@ def junit_xml(
             lines = [
                 line for problem in inconclusive for line in (problem.message, *problem.details)
             ]
-            body = _result_element("error", INCONCLUSIVE, inconclusive[0].message, lines)
+            kind = inconclusive[0].kind
+            body = _result_element("error", kind, inconclusive[0].message, lines)
         else:
             case_lines.append(start + " />")
             continue
@@ -71,6 +74,8 @@ def junit_xml(
         ("formula", model.get("formula")),
         ("model_source", model.get("source")),
         ("schema_version", document.get("schema_version")),
+        ("verdict", reading.verdict),
+        ("summary", reading.headline),
     ]
     property_lines = [
         f'      <property name="{name}" value="{_attr(as_text(value))}" />'

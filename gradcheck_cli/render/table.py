@@ -11,6 +11,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.text import Text
 
+from gradcheck_cli.render.story import Story, story
 from gradcheck_cli.render.terminal import (
     Cell,
     number_text,
@@ -42,10 +43,18 @@ def _entry_label(check: EntryCheck) -> str:
     return label if check.cotangent is None else f"{label} v{check.cotangent}"
 
 
+MAPS = ("failing", "all", "none")
+"""Which inputs get an error map: those that did not pass (failed or inconclusive entries),
+every checked input, or none."""
+
+
 def render_run(
-    report: RunReport, console: Console, *, top: int = 10, show_map: bool = False
+    report: RunReport, console: Console, *, top: int = 10, maps: str = "failing"
 ) -> None:
-    """The report as a person reads it; error maps for a failing run, or with show_map."""
+    """The report as a person reads it: the summary, the diagnosis, the worst entries, every
+    inconclusive and doubtful entry with its reason, the error maps (`maps`) and the final
+    line, which is the story every other format tells (`story.py`)."""
+    told = story(report.to_document())
     print_header(console, report)
     tangent = report.settings.tangent
     kind = None if tangent is None else tangent.check
@@ -85,10 +94,11 @@ def render_run(
         worst = "-" if s.worst_index is None else printable(entry_label(name, s.worst_index))
         # Fast mode measures errors only of the entries it checked one by one.
         measured = s.checked_one_by_one != 0
+        failed = f"≥{s.failed}" if s.failed_at_least else str(s.failed)
         cells: list[Cell] = [
             printable(name),
             str(s.entries),
-            Text(str(s.failed), style="bold red" if s.failed else ""),
+            Text(failed, style="bold red" if s.failed or s.failed_at_least else ""),
             Text(str(s.inconclusive), style="bold yellow" if s.inconclusive else ""),
             str(s.doubtful),
             number_text(s.max_abs_error if measured else None, 3),
@@ -151,17 +161,14 @@ def render_run(
                 row.append(number_text(c.reference, 10))
             rows.append(row)
         print_table(console, title, columns, rows, droppable=("estimate", "abs error"))
+    _render_unsure(report, console, shown=worst_first, top=top, reference=reference_shown)
     if report.omitted:
         console.print(
             f"{report.omitted} passing entries are not listed in the JSON report "
             "(--details all lists every one)."
         )
     print_legend(console, {c.reason for c in report.checks} | {d.reason for d in report.directions})
-    if show_map or report.verdict != "passed":
-        from gradcheck_cli.render.errormap import error_map
-
-        for name, ratio in report.error_ratios.items():
-            console.print(error_map(printable(name), ratio, width=console.width))
+    _render_maps(report, told, console, maps)
     if report.forward_calls is not None:
         entries = sum(s.entries for s in report.summary.values())
         if report.fast is not None:
@@ -172,73 +179,87 @@ def render_run(
             count, unit = entries, "entry"
         per = f" ({report.forward_calls / count:.2f} per {unit})" if count else ""
         console.print(f"forward calls: {report.forward_calls}{per}")
-    console.print(_final_line(report))
+    style = {"passed": "bold green", "failed": "bold red"}.get(told.verdict, "bold yellow")
+    console.print(Text(told.headline, style=style))
 
 
-def _final_line(report: RunReport) -> Text:
-    """The last line: the same story as the exit code and the JSON's verdict."""
-    total = sum(s.entries for s in report.summary.values())
-    failed = sum(s.failed for s in report.summary.values())
-    unsure = sum(s.inconclusive for s in report.summary.values())
-    doubtful = sum(s.doubtful for s in report.summary.values())
-    verdict = report.verdict
-    if report.fast is not None:
-        return _fast_final_line(report, total, failed, unsure)
-    if verdict == "failed":
-        more = f"; {unsure} inconclusive" if unsure else ""
-        return Text(f"FAILED: {failed} of {total} entries disagree{more}.", style="bold red")
-    if verdict == "inconclusive":
-        return Text(
-            f"INCONCLUSIVE: no entry disagrees, but {unsure} of {total} could not be verified "
-            "(their finite differences are too unsure; see the reasons above).",
-            style="bold yellow",
-        )
-    note = f" ({doubtful} doubtful, see the reasons above)" if doubtful else ""
-    every = "the one entry agrees" if total == 1 else f"all {total} entries agree"
-    return Text(f"PASSED: {every}{note}.", style="bold green")
+def _render_unsure(
+    report: RunReport, console: Console, *, shown: list[EntryCheck], top: int, reference: bool
+) -> None:
+    """Every count of inconclusive or doubtful entries has rows to show: those the table of
+    the worst left out, up to `top` of each, with their reasons (the legend explains them)."""
+    seen = {id(c) for c in shown}
+    failed = {
+        (c.wrt, c.index) for c in report.checks if not c.passed and c.reason != "inconclusive"
+    }
+    rows: list[list[Cell]] = []
+    for name in report.summary:
+        # Per input, so that each input's count has its own rows; an entry that failed through
+        # another cotangent is a failure, shown above, not a doubt.
+        own = [c for c in report.checks if c.wrt == name and (c.wrt, c.index) not in failed]
+        for unsure in (True, False):
+            picked = [
+                c
+                for c in own
+                if id(c) not in seen
+                and (c.reason == "inconclusive" if unsure else c.passed and c.reason != "ok")
+            ]
+            for c in sorted(picked, key=lambda c: -c.excess)[:top]:
+                row: list[Cell] = [
+                    _entry_label(c),
+                    number_text(c.analytic, 9),
+                    number_text(c.numerical, 9),
+                    number_text(c.abs_error, 3),
+                    number_text(c.error_estimate, 3),
+                    verdict_cell(c.passed, c.reason),
+                ]
+                if reference:
+                    row.append(number_text(c.reference, 10))
+                rows.append(row)
+    if not rows:
+        return
+    columns = [
+        ("entry", "left"),
+        ("analytic", "right"),
+        ("numerical", "right"),
+        ("abs error", "right"),
+        ("estimate", "right"),
+        ("verdict", "left"),
+    ]
+    if reference:
+        columns.append(("torch", "right"))
+    print_table(
+        console,
+        "Inconclusive and doubtful entries (not among the worst above), with their reasons",
+        columns,
+        rows,
+        droppable=("estimate", "abs error"),
+    )
 
 
-def _fast_final_line(report: RunReport, total: int, failed: int, unsure: int) -> Text:
-    assert report.fast is not None
-    fast = report.fast
-    top_level = [d for d in report.directions if d.depth == 0]
-    bad = [d for d in top_level if not d.passed and d.reason != "inconclusive"]
-    if report.verdict == "failed":
-        if failed:
-            found = f"{failed} wrong entries found"
-        elif fast.unlocalised:
-            found = f"the error lies in {len(fast.unlocalised)} block(s) listed above"
-        else:
-            found = (
-                "no single entry was found wrong: small errors spread over many entries add "
-                "up along v"
+def _render_maps(report: RunReport, told: Story, console: Console, maps: str) -> None:
+    """The error maps: of the inputs that did not pass (`failing`), of every checked input
+    (`all`), or none. Each names the summary's worst entry and marks inconclusive entries."""
+    if maps == "none":
+        return
+    from gradcheck_cli.render.errormap import error_map
+
+    verdicts = {item.name: item.verdict for item in told.inputs}
+    checked = "checked one by one" if report.fast is not None else "checked"
+    for name, ratio in report.error_ratios.items():
+        if maps == "failing" and verdicts.get(name, "passed") == "passed":
+            continue
+        summary = report.summary.get(name)
+        console.print(
+            error_map(
+                printable(name),
+                ratio,
+                width=console.width,
+                inconclusive=report.inconclusive_maps.get(name),
+                worst=None if summary is None else summary.worst_index,
+                checked=checked,
             )
-        more = f"; {unsure} inconclusive" if unsure else ""
-        return Text(
-            f"FAILED: {len(bad)} of {len(top_level)} random directions disagree; {found}{more}.",
-            style="bold red",
         )
-    if report.verdict == "inconclusive":
-        unsure_directions = sum(d.reason == "inconclusive" for d in top_level)
-        what = (
-            f"{unsure_directions} of {len(top_level)} random directions could not be verified "
-            "(the finite difference's own error is as large as what it compares)"
-            if unsure_directions
-            else f"{unsure} entries checked one by one could not be verified"
-        )
-        return Text(f"INCONCLUSIVE: nothing disagrees, but {what}.", style="bold yellow")
-    shown = (
-        ""
-        if fast.detectable_error is None
-        else f" An error of size {fast.detectable_error:.2g} or more in the gradient (norm "
-        f"over the entries) would have shown except with probability "
-        f"{fast.escape_probability:g}."
-    )
-    return Text(
-        f"PASSED: {len(top_level)} random directions over {total} entries agree with the "
-        f"gradient.{shown}",
-        style="bold green",
-    )
 
 
 def _render_directions(report: RunReport, console: Console) -> None:
@@ -278,14 +299,11 @@ def _render_directions(report: RunReport, console: Console) -> None:
         limit = None if fast is None else fast.localise_limit
         failed = sum(s.failed for s in report.summary.values())
         checked = sum(s.checked_one_by_one or 0 for s in report.summary.values())
+        stopped = any(s.failed_at_least for s in report.summary.values())
         console.print(
             f"Bisection: {bisections} directional checks on blocks, "
             f"{checked} entries checked one by one, {failed} wrong"
-            + (
-                f" (localising stops after {limit}: there may be more)"
-                if limit is not None and failed >= int(str(limit))
-                else ""
-            )
+            + (f" (localising stops after {limit}: there may be more)" if stopped else "")
             + "."
         )
     if report.fast is not None:

@@ -1,0 +1,333 @@
+"""The one story a report tells, read from its document: the verdict, the counts and the worst
+entry of every input, and the final line. The terminal table, the GitHub annotations and the
+JUnit XML all print what this module says, so that no part of the output can contradict another
+or the exit code (issue 24).
+
+Everything derives from the document's `verdict` (the exit code's: passed 0, failed 1,
+inconclusive 4, error 2 or 3) and from the same per-input counts; documents of schema 1 and 2,
+which may lack a field, are read with the defaults their version implies. Pure: the standard
+library only (no click, no rich, no numpy), so the CI formats and the table can both use it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+VERDICTS = ("passed", "failed", "inconclusive", "error")
+INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class InputStory:
+    """One checked input: its counts, its worst entry, and whether it passed."""
+
+    name: str
+    entries: int
+    failed: int
+    failed_at_least: bool
+    """Fast mode stopped localising before this input's wrong entries were all found."""
+    inconclusive: int
+    doubtful: int
+    worst: str | None
+    """Its worst entry, `W[0,1]`, as every format names it."""
+    verdict: str
+    """passed, failed or inconclusive, for this input alone."""
+    checked_one_by_one: int | None
+
+
+@dataclass(frozen=True)
+class Story:
+    verdict: str
+    """The document's: passed, failed, inconclusive (or error)."""
+    headline: str
+    """The final line, the same in the table, the annotations and JUnit: "FAILED: ..."."""
+    inputs: tuple[InputStory, ...]
+
+    @property
+    def failed(self) -> int:
+        return sum(item.failed for item in self.inputs)
+
+    @property
+    def entries(self) -> int:
+        return sum(item.entries for item in self.inputs)
+
+
+# --- Reading a document ---------------------------------------------------------------------------
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a mapping, else an empty one: a document from elsewhere may lack a key."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_sequence(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, Sequence) and not isinstance(value, str) else ()
+
+
+def count(value: Any, default: int = 0) -> int:
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral):
+        return int(value)
+    return default
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def verdict_of(document: Mapping[str, Any]) -> str:
+    """The document's verdict; schema 1 had only `passed` (then: passed or failed)."""
+    verdict = document.get("verdict")
+    if verdict in VERDICTS:
+        return str(verdict)
+    return "passed" if document.get("passed") is True else "failed"
+
+
+def label(name: str, index: Any) -> str:
+    """`W[2,1]`; `scale[]` for a 0-D input: as the tables and the diagnosis write an entry."""
+    return f"{name}[{','.join(str(i) for i in as_sequence(index))}]"
+
+
+def plural(number: int, singular: str, many: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else many or singular + 's'}"
+
+
+def agreement(
+    failed: int,
+    total: int,
+    singular: str,
+    many: str | None = None,
+    *,
+    of: str | None = None,
+    at_least: bool = False,
+) -> str:
+    """`3 of 15 entries disagree`, `1 of 9 entries of X disagrees`, `at least 20 of ...`."""
+    verb = "disagrees" if failed == 1 and not at_least else "disagree"
+    scope = "" if of is None else f" of {of}"
+    lower = "at least " if at_least else ""
+    return f"{lower}{failed} of {plural(total, singular, many)}{scope} {verb}"
+
+
+def all_agree(total: int, noun: str = "entry", many: str = "entries") -> str:
+    """ "the one entry agrees", "all 15 entries agree"."""
+    if total == 1:
+        return f"the one {noun} agrees"
+    return f"all {total} {many} agree"
+
+
+# --- The run's story ----------------------------------------------------------------------------
+
+
+def directions_of(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [d for d in as_sequence(document.get("directions")) if isinstance(d, Mapping)]
+
+
+def is_top_level(direction: Mapping[str, Any]) -> bool:
+    return count(direction.get("depth"), 0) == 0
+
+
+def direction_verdict(direction: Mapping[str, Any]) -> str:
+    if direction.get("passed") is not False:
+        return "passed"
+    return INCONCLUSIVE if direction.get("reason") == INCONCLUSIVE else "failed"
+
+
+def run_inputs(document: Mapping[str, Any]) -> tuple[InputStory, ...]:
+    """Every input the document summarises, in its order, with its own verdict, which never
+    tells more than the run's: no input fails in a run that did not fail, none is unverified
+    in a run that passed."""
+    run = verdict_of(document)
+    summary = as_mapping(document.get("summary"))
+    directions = directions_of(document)
+    blocks = [
+        b
+        for b in as_sequence(as_mapping(document.get("fast")).get("unlocalised"))
+        if isinstance(b, Mapping)
+    ]
+    stories = []
+    for name, counts in summary.items():
+        counts = as_mapping(counts)
+        failed = count(counts.get("failed"))
+        inconclusive = count(counts.get("inconclusive"))
+        if "inconclusive" not in counts:
+            # Schema 1's `failed` counted every entry that did not pass: its checks tell.
+            unsure = {
+                tuple(as_sequence(c.get("index")))
+                for c in as_sequence(document.get("checks"))
+                if isinstance(c, Mapping)
+                and c.get("wrt") == name
+                and c.get("passed") is False
+                and c.get("reason") == INCONCLUSIVE
+            }
+            inconclusive = len(unsure)
+            failed = max(failed - inconclusive, 0)
+        # Fast mode: a direction over this input alone that fails (top-level when it is the
+        # only input checked), or a block of it that no half explains, fails the input even
+        # where no single entry was found wrong.
+        own = {direction_verdict(d) for d in directions if d.get("wrt") == name}
+        blocked = any(b.get("wrt") == name for b in blocks)
+        if run == "failed" and (failed or "failed" in own or blocked):
+            verdict = "failed"
+        elif run != "passed" and (inconclusive or INCONCLUSIVE in own):
+            verdict = INCONCLUSIVE
+        else:
+            verdict = "passed"
+        worst = counts.get("worst_index")
+        stories.append(
+            InputStory(
+                name=str(name),
+                entries=count(counts.get("entries")),
+                failed=failed,
+                failed_at_least=counts.get("failed_at_least") is True,
+                inconclusive=inconclusive,
+                doubtful=count(counts.get("doubtful")),
+                worst=None if worst is None else label(str(name), worst),
+                verdict=verdict,
+                checked_one_by_one=(
+                    count(counts.get("checked_one_by_one"))
+                    if counts.get("checked_one_by_one") is not None
+                    else None
+                ),
+            )
+        )
+    return tuple(stories)
+
+
+def run_headline(document: Mapping[str, Any], inputs: Sequence[InputStory]) -> str:
+    """The run's final line, from its verdict and counts."""
+    verdict = verdict_of(document)
+    total = sum(i.entries for i in inputs)
+    failed = sum(i.failed for i in inputs)
+    unsure = sum(i.inconclusive for i in inputs)
+    doubtful = sum(i.doubtful for i in inputs)
+    at_least = any(i.failed_at_least for i in inputs)
+    if directions_of(document) or "fast" in document:
+        return _fast_headline(document, verdict, total, failed, unsure, at_least)
+    if verdict == "failed":
+        more = f"; {unsure} inconclusive" if unsure else ""
+        if not failed:
+            return "FAILED: the report's verdict is failed."
+        return f"FAILED: {agreement(failed, total, 'entry', 'entries')}{more}."
+    if verdict == INCONCLUSIVE:
+        return (
+            f"INCONCLUSIVE: no entry disagrees, but {unsure} of {plural(total, 'entry', 'entries')}"
+            " could not be verified (their finite differences are too unsure; see the reasons"
+            " above)."
+        )
+    note = f" ({doubtful} doubtful, see the reasons above)" if doubtful else ""
+    return f"PASSED: {all_agree(total)}{note}."
+
+
+def _fast_headline(
+    document: Mapping[str, Any],
+    verdict: str,
+    total: int,
+    failed: int,
+    unsure: int,
+    at_least: bool,
+) -> str:
+    fast = as_mapping(document.get("fast"))
+    top_level = [d for d in directions_of(document) if is_top_level(d)]
+    bad = sum(direction_verdict(d) == "failed" for d in top_level)
+    blocks = as_sequence(fast.get("unlocalised"))
+    limit = count(as_mapping(document.get("settings")).get("localise_limit"), 0)
+    if verdict == "failed":
+        if failed:
+            lower = "at least " if at_least else ""
+            found = f"{lower}{plural(failed, 'wrong entry', 'wrong entries')} found"
+            if at_least and limit:
+                found += f" (localising stops after {limit})"
+        elif blocks:
+            found = (
+                f"the error lies in {plural(len(blocks), 'failing block')} too large to check "
+                "one by one"
+            )
+        else:
+            found = (
+                "no single entry was found wrong: small errors spread over many entries add up "
+                "along v"
+            )
+        more = f"; {unsure} inconclusive" if unsure else ""
+        directions = agreement(bad, len(top_level), "random direction")
+        return f"FAILED: {directions}; {found}{more}."
+    if verdict == INCONCLUSIVE:
+        unsure_directions = sum(direction_verdict(d) == INCONCLUSIVE for d in top_level)
+        if unsure_directions:
+            what = (
+                f"{unsure_directions} of {plural(len(top_level), 'random direction')} could not "
+                "be verified (the finite difference's own error is as large as what it "
+                "compares)"
+            )
+        else:
+            what = f"{unsure} of the entries checked one by one could not be verified"
+        return f"INCONCLUSIVE: nothing disagrees, but {what}."
+    detectable = as_float(fast.get("detectable_error"))
+    shown = ""
+    if detectable is not None:
+        shown = (
+            f" An error of size {detectable:.2g} or more in the gradient (norm over the "
+            f"entries) would have shown except with probability "
+            f"{as_float(fast.get('escape_probability')) or 0:g}."
+        )
+    return (
+        f"PASSED: {plural(len(top_level), 'random direction')} over "
+        f"{plural(total, 'entry', 'entries')} agree with the gradient.{shown}"
+    )
+
+
+# --- Perturb and sweep ----------------------------------------------------------------------------
+
+SWEEP_HEADLINES = {
+    "slope-2": "PASSED: the residual falls like delta^2, as for a correct gradient.",
+    "slope-1": "FAILED: the residual falls like delta: the gradient is wrong along v.",
+    "kink": "PASSED: the residual falls like delta with the same sign on both sides of x: "
+    "f has a kink along v, and the gradient lies between its one-sided slopes.",
+    "round-off": "PASSED: every residual is at round-off level (f is linear along v).",
+    "inconclusive": "INCONCLUSIVE: too few residuals above round-off to fit a slope; "
+    "widen --largest/--smallest.",
+}
+
+
+def sweep_headline(document: Mapping[str, Any]) -> str:
+    reason = str(document.get("reason", ""))
+    known = SWEEP_HEADLINES.get(reason)
+    if known is not None and known.split(":")[0].lower() == verdict_of(document):
+        return known
+    return f"{verdict_of(document).upper()}: the Taylor test's reason is {reason or 'unknown'}."
+
+
+def perturb_headline(document: Mapping[str, Any]) -> str:
+    rows = [p for p in as_sequence(document.get("perturbations")) if isinstance(p, Mapping)]
+    verdict = verdict_of(document)
+    wrong = sum(direction_verdict(p) == "failed" for p in rows)
+    unsure = sum(direction_verdict(p) == INCONCLUSIVE for p in rows)
+    if verdict == "passed":
+        return f"PASSED: {all_agree(len(rows), 'perturbation', 'perturbations')}."
+    parts = []
+    if wrong:
+        parts.append(agreement(wrong, len(rows), "perturbation"))
+    if unsure:
+        parts.append(f"{unsure} of {plural(len(rows), 'perturbation')} could not be verified")
+    head = "FAILED" if verdict == "failed" else "INCONCLUSIVE"
+    return f"{head}: {'; '.join(parts) or 'the report says ' + verdict}."
+
+
+def story(document: Mapping[str, Any]) -> Story:
+    """The story of any document: a run, perturb, sweep, an error, or another command's."""
+    verdict = verdict_of(document)
+    command = str(document.get("command", "run"))
+    if verdict == "error":
+        message = str(document.get("error", "an error"))
+        return Story(verdict, f"ERROR: {message}", ())
+    if command == "run":
+        inputs = run_inputs(document)
+        return Story(verdict, run_headline(document, inputs), inputs)
+    if command == "perturb":
+        return Story(verdict, perturb_headline(document), ())
+    if command == "sweep":
+        return Story(verdict, sweep_headline(document), ())
+    return Story(verdict, f"{verdict.upper()}: {command}", ())

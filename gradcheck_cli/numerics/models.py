@@ -54,6 +54,28 @@ class Model(Protocol):
     def gradient(self, inputs: Inputs) -> Gradients: ...
 
 
+ValuesAtShifts = Callable[[Inputs, str, NDArray[np.intp], Array], Array | None]
+"""(inputs, wrt, flat_indices, shifts) -> f at every shift of every entry, or None (see
+`BatchedModel.values_at_shifts`)."""
+
+
+@runtime_checkable
+class BatchedModel(Protocol):
+    """A model that can evaluate f at many points in one call: the points of one input moved
+    entry by entry (a framework's vmap over a stack of copies of the input). The in-process
+    evaluator uses it where it can (evaluation.py), and checks each batch against one-at-a-time
+    evaluation; nothing here knows which framework batches, or how."""
+
+    def values_at_shifts(
+        self, inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> Array | None:
+        """f at `inputs` with entry flat_indices[b] of inputs[wrt] moved by shifts[b, k], for
+        every b and k, as an array shaped like `shifts`; the moved entry is x + shift rounded
+        to the input's dtype, exactly as one-at-a-time evaluation moves it. None when the
+        model cannot evaluate these points together: they are then evaluated one at a time."""
+        ...
+
+
 # --- activations -----------------------------------------------------------------------------
 # Each works for real and, where `complex_analytic`, complex input. The stable forms only ever
 # exponentiate a number whose real part is <= 0, so no input overflows or warns.
@@ -390,6 +412,8 @@ class ContractedModel:
     complex_analytic: bool = False
     vectors: tuple[Array, ...] = ()
     """The cotangent v, one array per output of forward."""
+    contracted_at_shifts: ValuesAtShifts | None = None
+    """<forward, v> at many shifted points in one call, where forward batches (else None)."""
 
     def value(self, inputs: Inputs) -> float | complex:
         total = self.contracted(inputs)
@@ -397,6 +421,14 @@ class ContractedModel:
 
     def gradient(self, inputs: Inputs) -> Gradients:
         return self.vjp(inputs)
+
+    def values_at_shifts(
+        self, inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> Array | None:
+        """<forward, v> at every shift of every entry in one call (`BatchedModel`), or None."""
+        if self.contracted_at_shifts is None:
+            return None
+        return self.contracted_at_shifts(inputs, wrt, flat_indices, shifts)
 
 
 def closed_form_model(model: Model, wrt: str) -> ElementwiseModel | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
@@ -48,12 +49,14 @@ class ModelRecipe:
     seed: int
     copying: bool = False
     """The model's code writes into its arguments: every call gets copies."""
+    device: str | None = None
+    """--device: a PyTorch or JAX model's tensors go where the parent's do."""
 
     def __call__(self, inputs: Mapping[str, Array]) -> tuple[list[Model], CallCounter]:
         model_file = self.model_file
         if model_file is None:
             assert self.path is not None
-            model_file = load_model_file(Path(self.path), self.entry)
+            model_file = load_model_file(Path(self.path), self.entry, device=self.device)
         bound = bind(
             model_file,
             {name: Supplied(np.asarray(array), "worker") for name, array in inputs.items()},
@@ -248,9 +251,17 @@ def _bind_once(
         start_over_if_inputs_written()
         eps = forward_precision(functions, inputs, outputs)
     from_file = model_file.from_file
+    adapted = model_file.adapted
     recipe = ModelRecipe(
         path=str(model_file.path) if from_file else None,
-        entry=model_file.name if from_file and model_file.convention != "plain" else None,
+        entry=(
+            adapted.entry
+            if adapted is not None
+            else model_file.name
+            if from_file and model_file.convention != "plain"
+            else None
+        ),
+        device=adapted.device if adapted is not None else None,
         model_file=None if from_file else model_file,
         params=dict(params),
         dtype=dtype,
@@ -327,6 +338,35 @@ class FileModel:
     def gradient(self, inputs: Inputs) -> Gradients:
         return self.functions.backward(inputs, ())
 
+    def values_at_shifts(
+        self, inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> Array | None:
+        """f at every shift of every entry in one call where forward batches (a PyTorch or JAX
+        function: numerics.models.BatchedModel); None for a numpy model file."""
+        outputs = _outputs_at_shifts(self.functions, inputs, wrt, flat_indices, shifts)
+        if outputs is None or outputs[0].shape != shifts.shape:
+            return None
+        return np.asarray(outputs[0], dtype=np.float64)
+
+
+def _outputs_at_shifts(
+    functions: ModelFunctions,
+    inputs: Inputs,
+    wrt: str,
+    flat_indices: NDArray[np.intp],
+    shifts: Array,
+) -> list[Array] | None:
+    """forward's outputs at many moved copies of inputs[wrt] in one call, shaped
+    (B, K, *output), where the adapted framework function batches (frameworks/); else None."""
+    adapted = functions.model_file.adapted
+    if adapted is None or functions.caller.copying:
+        return None
+    arguments = {**functions.caller.params, **inputs}
+    outputs = adapted.outputs_at_shifts(arguments, wrt, flat_indices, shifts)
+    if outputs is not None:
+        functions.model_file.counter.forward += shifts.size
+    return outputs
+
 
 def _contracted(
     functions: ModelFunctions,
@@ -356,6 +396,19 @@ def _contracted(
     def vjp(inputs: Inputs) -> Gradients:
         return functions.backward(inputs, vectors)
 
+    def contracted_at_shifts(
+        inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> Array | None:
+        outputs = _outputs_at_shifts(functions, inputs, wrt, flat_indices, shifts)
+        if outputs is None:
+            return None
+        total: Any = 0  # summed as `contracted` sums, output by output
+        for out, shape, v in zip(outputs, shapes, vectors, strict=True):
+            if out.shape != shifts.shape + shape:
+                return None
+            total = total + np.sum((out * v).reshape(*shifts.shape, -1), axis=-1)
+        return np.asarray(total)
+
     model_file = functions.model_file
     return ContractedModel(
         name=f"{model_file.name}/v{number}",
@@ -365,6 +418,7 @@ def _contracted(
         number=number,
         complex_analytic=model_file.complex_safe,
         vectors=tuple(vectors),
+        contracted_at_shifts=contracted_at_shifts if model_file.adapted is not None else None,
     )
 
 

@@ -40,7 +40,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.errors import InputError, UserCodeError
+from gradcheck_cli.frameworks import Adapted, adapt
 from gradcheck_cli.subject.messages import describe
 
 UserFunction = Callable[..., object]
@@ -74,11 +75,16 @@ class ModelFile:
     from_file: bool = False
     """Loaded by load_model_file (a worker imports the file again), not handed over in Python
     (a worker unpickles the functions)."""
+    adapted: Adapted | None = None
+    """A PyTorch or JAX function adapted to the plain convention (frameworks/): its NAME, device
+    and batched forward."""
 
     @property
     def label(self) -> str:
         """How messages name the file: `model.py`, or `layers.py:affine`."""
         entry = "" if self.convention == "plain" else f":{self.name}"
+        if self.adapted is not None and self.adapted.entry is not None:
+            entry = f":{self.adapted.entry}"
         return f"{self.path.name}{entry}"
 
 
@@ -92,12 +98,27 @@ def signature_of(model_file: ModelFile) -> inspect.Signature:
         ) from None
 
 
-def model_file_from_module(module: ModuleType, path: Path, entry: str | None) -> ModelFile:
+def model_file_from_module(
+    module: ModuleType, path: Path, entry: str | None, *, device: str | None = None
+) -> ModelFile:
     """The functions and labels of an imported model file, by the convention they follow.
 
     `entry` names a layer (`entry_forward`/`entry_backward`) or a loss function (`entry`,
-    returning (loss, grads)); without it, the file defines `forward` and `backward`.
+    returning (loss, grads)); without it, the file defines `forward` and `backward`. A PyTorch
+    or JAX function (`entry`, or `forward`) is adapted to the plain convention by frameworks/,
+    its tensors on `device`.
     """
+    adapted = adapt(module, path, entry, device=device)
+    if adapted is not None:
+        roles = ("forward", "backward", "example_inputs", "hvp", "jvp", "name", "formula")
+        return ModelFile(
+            path=path, from_file=True, adapted=adapted, **{r: getattr(adapted, r) for r in roles}
+        )
+    if device not in (None, "cpu"):
+        raise InputError(
+            f"--device {device}: {path.name} is a numpy model file; --device places the tensors "
+            "of a PyTorch or JAX model"
+        )
     complex_safe = getattr(module, "complex_safe", False)
     if not isinstance(complex_safe, bool):
         raise UserCodeError(

@@ -39,18 +39,20 @@ def split_model_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def load_model_file(path: Path, entry: str | None = None) -> ModelFile:
+def load_model_file(
+    path: Path, entry: str | None = None, *, device: str | None = None
+) -> ModelFile:
     """Import a model file and pick out its functions and labels.
 
     `entry` names a layer (`entry_forward`/`entry_backward`) or a loss function (`entry`,
-    returning (loss, grads)); see `conventions`.
+    returning (loss, grads)); see `conventions`. `device`: a PyTorch or JAX model's (--device).
     """
     path = Path(path)
     _check_model_path(path)
     if path.suffix != ".py":
         raise UserCodeError(f"model file {path} is not a .py file")
     path = path.resolve()
-    return model_file_from_module(_import(path), path, entry)
+    return model_file_from_module(_import(path), path, entry, device=device)
 
 
 def _check_model_path(path: Path) -> None:

@@ -151,10 +151,12 @@ def _full_check(
     # About two forward calls per entry and model on a smooth, correct model; fewer seconds
     # where the model evaluates batches of points (a PyTorch or JAX function under vmap).
     first = next(iter(asked.wrt or ()), None)
-    estimated = calls * (
-        seconds_per_value(target.model, inputs, first, one_call) if first else one_call
-    )
-    parallel = subject.parallel(usable_jobs(asked.jobs))
+    per_value = seconds_per_value(target.model, inputs, first, one_call) if first else one_call
+    estimated = calls * per_value
+    # A model whose batches run here already spreads its per-call cost thin, and a worker would
+    # import its framework again (seconds): its workers start only when --jobs asks for them.
+    jobs = 1 if per_value < one_call and asked.jobs is None else usable_jobs(asked.jobs)
+    parallel = subject.parallel(jobs)
     with workers.running(parallel, inputs, target.models, estimated_seconds=estimated) as jobs:
         return run_check(
             target,

@@ -12,8 +12,9 @@ taken for a parameter the user's function gives a default):
   or the vector-Jacobian product for `grad_output`;
 - `hvp(tangents, /, **inputs)` and `jvp(tangents, /, **inputs)`: double backward and forward
   mode (the user's jvp rule where there is one);
-- `outputs_at_shifts(arguments, wrt, flat_indices, shifts)`: forward at many moved copies of
-  one input in one call (vmap), or None (numerics.models.BatchedModel);
+- `differences_at_shifts(arguments, wrt, flat_indices, shifts, projections)`: forward at many
+  moved copies of one input in one call (vmap), as differences from the unmoved point of each
+  projection (a cotangent), or None (numerics.models.BatchedModel);
 - `example_inputs()`: the file's examples, tensors as numpy arrays, other values parameters.
 
 Pure numpy and stdlib: nothing here imports a framework.
@@ -21,6 +22,7 @@ Pure numpy and stdlib: nothing here imports a framework.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from abc import ABC, abstractmethod
@@ -121,7 +123,10 @@ class Adapted:
     hvp: Callable[..., object]
     jvp: Callable[..., object]
     example_inputs: Callable[[], object] | None
-    outputs_at_shifts: Callable[[Named, str, NDArray[np.intp], Array], list[Array] | None]
+    differences_at_shifts: Callable[
+        [Named, str, NDArray[np.intp], Array, Sequence[Sequence[Array]] | None],
+        tuple[list[tuple[Array, Array]], int] | None,
+    ]
 
 
 @dataclass
@@ -143,6 +148,18 @@ class OutputLayout:
             return parts[0]
         return np.concatenate([p.reshape(*lead, -1) for p in parts], axis=len(lead))
 
+    def split_rows(self, joined: Array) -> list[Array]:
+        """Each output of a batch of joined outputs, with the row count in front."""
+        if len(self.shapes) == 1:
+            return [joined]
+        rows = joined.shape[0]
+        parts, start = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            parts.append(joined[:, start : start + size].reshape(rows, *shape))
+            start += size
+        return parts
+
     def split(self, joined: Array) -> list[Array]:
         """The cotangent of each output from one of the joined shape."""
         if len(self.shapes) == 1:
@@ -154,6 +171,34 @@ class OutputLayout:
             parts.append(flat[start : start + size].reshape(shape))
             start += size
         return parts
+
+
+class Remembered:
+    """Differences already evaluated, for one set of argument values and projections: a check
+    asks for the same points once per cotangent, and a batch answers them all at once. A change
+    of any argument (or of the projections) forgets everything."""
+
+    def __init__(self) -> None:
+        self.key = b""
+        self.store: dict[tuple[int, int, bytes], list[tuple[Array, float]]] = {}
+
+    def at(
+        self, values: Sequence[object], projections: Sequence[Sequence[Array]] | None
+    ) -> dict[tuple[int, int, bytes], list[tuple[Array, float]]]:
+        digest = hashlib.blake2b(digest_size=16)
+        for value in values:
+            if isinstance(value, np.ndarray):
+                digest.update(str((value.dtype.str, value.shape)).encode())
+                digest.update(np.ascontiguousarray(value).data)
+            else:
+                digest.update(repr(id(value)).encode())
+        for vectors in projections or ():
+            for v in vectors:
+                digest.update(np.ascontiguousarray(v).data)
+        key = digest.digest()
+        if key != self.key:
+            self.key, self.store = key, {}
+        return self.store
 
 
 class Adapter(ABC):
@@ -178,6 +223,7 @@ class Adapter(ABC):
         self.defined_at = defined_at
         """The user's object whose definition line messages about its outputs name."""
         self.layout: OutputLayout | None = None
+        self.remembered = Remembered()
 
     # --- what each framework provides ----------------------------------------------------------
 
@@ -286,11 +332,20 @@ class Adapter(ABC):
             )
         return moved
 
-    def outputs_at_shifts(
-        self, named: Named, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
-    ) -> list[Array] | None:
+    def differences_at_shifts(
+        self,
+        named: Named,
+        wrt: str,
+        flat_indices: NDArray[np.intp],
+        shifts: Array,
+        projections: Sequence[Sequence[Array]] | None,
+    ) -> tuple[list[tuple[Array, Array]], int] | None:
         """forward at inputs[wrt] with entry flat_indices[b] moved by shifts[b, k], every b and
-        k in one call: one array of shape (B, K, *output shape), or None."""
+        k, in batches (numerics.models.BatchedModel): for each projection (a cotangent per
+        output: f = <forward, v>; None: the scalar forward itself), the differences from the
+        unmoved point, evaluated in the same batch, and |f| at its largest per entry; and how
+        many points were evaluated. Each point is evaluated once for every projection: what
+        one asks for, the others find remembered (`Remembered`). None where it cannot batch."""
         values = self.values(named)
         if wrt not in self.names or self.layout is None:
             return None
@@ -298,20 +353,79 @@ class Adapter(ABC):
         base = values[position]
         if not isinstance(base, np.ndarray) or base.dtype.kind != "f":
             return None
+        count = len(projections) if projections is not None else 1
+        memory = self.remembered.at(values, projections)
+        keys = [
+            (position, int(i), row.tobytes()) for i, row in zip(flat_indices, shifts, strict=True)
+        ]
+        missing = [b for b, key in enumerate(keys) if key not in memory]
+        evaluated = 0
+        if missing:
+            found = self._evaluate_points(
+                values, position, flat_indices[missing], shifts[missing], projections
+            )
+            if found is None:
+                return None
+            for b, per_projection in zip(missing, found, strict=True):
+                memory[keys[b]] = per_projection
+            evaluated = (len(missing) * shifts.shape[1]) + 1
+        results = []
+        for p in range(count):
+            moved = np.stack([memory[key][p][0] for key in keys])
+            sizes = np.array([memory[key][p][1] for key in keys], dtype=np.float64)
+            results.append((moved, sizes))
+        return results, evaluated
+
+    def _evaluate_points(
+        self,
+        values: list[object],
+        position: int,
+        flat_indices: NDArray[np.intp],
+        shifts: Array,
+        projections: Sequence[Sequence[Array]] | None,
+    ) -> list[list[tuple[Array, float]]] | None:
+        """One batch: the unmoved point, then every moved one; per entry, per projection, the
+        differences from the unmoved point and the largest |f|."""
+        assert self.layout is not None
+        base = values[position]
+        assert isinstance(base, np.ndarray)
         count, per_entry = shifts.shape
+        rows = 1 + count * per_entry
         flat = base.reshape(-1)
         # x + shift rounded to the input's dtype, as one-at-a-time evaluation moves the entry.
         points = np.asarray(flat[flat_indices][:, None] + shifts).astype(base.dtype)
-        stacked = np.repeat(flat[None, :], count * per_entry, axis=0)
-        stacked[np.arange(count * per_entry), np.repeat(flat_indices, per_entry)] = points.ravel()
-        parts = self.batched(values, position, stacked.reshape(-1, *base.shape))
+        stacked = np.repeat(flat[None, :], rows, axis=0)
+        stacked[1 + np.arange(count * per_entry), np.repeat(flat_indices, per_entry)] = (
+            points.ravel()
+        )
+        parts = self.batched(values, position, stacked.reshape(rows, *base.shape))
         if parts is None:
             return None
-        lead = (count * per_entry,)
-        if [tuple(p.shape) for p in parts] != [lead + s for s in self.layout.shapes]:
+        if [tuple(p.shape) for p in parts] != [(rows, *s) for s in self.layout.shapes]:
             return None
-        joined = self.layout.join(parts, lead)
-        return [joined.reshape(count, per_entry, *self.layout.shape)]
+        outputs = self.layout.join(parts, (rows,))
+        if projections is None:
+            if outputs.shape != (rows,):
+                return None
+            projected = [np.asarray(outputs, dtype=np.float64)]
+        else:
+            projected = []
+            for vectors in projections:
+                # <out, v> summed as the one-at-a-time contraction sums it, output by output.
+                total: Any = 0
+                for out, v in zip(self.layout.split_rows(outputs), vectors, strict=True):
+                    total = total + np.sum((out * v).reshape(rows, -1), axis=-1)
+                projected.append(np.asarray(total))
+        found: list[list[tuple[Array, float]]] = [[] for _ in range(count)]
+        for f in projected:
+            with np.errstate(all="ignore"):
+                moved = (f[1:] - f[0]).reshape(count, per_entry)
+                sizes = np.fmax(
+                    np.fmax.reduce(np.abs(f[1:]).reshape(count, per_entry), axis=1), abs(f[0])
+                )
+            for b in range(count):
+                found[b].append((moved[b], float(sizes[b])))
+        return found
 
     def example_inputs_from(self, function: Callable[[], object]) -> Callable[[], object]:
         """The file's example_inputs(), with tensors as numpy arrays and numbers as Params."""
@@ -387,7 +501,7 @@ class Adapter(ABC):
             example_inputs=(
                 None if example_inputs is None else self.example_inputs_from(example_inputs)
             ),
-            outputs_at_shifts=self.outputs_at_shifts,
+            differences_at_shifts=self.differences_at_shifts,
         )
 
 

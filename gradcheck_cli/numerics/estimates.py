@@ -35,7 +35,14 @@ from gradcheck_cli.numerics.builtin_paths import (
     structured_differences,
 )
 from gradcheck_cli.numerics.evaluation import ProgressCallback, black_box_differences
-from gradcheck_cli.numerics.models import Array, ElementwiseModel, Inputs, Model
+from gradcheck_cli.numerics.models import (
+    Array,
+    ElementwiseModel,
+    Inputs,
+    Model,
+    batching,
+    step_scale,
+)
 from gradcheck_cli.numerics.schemes import (
     GROW_CEILING,
     GROW_FACTOR,
@@ -294,16 +301,26 @@ def one_step_estimates(
     Where it already agrees with the gradient within round-off the verdict is clear without a
     second step: a wrong gradient would need a truncation error that mimics its error to
     within round-off. The caller estimates the other entries in full (`estimate_at_default_steps`
-    with `known` set to the differences returned here, so no evaluation is repeated).
+    with `known` set to the differences returned here, so no evaluation is repeated). A model
+    that batches (models.batching) is evaluated here in batches, and no differences are
+    returned: every entry not settled is then evaluated again one forward call at a time, so
+    that a verdict other than a settled pass never rests on a batch's rounding.
     """
     target = inputs[wrt]
     if eps is None:
         eps = machine_epsilon(target.dtype)
-    steps = default_steps(scheme, target.ravel()[flat_indices], eps, magnitude=abs(f0), noise=noise)
+    magnitude = step_scale(model, f0)
+    steps = default_steps(
+        scheme, target.ravel()[flat_indices], eps, magnitude=magnitude, noise=noise
+    )
     offsets = list(scheme.offsets)
     shifts = (steps[:, None] * np.asarray(offsets, dtype=np.float64)[None, :]).astype(target.dtype)
+    # The first pass over every entry: in batches where the model offers them, since every
+    # entry this pass does not settle is estimated again, one forward call at a time (its
+    # batched differences are not handed on as `known`).
+    batched = batching(model) is not None
     diffs, values, terms = black_box_differences(
-        model, inputs, wrt, flat_indices, shifts, f0, progress
+        model, inputs, wrt, flat_indices, shifts, f0, progress, batched=batched
     )
     numerical = combine_differences(scheme, diffs, list(range(len(offsets))), steps)
     magnitudes = np.abs(target.ravel()[flat_indices])
@@ -326,6 +343,8 @@ def one_step_estimates(
         shrunk=np.zeros(numerical.shape, dtype=bool),
         terms=zeros,
     )
+    if batched:
+        return estimates, {}
     return estimates, {o: diffs[:, k] for k, o in enumerate(offsets)}
 
 
@@ -400,7 +419,8 @@ def estimate_at_default_steps(
     values = target.ravel()[flat_indices]
     builtin = structured and isinstance(model, ElementwiseModel) and wrt in ("X", "W")
     # The built-in paths sum only the terms an entry touches: no round-off of |f| to balance.
-    steps = default_steps(scheme, values, eps, magnitude=1.0 if builtin else abs(f0), noise=noise)
+    magnitude = 1.0 if builtin else step_scale(model, f0)
+    steps = default_steps(scheme, values, eps, magnitude=magnitude, noise=noise)
     settings: dict[str, Any] = {"f0": f0, "structured": structured, "eps": eps, "noise": noise}
     estimates = estimate_derivatives(
         model, inputs, wrt, flat_indices, steps, scheme, progress=progress, known=known, **settings

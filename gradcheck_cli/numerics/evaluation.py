@@ -8,13 +8,16 @@ worker evaluates its share with `IN_PROCESS`: workers.py imports this module, ne
 way round.
 
 A model that evaluates many points in one call (models.BatchedModel: a PyTorch or JAX function
-under vmap) is evaluated batch by batch, where per-call overhead would otherwise dominate. A
-batched computation need not round as one call at a time does (a matrix product over a stack
-is blocked differently), so every batch is checked against one-at-a-time evaluation at one of
-its entries: where they differ by more than a few units in the last place of f the rest is
-evaluated one at a time; where they differ less, the gap seen (times `PATH_SAFETY`) is counted
-into the round-off of every value of that batch, through the size of f the error budget scales
-with. Where they agree bitwise, as for elementwise functions, nothing changes.
+under vmap) is evaluated batch by batch where the caller allows it (`batched`: the first pass
+over every entry, whose unsettled entries are all evaluated again one at a time before any
+verdict, so that no entry fails on a batch's numbers alone). A batched computation need not
+round as one call at a time does (a matrix product over a stack is blocked differently), so a
+batch gives differences from the unmoved point computed in the same batch, by the same
+operations as the moved ones (as one call at a time takes them from f0); and every batch is
+checked against one-at-a-time evaluation at one of its entries. Where the two differ by
+more than rounding, the batch is evaluated one at a time; where they differ less, the gap seen
+(times `PATH_SAFETY`) is counted into the round-off of every value of that batch, through the
+size of f the error budget scales with. Where they agree bitwise, nothing changes.
 
 Pure numpy: nothing here knows about click or rich.
 """
@@ -29,7 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from gradcheck_cli.numerics.models import Array, BatchedModel, Inputs, Model
+from gradcheck_cli.numerics.models import Array, BatchedModel, Inputs, Model, batching
 from gradcheck_cli.numerics.schemes import FloatArray
 
 ProgressCallback = Callable[[float], None]
@@ -42,10 +45,17 @@ MOST_POINTS = 2048
 """...and evaluates at most this many points: enough to bury the per-call overhead (tens of
 microseconds in PyTorch and JAX), few enough that progress is reported as it goes."""
 
-AGREEMENT_ULPS = 8.0
+TRIAL_POINTS = 512
+"""A batch this large shows what a point costs in batches (its fixed cost spread thin)."""
+
+AGREEMENT_ULPS = 64.0
 """A batch is used when it agrees with one-at-a-time evaluation within this many units in the
-last place of f (eps |f|): the rounding of another order of the same operations. More than that
-is not rounding: the batch is set aside."""
+last place of f (eps |f|; a contraction <forward, v> that cancels rounds in units of its terms,
+tens of times larger): the rounding of another order of the same operations. More than that is
+not rounding: the batch is set aside and evaluated one at a time."""
+
+REFUSALS = 2
+"""Batches set aside before the rest of a request goes one at a time without trying."""
 
 PATH_SAFETY = 4.0
 """The gap seen at one entry of a batch, times this, is the round-off counted for every value
@@ -64,10 +74,13 @@ class Evaluator(Protocol):
         shifts: Array,
         f0: float,
         progress: ProgressCallback | None,
+        batched: bool = False,
     ) -> tuple[Array, FloatArray]:
         """f at `inputs` with entry flat_indices[b] of inputs[wrt] moved by shifts[b, k], minus
         f0, for every entry b and shift k (the shape of `shifts`); and |f| at its largest over
-        each entry's evaluations, at least |f0| (the size their round-off scales with)."""
+        each entry's evaluations, at least |f0| (the size their round-off scales with).
+        `batched`: the caller takes values from batches where the model offers them (a first
+        pass whose every unsettled entry is evaluated again without)."""
         ...
 
 
@@ -96,9 +109,11 @@ class InProcess:
         shifts: Array,
         f0: float,
         progress: ProgressCallback | None,
+        batched: bool = False,
     ) -> tuple[Array, FloatArray]:
-        if isinstance(model, BatchedModel) and flat_indices.size and not np.iscomplexobj(shifts):
-            return self._in_batches(model, model, inputs, wrt, flat_indices, shifts, f0, progress)
+        batches = batching(model) if batched else None
+        if batches is not None and flat_indices.size and not np.iscomplexobj(shifts):
+            return self._in_batches(model, batches, inputs, wrt, flat_indices, shifts, f0, progress)
         return self.one_at_a_time(model, inputs, wrt, flat_indices, shifts, f0, progress)
 
     def _in_batches(
@@ -112,45 +127,54 @@ class InProcess:
         f0: float,
         progress: ProgressCallback | None,
     ) -> tuple[Array, FloatArray]:
-        """Batch by batch; each batch checked at its first entry against one-at-a-time
-        evaluation (see the module docstring). A batch the model cannot evaluate, or that
-        disagrees, and everything after it, is evaluated one at a time."""
+        """Batch by batch (see the module docstring), each checked at its first entry against
+        one-at-a-time evaluation. A batch the model cannot evaluate, or that disagrees, is
+        evaluated one at a time; after `REFUSALS` of them, so is everything left."""
         count, per_entry = shifts.shape
         original = np.asarray(inputs[wrt])
-        eps = float(np.finfo(original.dtype).eps) if original.dtype.kind == "f" else 0.0
+        eps = float(np.finfo(original.dtype).eps)
         points = max(1, min(MOST_POINTS, BATCH_BYTES // max(1, original.nbytes)))
-        size = max(1, points // per_entry)
+        size = max(1, points // per_entry - 1)
         diffs = np.empty(shifts.shape, dtype=np.result_type(np.asarray(f0), shifts))
         largest = np.empty(count, dtype=np.float64)
         one = self.one_at_a_time
+        refused = 0
         for start in range(0, count, size):
             part = slice(start, min(count, start + size))
-            with np.errstate(all="ignore"):
-                values = batched.values_at_shifts(inputs, wrt, flat_indices[part], shifts[part])
-            if values is not None:
-                values = np.asarray(values, dtype=diffs.dtype)
-            if values is None or values.shape != shifts[part].shape:
-                break
+            got = None
+            if refused < REFUSALS:
+                with np.errstate(all="ignore"):
+                    got = batched.differences_at_shifts(
+                        inputs, wrt, flat_indices[part], shifts[part]
+                    )
+                if got is None or np.shape(got[0]) != shifts[part].shape:
+                    got = None
+                    refused = REFUSALS  # the model does not batch these: no more attempts
+            if got is None:
+                diffs[part], largest[part] = one(
+                    model, inputs, wrt, flat_indices[part], shifts[part], f0, progress
+                )
+                continue
+            moved = np.asarray(got[0], dtype=diffs.dtype)
+            seen = np.fmax(np.asarray(got[1], dtype=np.float64), abs(f0))
             head = slice(start, start + 1)
             probe, probe_size = one(model, inputs, wrt, flat_indices[head], shifts[head], f0, None)
             with np.errstate(all="ignore"):
-                gap = float(np.max(np.abs(values[0] - f0 - probe[0])))
-                # |f| at its largest per entry, as one at a time keeps it: NaN never counts.
-                seen = np.fmax(np.fmax.reduce(np.abs(values), axis=1), abs(f0))
+                gap = float(np.max(np.abs(moved[0] - probe[0])))
             if not gap <= AGREEMENT_ULPS * eps * max(float(probe_size[0]), float(seen[0])):
-                break
-            diffs[part] = values - f0
-            diffs[head] = probe  # the probed entry: exactly one-at-a-time
-            largest[part] = np.maximum(seen, PATH_SAFETY * gap / eps if eps else 0.0)
-            largest[head] = np.maximum(probe_size, largest[start])
+                refused += 1
+                diffs[head], largest[head] = probe, probe_size
+                rest = slice(start + 1, part.stop)
+                diffs[rest], largest[rest] = one(
+                    model, inputs, wrt, flat_indices[rest], shifts[rest], f0, None
+                )
+            else:
+                diffs[part] = moved
+                diffs[head] = probe  # the probed entry: exactly one-at-a-time
+                largest[part] = np.maximum(seen, PATH_SAFETY * gap / eps)
+                largest[head] = np.maximum(probe_size, largest[start])
             if progress is not None:
                 progress(part.stop - part.start)
-        else:
-            return diffs, largest
-        rest = slice(start, count)
-        diffs[rest], largest[rest] = one(
-            model, inputs, wrt, flat_indices[rest], shifts[rest], f0, progress
-        )
         return diffs, largest
 
     def one_at_a_time(
@@ -234,11 +258,13 @@ def black_box_differences(
     progress: ProgressCallback | None,
     *,
     known: Mapping[int, Array] | None = None,
+    batched: bool = False,
 ) -> tuple[Array, FloatArray, FloatArray]:
     """Whole forward passes, one per entry and shift: the only path for user models.
 
     Columns of `shifts` whose differences are `known` are not evaluated again; the others go to
-    the evaluator for this model and inputs (`evaluator_for`: worker processes when they run).
+    the evaluator for this model and inputs (`evaluator_for`: worker processes when they run),
+    in batches where `batched` allows it (see the module docstring).
 
     Returns the differences, |f| at its largest, and zeros for the size of the derivative's
     terms: a black box does not show its terms.
@@ -254,7 +280,14 @@ def black_box_differences(
         return diffs, magnitudes, no_terms
     evaluator = evaluator_for(model, inputs)
     values, sizes = evaluator.differences(
-        model, inputs, wrt, flat_indices, np.ascontiguousarray(shifts[:, todo]), f0, progress
+        model,
+        inputs,
+        wrt,
+        flat_indices,
+        np.ascontiguousarray(shifts[:, todo]),
+        f0,
+        progress,
+        batched=batched,
     )
     diffs[:, todo] = values
     return diffs, np.maximum(magnitudes, sizes), no_terms
@@ -262,20 +295,23 @@ def black_box_differences(
 
 def seconds_per_value(model: Model, inputs: Inputs, wrt: str, one_call: float) -> float:
     """What one evaluation of f costs in this process: `one_call` (one forward call's time), or
-    less where the model evaluates batches: the time per point of a small batch, the second of
-    two (so that a compilation on the first does not count). Whether worker processes would pay
-    for their start depends on it."""
-    if not isinstance(model, BatchedModel):
+    less where the model evaluates batches: the time per point of a batch as large as a check's
+    (up to TRIAL_POINTS), the second of two, so that a compilation on the first does not count.
+    Whether worker processes would pay for their start depends on it."""
+    batches = batching(model)
+    if batches is None:
         return one_call
     original = np.asarray(inputs[wrt])
-    flat = np.arange(min(32, original.size), dtype=np.intp)
-    shifts = np.zeros((flat.size, 2), dtype=original.dtype)
+    points = max(2, min(TRIAL_POINTS, BATCH_BYTES // max(1, original.nbytes)))
+    flat = np.arange(min(points // 2, original.size), dtype=np.intp)
     per_point = one_call
-    for _ in range(2):
+    for trial in range(2):
+        # Steps no check takes, a new one each time: nothing a model keeps answers them.
+        shifts = np.full((flat.size, 2), 2.0 ** (-40 - trial), dtype=original.dtype)
         started = time.perf_counter()
         with np.errstate(all="ignore"):
-            values = model.values_at_shifts(inputs, wrt, flat, shifts)
-        if values is None:
+            got = batches.differences_at_shifts(inputs, wrt, flat, shifts)
+        if got is None:
             return one_call
         per_point = (time.perf_counter() - started) / shifts.size
     return min(one_call, per_point)

@@ -108,7 +108,7 @@ def _start_worker(rebuild: Rebuild, label: str, arrays: Mapping[str, Any]) -> No
 
 
 def _work(
-    number: int, wrt: str, flat: NDArray[np.intp], shifts: Array, f0: float
+    number: int, wrt: str, flat: NDArray[np.intp], shifts: Array, f0: float, batched: bool
 ) -> tuple[Array, NDArray[np.floating], int]:
     inputs: dict[str, Array] = dict(_WORKER["inputs"])
     private: dict[str, Array] = _WORKER["private"]
@@ -118,7 +118,9 @@ def _work(
     model = _WORKER["models"][number]
     counter = _WORKER["counter"]
     before = counter.forward
-    diffs, magnitudes = IN_PROCESS.differences(model, inputs, wrt, flat, shifts, f0, None)
+    diffs, magnitudes = IN_PROCESS.differences(
+        model, inputs, wrt, flat, shifts, f0, None, batched=batched
+    )
     return diffs, magnitudes, counter.forward - before
 
 
@@ -198,10 +200,11 @@ class WorkerPool:
         shifts: Array,
         f0: float,
         progress: ProgressCallback | None,
+        batched: bool = False,
     ) -> tuple[Array, NDArray[np.floating]]:
         """f(x + shift e) - f0 for every entry and shift, on the workers, in order; and |f| at
         its largest per entry. `inputs` are those the pool started with: the workers evaluate
-        their own copy of them."""
+        their own copy of them (in batches where `batched` allows)."""
         if not self.serves(model, inputs):
             raise ValueError("this worker pool evaluates other inputs or another model")
         number = self.numbers[id(model)]
@@ -210,7 +213,7 @@ class WorkerPool:
         starts = list(range(0, count, size))
         futures: list[Future[tuple[Array, NDArray[np.floating], int]]] = [
             self.executor.submit(
-                _work, number, wrt, flat_indices[s : s + size], shifts[s : s + size], f0
+                _work, number, wrt, flat_indices[s : s + size], shifts[s : s + size], f0, batched
             )
             for s in starts
         ]

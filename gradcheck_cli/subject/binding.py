@@ -8,6 +8,7 @@ gradient is the user's VJP for v (`ContractedModel`). `bind` also probes the use
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Mapping, Sequence
@@ -230,16 +231,27 @@ def _bind_once(
         )
         output_shape: OutputShape = None
     else:
-        for number in range(1, cotangents + 1):
+        drawn = []
+        for _ in range(cotangents):
             # Drawn in float64 and cast, so a seed gives the same directions whatever the dtype.
             vectors = []
             for shape in shapes:
                 v = np.asarray(rng.standard_normal(shape), dtype=working)
                 v.flags.writeable = False
                 vectors.append(v)
-            models.append(
-                _contracted(functions, shapes, vectors, number=number, of=cotangents, seed=seed)
+            drawn.append(vectors)
+        shared = None
+        if model_file.adapted is not None:  # one step for every cotangent: batches serve all
+            with np.errstate(all="ignore"):
+                shared = max(
+                    abs(float(np.real(sum(np.sum(o * v) for o, v in pairs))))
+                    for pairs in (zip(outputs.arrays, vs, strict=True) for vs in drawn)
+                )
+        for number, vectors in enumerate(drawn, start=1):
+            contracted = _contracted(
+                functions, shapes, vectors, number=number, of=cotangents, seed=seed, every=drawn
             )
+            models.append(dataclasses.replace(contracted, step_scale=shared))
         output_shape = shapes[0] if len(shapes) == 1 else shapes
     eps = None
     if probes:
@@ -338,34 +350,40 @@ class FileModel:
     def gradient(self, inputs: Inputs) -> Gradients:
         return self.functions.backward(inputs, ())
 
-    def values_at_shifts(
+    @property
+    def batches(self) -> bool:
+        """A PyTorch or JAX function evaluates batches (numerics.models.BatchedModel)."""
+        return self.functions.model_file.adapted is not None
+
+    def differences_at_shifts(
         self, inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
-    ) -> Array | None:
-        """f at every shift of every entry in one call where forward batches (a PyTorch or JAX
+    ) -> tuple[Array, Array] | None:
+        """f at every shift of every entry, batched where forward batches (a PyTorch or JAX
         function: numerics.models.BatchedModel); None for a numpy model file."""
-        outputs = _outputs_at_shifts(self.functions, inputs, wrt, flat_indices, shifts)
-        if outputs is None or outputs[0].shape != shifts.shape:
-            return None
-        return np.asarray(outputs[0], dtype=np.float64)
+        found = _differences_at_shifts(self.functions, inputs, wrt, flat_indices, shifts, None)
+        return None if found is None else found[0]
 
 
-def _outputs_at_shifts(
+def _differences_at_shifts(
     functions: ModelFunctions,
     inputs: Inputs,
     wrt: str,
     flat_indices: NDArray[np.intp],
     shifts: Array,
-) -> list[Array] | None:
-    """forward's outputs at many moved copies of inputs[wrt] in one call, shaped
-    (B, K, *output), where the adapted framework function batches (frameworks/); else None."""
+    projections: Sequence[Sequence[Array]] | None,
+) -> list[tuple[Array, Array]] | None:
+    """Batched differences of forward (contracted with each cotangent of `projections`, or the
+    scalar forward for None), where the adapted framework function batches (frameworks/)."""
     adapted = functions.model_file.adapted
     if adapted is None or functions.caller.copying:
         return None
     arguments = {**functions.caller.params, **inputs}
-    outputs = adapted.outputs_at_shifts(arguments, wrt, flat_indices, shifts)
-    if outputs is not None:
-        functions.model_file.counter.forward += shifts.size
-    return outputs
+    found = adapted.differences_at_shifts(arguments, wrt, flat_indices, shifts, projections)
+    if found is None:
+        return None
+    differences, evaluated = found
+    functions.model_file.counter.forward += evaluated
+    return differences
 
 
 def _contracted(
@@ -376,8 +394,10 @@ def _contracted(
     number: int,
     of: int,
     seed: int,
+    every: Sequence[Sequence[Array]] = (),
 ) -> ContractedModel:
-    """The model <forward(inputs), v> for the cotangent `vectors` (one per output)."""
+    """The model <forward(inputs), v> for the cotangent `vectors` (one per output); `every`:
+    the vectors of all cotangents, `vectors` the number-th (batches serve them together)."""
     label = functions.label
 
     def contracted(inputs: Inputs) -> Array:
@@ -398,16 +418,10 @@ def _contracted(
 
     def contracted_at_shifts(
         inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
-    ) -> Array | None:
-        outputs = _outputs_at_shifts(functions, inputs, wrt, flat_indices, shifts)
-        if outputs is None:
-            return None
-        total: Any = 0  # summed as `contracted` sums, output by output
-        for out, shape, v in zip(outputs, shapes, vectors, strict=True):
-            if out.shape != shifts.shape + shape:
-                return None
-            total = total + np.sum((out * v).reshape(*shifts.shape, -1), axis=-1)
-        return np.asarray(total)
+    ) -> tuple[Array, Array] | None:
+        # Every cotangent's contraction from one batch: the others find theirs remembered.
+        found = _differences_at_shifts(functions, inputs, wrt, flat_indices, shifts, every)
+        return None if found is None else found[number - 1]
 
     model_file = functions.model_file
     return ContractedModel(

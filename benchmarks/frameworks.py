@@ -121,7 +121,7 @@ def unbatched() -> Iterator[None]:
     def one_by_one(self: Any, model: Any, batched: Any, *rest: Any) -> Any:
         return self.one_at_a_time(model, *rest)
 
-    evaluation.InProcess._in_batches = one_by_one  # type: ignore[method-assign]
+    evaluation.InProcess._in_batches = one_by_one  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -147,7 +147,7 @@ def gradcheck_cli(
 
 
 def run_gradcheck(case: Case, inputs: Path, label: str, *extra: str) -> Timing:
-    seconds, code, document = gradcheck_cli(case.file, case.entry, inputs, *extra)
+    seconds, _, document = gradcheck_cli(case.file, case.entry, inputs, *extra)
     note = f"jobs={document['settings']['jobs']}"
     return Timing(label, seconds, document["forward_calls"], document["verdict"], note)
 
@@ -196,8 +196,9 @@ def run_torch(case: Case, fast: bool, budget: float) -> Timing:
 
 def run_jax(case: Case) -> Timing:
     import jax
-    from jax.test_util import check_grads
+    from jax import test_util
 
+    check_grads: Any = test_util.check_grads  # untyped in JAX
     module = load(case.file)
     calls = [0]
     function = counted(module.lse, calls)
@@ -229,9 +230,7 @@ def print_table(rows: list[tuple[Case, Timing, float | None]]) -> None:
     for case, timing, reference in rows:
         seconds = f"{timing.seconds:.3g}" if timing.seconds is not None else "-"
         ratio = (
-            f"{timing.seconds / reference:.2f}"
-            if timing.seconds is not None and reference
-            else "-"
+            f"{timing.seconds / reference:.2f}" if timing.seconds is not None and reference else "-"
         )
         calls = str(timing.calls) if timing.calls is not None else "-"
         print(
@@ -282,8 +281,9 @@ def bugs_caught() -> None:
                     results.append(("torch fast" if fast else "torch", not ok, ""))
             else:
                 import jax
-                from jax.test_util import check_grads
+                from jax import test_util
 
+                check_grads: Any = test_util.check_grads
                 with jax.enable_x64(True):
                     examples = module.example_inputs()
                     try:

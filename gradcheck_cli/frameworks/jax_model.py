@@ -197,10 +197,18 @@ class JaxAdapter(Adapter):
         return positions, moved, [self.put(values[i]) for i in positions]
 
     def _rule_problem(self, error: Exception) -> Exception:
+        """JAX's complaint about what a custom rule returned, as one line naming the rule."""
         message = one_line(str(error))
-        if "Custom VJP bwd rule" in message or "Custom JVP rule" in message:
-            return self.where.error(self.rule, f"{self.label}'s {self.rule_name}: {message}")
-        return error
+        if "Custom VJP bwd rule" not in message and "Custom JVP rule" not in message:
+            return error
+        names = ", ".join(self.names)
+        if "tuple of length equal to the number of arguments" in message:
+            said = f"must return a tuple of one cotangent per argument of {self.label} ({names})"
+        elif "the shapes do not match" in message:
+            said = f"returned a cotangent of another shape than its argument's ({names})"
+        else:
+            said = f"returned what JAX cannot use (JAX says: {message})"
+        return self.where.error(self.rule, f"{self.label}'s {self.rule_name} {said}")
 
     def vjp(self, values: list[object], cotangents: list[Array] | None) -> dict[int, Array]:
         jax = _jax()

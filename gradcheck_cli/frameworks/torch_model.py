@@ -268,7 +268,6 @@ class TorchAdapter(Adapter):
         """PyTorch's complaint about what a backward returned, as one line naming the user's
         backward; any other error as it is (the user's own line is in its traceback)."""
         message = one_line(str(error))
-        count = re.search(r"incorrect number of gradients \(expected (\d+), got (\d+)\)", message)
         shape = re.search(
             r"invalid gradient at index (\d+) - got \[([^\]]*)\] but expected shape compatible "
             r"with \[([^\]]*)\]",
@@ -276,13 +275,15 @@ class TorchAdapter(Adapter):
         )
         if shape is not None:
             index = int(shape.group(1))
-            name = self.names[index] if index < len(self.names) else f"input {index}"
+            name = self.names[index] if index < len(self.names) else f"input {index + 1}"
             said = (
-                f"returned a gradient of shape ({shape.group(2)}) for {name}, whose shape is "
-                f"({shape.group(3)})"
+                f"returned a gradient of shape {_shape(shape.group(2))} for {name}, whose shape "
+                f"is {_shape(shape.group(3))}"
             )
-        elif count is not None:
+        elif "incorrect number of gradients" in message:
             said = f"returned the wrong number of gradients (PyTorch says: {message})"
+        elif "different than None at position" in message:
+            said = f"returned a gradient for an argument that takes none (PyTorch says: {message})"
         elif "expected Variable or None" in message:
             said = f"returned something that is neither a tensor nor None (PyTorch says: {message})"
         else:
@@ -380,6 +381,16 @@ class TorchAdapter(Adapter):
         return value
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _shape(dimensions: str) -> str:
+    """PyTorch's `2, 3` as Python's (2, 3), `2` as (2,)."""
+    sizes = [d.strip() for d in dimensions.split(",") if d.strip()]
+    return f"({sizes[0]},)" if len(sizes) == 1 else f"({', '.join(sizes)})"
+
+
 def _checked_function(function: type, where: Where, names: list[str]) -> type:
     """A subclass of the user's Function whose backward says, in one line naming the line of
     the user's backward, what is wrong with what it returned: None (a missing return?), a count
@@ -402,8 +413,9 @@ def _checked_function(function: type, where: Where, names: list[str]) -> type:
         if len(parts) != expected:
             raise where.error(
                 user_backward,
-                f"{label}.backward returned {len(parts)} gradient(s); forward takes {expected} "
-                f"input(s) ({listed}): one gradient per input, None for an input without one",
+                f"{label}.backward returned {_count(len(parts), 'gradient')}, but forward takes "
+                f"{_count(expected, 'input')} ({listed}): one gradient per input, None for an "
+                "input without one",
             )
         for index, part in enumerate(parts):
             if part is not None and not isinstance(part, torch.Tensor):

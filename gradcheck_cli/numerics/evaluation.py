@@ -133,8 +133,7 @@ class InProcess:
         count, per_entry = shifts.shape
         original = np.asarray(inputs[wrt])
         eps = float(np.finfo(original.dtype).eps)
-        points = max(1, min(MOST_POINTS, BATCH_BYTES // max(1, original.nbytes)))
-        size = max(1, points // per_entry - 1)
+        size = batch_entries(original, per_entry)
         diffs = np.empty(shifts.shape, dtype=np.result_type(np.asarray(f0), shifts))
         largest = np.empty(count, dtype=np.float64)
         one = self.one_at_a_time
@@ -222,6 +221,14 @@ class InProcess:
                 if progress is not None:
                     progress(1)
         return values - f0, np.asarray(largest, dtype=np.float64)
+
+
+def batch_entries(original: Array, per_entry: int) -> int:
+    """The entries of one batch: as many as MOST_POINTS and BATCH_BYTES allow, less one point
+    for the unmoved one. Worker processes cut their shares at multiples of it, so that every
+    batch holds the same entries whatever the number of processes."""
+    points = max(1, min(MOST_POINTS, BATCH_BYTES // max(1, np.asarray(original).nbytes)))
+    return max(1, points // per_entry - 1)
 
 
 IN_PROCESS = InProcess()

@@ -35,7 +35,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
-from gradcheck_cli.numerics.evaluation import IN_PROCESS, ProgressCallback, registered
+from gradcheck_cli.numerics.evaluation import (
+    IN_PROCESS,
+    ProgressCallback,
+    batch_entries,
+    registered,
+)
 from gradcheck_cli.numerics.models import Array, Inputs, Model
 
 SHARED_BYTES = 1 << 16
@@ -210,6 +215,9 @@ class WorkerPool:
         number = self.numbers[id(model)]
         count = flat_indices.size
         size = max(1, -(-count // (self.jobs * CHUNKS_PER_WORKER)))
+        if batched:  # whole batches, the same ones as in one process (results identical for any N)
+            whole = batch_entries(inputs[wrt], shifts.shape[1])
+            size = -(-size // whole) * whole
         starts = list(range(0, count, size))
         futures: list[Future[tuple[Array, NDArray[np.floating], int]]] = [
             self.executor.submit(

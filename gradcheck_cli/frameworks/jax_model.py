@@ -160,26 +160,34 @@ class JaxAdapter(Adapter):
 
     # --- the framework's part --------------------------------------------------------------------
 
-    def evaluate(self, values: list[object]) -> list[Array]:
+    def compiled_call(
+        self, key: tuple[object, ...], function: Callable[..., Any], *args: Any
+    ) -> Any:
+        """function(*args) through jax.jit, compiled once per key (and JAX's own shapes); where
+        it cannot be traced (control flow on values), eagerly from then on. A function that
+        raises eagerly too raises that error, with the user's own line in it."""
         jax = _jax()
+        if self.jit:
+            compiled = self.compiled.get(key) or jax.jit(function)
+            try:
+                result = compiled(*args)
+            except Exception:
+                result = function(*args)  # the user's error raises here, as written
+                self.jit = False
+                return result
+            self.compiled[key] = compiled
+            return result
+        return function(*args)
+
+    def evaluate(self, values: list[object]) -> list[Array]:
         arrays, of_arrays = self.split(values)
         with x64():
             given = [self.put(values[i]) for i in arrays]
-            if self.jit:
-                key = ("forward", *self.static_key(values, arrays))
-                compiled = self.compiled.get(key)
-                if compiled is None:
-                    compiled = jax.jit(lambda *a: tuple(self.floating_outputs(of_arrays(*a))))
-                try:
-                    outputs = compiled(*given)
-                    self.compiled[key] = compiled
-                except Exception:
-                    # Not traceable (control flow on values), or the user's error: eagerly, it
-                    # either works (and stays eager) or raises with the user's own line.
-                    outputs = tuple(self.floating_outputs(of_arrays(*given)))
-                    self.jit = False
-            else:
-                outputs = tuple(self.floating_outputs(of_arrays(*given)))
+            outputs = self.compiled_call(
+                ("forward", *self.static_key(values, arrays)),
+                lambda *a: tuple(self.floating_outputs(of_arrays(*a))),
+                *given,
+            )
             return [np.asarray(o) for o in outputs]
 
     def _differentiable(
@@ -212,24 +220,36 @@ class JaxAdapter(Adapter):
 
     def vjp(self, values: list[object], cotangents: list[Array] | None) -> dict[int, Array]:
         jax = _jax()
-        with x64():
-            positions, moved, primals = self._differentiable(values)
-            try:
-                outputs, pullback = jax.vjp(moved, *primals)
-                if cotangents is None:
-                    if len(outputs) != 1 or outputs[0].size != 1:
-                        shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
-                        raise self.where.error(
-                            self.defined_at,
-                            f"{self.label} returned shape {shapes}; expected a scalar",
-                        )
-                    seeds = (jax.numpy.ones_like(outputs[0]),)
-                else:
-                    seeds = tuple(
-                        jax.numpy.asarray(c, dtype=o.dtype)
-                        for c, o in zip(cotangents, outputs, strict=True)
+        arrays, of_arrays = self.split(values)
+        positions = self.floating(values)
+        inside = [arrays.index(i) for i in positions]
+
+        def pulled(given: tuple[Any, ...], seeds: tuple[Any, ...] | None) -> tuple[Any, ...]:
+            def moved(*floats: object) -> tuple[Any, ...]:
+                merged = list(given)
+                for k, value in zip(inside, floats, strict=True):
+                    merged[k] = value
+                return tuple(self.floating_outputs(of_arrays(*merged)))
+
+            outputs, pullback = jax.vjp(moved, *[given[k] for k in inside])
+            if seeds is None:
+                if len(outputs) != 1 or outputs[0].size != 1:
+                    shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
+                    raise self.where.error(
+                        self.defined_at, f"{self.label} returned shape {shapes}; expected a scalar"
                     )
-                grads = pullback(seeds)
+                seeds = (jax.numpy.ones_like(outputs[0]),)
+            typed = tuple(
+                jax.numpy.asarray(c, dtype=o.dtype) for c, o in zip(seeds, outputs, strict=True)
+            )
+            return tuple(pullback(typed))
+
+        with x64():
+            given = tuple(self.put(values[i]) for i in arrays)
+            seeds = None if cotangents is None else tuple(self.put(c) for c in cotangents)
+            key = ("vjp", seeds is None, *self.static_key(values, arrays))
+            try:
+                grads = self.compiled_call(key, pulled, given, seeds)
             except (TypeError, ValueError) as error:
                 raise self._rule_problem(error) from error
             return {

@@ -15,7 +15,8 @@ The tools, on the same inputs:
 - gradcheck: `gradcheck run --model FILE:NAME --inputs FILE.npz --format json`, called in this
   process (cli.main; the framework is imported already, as it is for the baselines), a full
   check of every entry; `gradcheck 1by1` is the same with batched evaluation switched off (every
-  point one forward call), to measure what vmap brings; `gradcheck fast` is `--mode fast`;
+  point one forward call; up to --one-by-one entries), to measure what vmap brings;
+  `gradcheck fast` is `--mode fast`;
 - torch: torch.autograd.gradcheck(f, inputs) (float64, its defaults), `torch fast` with
   fast_mode=True; jax: jax.test_util.check_grads(f, args, order=1, modes=["rev"]).
 Forward calls: gradcheck's `forward_calls` (one per point evaluated, batched or not); for the
@@ -303,6 +304,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1e3,1e4,1e5")
     parser.add_argument("--cases", default="function,operator,jax")
     parser.add_argument("--budget", type=float, default=120.0)
+    parser.add_argument(
+        "--one-by-one",
+        type=int,
+        default=20000,
+        help="run `gradcheck 1by1` up to this many entries (above, it takes many minutes)",
+    )
     parser.add_argument("--quick", action="store_true", help="sizes 1e3 only, no 1by1 runs")
     options = parser.parse_args()
     import jax
@@ -337,7 +344,7 @@ def main() -> None:
                 inputs = save_inputs(case, Path(scratch))
                 ours = run_gradcheck(case, inputs, "gradcheck")
                 timings = [ours]
-                if not options.quick:
+                if not options.quick and case.entries <= options.one_by_one:
                     with unbatched():
                         timings.append(run_gradcheck(case, inputs, "gradcheck 1by1", "--jobs", "1"))
                 timings.append(run_gradcheck(case, inputs, "gradcheck fast", "--mode", "fast"))

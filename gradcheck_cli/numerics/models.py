@@ -425,8 +425,11 @@ class ContractedModel:
     """<forward, v> at many shifted points in one call, where forward batches (else None)."""
     step_scale: float | None = None
     """The size of f its default steps are balanced for, where the cotangents share batches:
-    the largest |<forward, v>| over them, so that they ask for the same points. None: |f| at the
-    inputs (a numpy model file's contractions keep steps of their own)."""
+    the smallest |<forward, v>| over them, so that they ask for the same points. The smallest:
+    a first pass judges by round-off alone, and a step balanced for a larger f would be too long
+    for this one (its truncation unaccounted); a shorter step only adds round-off, which each
+    cotangent's own |f| accounts for. None: |f| at the inputs (a numpy model file's
+    contractions keep steps of their own)."""
 
     def value(self, inputs: Inputs) -> float | complex:
         total = self.contracted(inputs)

@@ -243,7 +243,7 @@ def _bind_once(
         shared = None
         if model_file.adapted is not None:  # one step for every cotangent: batches serve all
             with np.errstate(all="ignore"):
-                shared = max(
+                shared = min(
                     abs(float(np.real(sum(np.sum(o * v) for o, v in pairs))))
                     for pairs in (zip(outputs.arrays, vs, strict=True) for vs in drawn)
                 )

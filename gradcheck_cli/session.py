@@ -37,7 +37,7 @@ from gradcheck_cli.checks.taylor import sweep_check
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics import workers
 from gradcheck_cli.numerics.blas import single_threaded_blas
-from gradcheck_cli.numerics.evaluation import seconds_per_value
+from gradcheck_cli.numerics.evaluation import seconds_per_batched_value
 from gradcheck_cli.numerics.models import Array
 from gradcheck_cli.report import PerturbReport, RunReport, SweepReport
 from gradcheck_cli.settings import CheckSettings, Naming
@@ -151,11 +151,12 @@ def _full_check(
     # About two forward calls per entry and model on a smooth, correct model; fewer seconds
     # where the model evaluates batches of points (a PyTorch or JAX function under vmap).
     first = next(iter(asked.wrt or ()), None)
-    per_value = seconds_per_value(target.model, inputs, first, one_call) if first else one_call
-    estimated = calls * per_value
-    # A model whose batches run here already spreads its per-call cost thin, and a worker would
-    # import its framework again (seconds): its workers start only when --jobs asks for them.
-    jobs = 1 if per_value < one_call and asked.jobs is None else usable_jobs(asked.jobs)
+    batched = seconds_per_batched_value(target.model, inputs, first) if first else None
+    estimated = calls * (one_call if batched is None else min(one_call, batched))
+    # A model whose batches run here spreads its per-call cost thin and evaluates each point
+    # once for every cotangent, and a worker would import its framework again (seconds) and
+    # share points only with itself: its workers start only when --jobs asks for them.
+    jobs = 1 if batched is not None and asked.jobs is None else usable_jobs(asked.jobs)
     parallel = subject.parallel(jobs)
     with workers.running(parallel, inputs, target.models, estimated_seconds=estimated) as jobs:
         return run_check(

@@ -15,7 +15,7 @@ from gradcheck_cli.checks.full import run_check
 from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics import evaluation
 from gradcheck_cli.numerics.estimates import one_step_estimates
-from gradcheck_cli.numerics.evaluation import IN_PROCESS, seconds_per_value
+from gradcheck_cli.numerics.evaluation import IN_PROCESS, seconds_per_batched_value
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs, batching
 from gradcheck_cli.numerics.schemes import SCHEMES, Precision
 from gradcheck_cli.report import ModelInfo
@@ -204,9 +204,14 @@ def test_no_entry_fails_on_a_batch_alone(wrong: tuple[int, ...]) -> None:
     assert [c.passed for c in report.checks] == [c.passed for c in alone.checks]
 
 
-def test_seconds_per_value_is_one_call_without_batches() -> None:
-    """A model that does not batch costs one call per value; one that does, at most that."""
+def test_a_batched_value_costs_what_a_batch_says() -> None:
+    """No time per batched value for a model that does not batch, or refuses; a positive one
+    for a model that batches (the second of two trials), which it evaluated for real."""
     inputs = inputs_of()
-    assert seconds_per_value(Cubic(batches_at_all=False), inputs, "x", 0.5) == 0.5
-    assert seconds_per_value(Cubic(refuse=True), inputs, "x", 0.5) == 0.5
-    assert seconds_per_value(Cubic(), inputs, "x", 0.5) <= 0.5
+    assert seconds_per_batched_value(Cubic(batches_at_all=False), inputs, "x") is None
+    assert seconds_per_batched_value(Cubic(refuse=True), inputs, "x") is None
+    model = Cubic()
+    seconds = seconds_per_batched_value(model, inputs, "x")
+    assert seconds is not None
+    assert seconds > 0
+    assert model.calls[1] == 2 * (2 * 40 + 1)  # every entry of x, twice

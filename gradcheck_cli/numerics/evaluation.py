@@ -300,18 +300,18 @@ def black_box_differences(
     return diffs, np.maximum(magnitudes, sizes), no_terms
 
 
-def seconds_per_value(model: Model, inputs: Inputs, wrt: str, one_call: float) -> float:
-    """What one evaluation of f costs in this process: `one_call` (one forward call's time), or
-    less where the model evaluates batches: the time per point of a batch as large as a check's
-    (up to TRIAL_POINTS), the second of two, so that a compilation on the first does not count.
-    Whether worker processes would pay for their start depends on it."""
+def seconds_per_batched_value(model: Model, inputs: Inputs, wrt: str) -> float | None:
+    """What one evaluation of f costs in batches: the time per point of a batch as large as a
+    check's (up to TRIAL_POINTS), the second of two, so that a compilation on the first does
+    not count; None when the model does not evaluate batches. Whether worker processes would
+    pay for their start depends on it."""
     batches = batching(model)
     if batches is None:
-        return one_call
+        return None
     original = np.asarray(inputs[wrt])
     points = max(2, min(TRIAL_POINTS, BATCH_BYTES // max(1, original.nbytes)))
     flat = np.arange(min(points // 2, original.size), dtype=np.intp)
-    per_point = one_call
+    per_point = None
     for trial in range(2):
         # Steps no check takes, a new one each time: nothing a model keeps answers them.
         shifts = np.full((flat.size, 2), 2.0 ** (-40 - trial), dtype=original.dtype)
@@ -319,6 +319,6 @@ def seconds_per_value(model: Model, inputs: Inputs, wrt: str, one_call: float) -
         with np.errstate(all="ignore"):
             got = batches.differences_at_shifts(inputs, wrt, flat, shifts)
         if got is None:
-            return one_call
+            return None
         per_point = (time.perf_counter() - started) / shifts.size
-    return min(one_call, per_point)
+    return per_point

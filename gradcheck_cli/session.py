@@ -38,6 +38,7 @@ from gradcheck_cli.checks.taylor import sweep_check
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics import workers
 from gradcheck_cli.numerics.blas import single_threaded_blas
+from gradcheck_cli.numerics.evaluation import seconds_per_batched_value
 from gradcheck_cli.numerics.models import Array
 from gradcheck_cli.numerics.noise import rounding_noise
 from gradcheck_cli.numerics.schemes import machine_epsilon
@@ -182,17 +183,21 @@ def _full_check(
     calls = 2 * entries * len(target.models)
     if subject.model_file is not None and asked.max_calls and calls > asked.max_calls:
         _refuse_over_budget(subject, entries, calls, asked, naming)
-    reference = None
-    if asked.reference == "torch":
-        from gradcheck_cli.adapters.torch_reference import reference_gradients
-
-        reference = reference_gradients(subject)
+    reference = _reference(subject, asked)
     started = time.perf_counter()
     with np.errstate(all="ignore"):
         f0 = float(np.real(target.model.value(inputs)))
-    # About two forward calls per entry and model on a smooth, correct model.
-    estimated = calls * (time.perf_counter() - started)
-    parallel = subject.parallel(usable_jobs(asked.jobs))
+    one_call = time.perf_counter() - started
+    # About two forward calls per entry and model on a smooth, correct model; fewer seconds
+    # where the model evaluates batches of points (a PyTorch or JAX function under vmap).
+    first = next(iter(asked.wrt or ()), None)
+    batched = seconds_per_batched_value(target.model, inputs, first) if first else None
+    estimated = calls * (one_call if batched is None else min(one_call, batched))
+    # A model whose batches run here spreads its per-call cost thin and evaluates each point
+    # once for every cotangent, and a worker would import its framework again (seconds) and
+    # share points only with itself: its workers start only when --jobs asks for them.
+    jobs = 1 if batched is not None and asked.jobs is None else usable_jobs(asked.jobs)
+    parallel = subject.parallel(jobs)
     try:
         with workers.running(
             parallel,
@@ -224,6 +229,26 @@ def _full_check(
             jobs=1,
             naming=naming,
         )
+
+
+def _reference(subject: Subject, asked: CheckSettings) -> list[dict[str, Array]] | None:
+    """PyTorch autograd's gradient for --reference torch; refused for a PyTorch or JAX model
+    file, whose gradient is the framework's own autograd already (through the user's backward):
+    no independent opinion."""
+    if asked.reference != "torch":
+        return None
+    adapted = subject.model_file.adapted if subject.model_file is not None else None
+    if adapted is not None:
+        assert subject.model_file is not None
+        framework = "PyTorch" if adapted.framework == "torch" else "JAX"
+        raise InputError(
+            f"--reference torch: {subject.model_file.label} is a {framework} function: its "
+            f"gradient is {framework}'s autograd already (through its own backward), so there is "
+            "no independent reference to add; leave --reference out"
+        )
+    from gradcheck_cli.adapters.torch_reference import reference_gradients
+
+    return reference_gradients(subject)
 
 
 def usable_jobs(requested: int | None) -> int:
@@ -338,12 +363,9 @@ def perturb(
                 )
             flat_index((name, index), where, inputs, option)
             located.append((where, tuple(index)))
-        reference = None
-        if asked.reference == "torch":
-            from gradcheck_cli.adapters.torch_reference import reference_gradients
-
-            # perturb moves f = <forward, v1>: the first cotangent's gradient is its reference.
-            reference = reference_gradients(subject)[0]
+        references = _reference(subject, asked)
+        # perturb moves f = <forward, v1>: the first cotangent's gradient is its reference.
+        reference = None if references is None else references[0]
         if asked.delta is None:
             asked = dataclasses.replace(asked, delta=DEFAULT_DELTA[dtype])
         report = perturb_check(target, asked, entries=located, reference=reference, naming=naming)

@@ -1,7 +1,8 @@
 """Shared fixtures: a CLI runner, the seed's matrices, the fixture files, the report schema.
 
-Also the `torch` marker's rule (see .ci/): a test marked `torch` skips when PyTorch is missing,
-except in CI (CI=true), where a missing torch is a broken install and fails the test instead.
+Also the rule of the `torch` and `jax` markers (see .ci/): a test marked `torch` skips when
+PyTorch is missing, one marked `jax` when JAX is, except in CI (CI=true), where a missing
+framework is a broken install and fails the test instead.
 """
 
 from __future__ import annotations
@@ -27,12 +28,19 @@ Invoke = Callable[..., Result]
 """invoke("run", "--format", "json") -> the CliRunner result of `gradcheck run --format json`."""
 
 
+FRAMEWORKS = {"torch": "PyTorch", "jax": "JAX"}
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("torch") is None or importlib.util.find_spec("torch") is not None:
-        return
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail("PyTorch is not installed, and CI must run the torch tests (pip install torch)")
-    pytest.skip("needs PyTorch (the torch extra)")
+    for module, name in FRAMEWORKS.items():
+        if item.get_closest_marker(module) is None or importlib.util.find_spec(module) is not None:
+            continue
+        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+            pytest.fail(
+                f"{name} is not installed, and CI must run the {module} tests "
+                f"(pip install {module})"
+            )
+        pytest.skip(f"needs {name} (the {module} extra)")
 
 
 @pytest.fixture

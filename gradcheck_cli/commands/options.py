@@ -186,6 +186,7 @@ INPUT_KEYS = (
     "param_specs",
     "dtype",
     "nondet_tol",
+    "device",
 )
 
 
@@ -260,6 +261,12 @@ def input_options(command: F) -> F:
                 show_default=True,
                 help="How far two evaluations of forward (and backward) at the same inputs may "
                 "differ; 0 = bitwise equal. Beyond it gradcheck stops (exit 2).",
+            ),
+            click.option(
+                "--device",
+                metavar="DEVICE",
+                help="Where a PyTorch or JAX model's tensors live: cpu (the default), cuda, "
+                "cuda:1, mps, gpu... Exit 2 when this machine has no such device.",
             ),
         ],
     )

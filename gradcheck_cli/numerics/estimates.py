@@ -35,7 +35,14 @@ from gradcheck_cli.numerics.builtin_paths import (
     structured_differences,
 )
 from gradcheck_cli.numerics.evaluation import ProgressCallback, black_box_differences
-from gradcheck_cli.numerics.models import Array, ElementwiseModel, Inputs, Model
+from gradcheck_cli.numerics.models import (
+    Array,
+    ElementwiseModel,
+    Inputs,
+    Model,
+    batching,
+    step_scale,
+)
 from gradcheck_cli.numerics.schemes import (
     GROW_CEILING,
     GROW_FACTOR,
@@ -313,7 +320,10 @@ def one_step_estimates(
     Where it already agrees with the gradient within round-off the verdict is clear without a
     second step: a wrong gradient would need a truncation error that mimics its error to
     within round-off. The caller estimates the other entries in full (`estimate_at_default_steps`
-    with `known` set to the differences returned here, so no evaluation is repeated).
+    with `known` set to the differences returned here, so no evaluation is repeated). A model
+    that batches (models.batching) is evaluated here in batches, and no differences are
+    returned: every entry not settled is then evaluated again one forward call at a time, so
+    that a verdict other than a settled pass never rests on a batch's rounding.
     """
     target = inputs[wrt]
     if eps is None:
@@ -322,14 +332,18 @@ def one_step_estimates(
         scheme,
         target.ravel()[flat_indices],
         eps,
-        magnitude=abs(f0),
+        magnitude=step_scale(model, f0),
         noise=noise,
         variation=variation,
     )
     offsets = list(scheme.offsets)
     shifts = (steps[:, None] * np.asarray(offsets, dtype=np.float64)[None, :]).astype(target.dtype)
+    # The first pass over every entry: in batches where the model offers them, since every
+    # entry this pass does not settle is estimated again, one forward call at a time (its
+    # batched differences are not handed on as `known`).
+    batched = batching(model) is not None
     diffs, values, terms = black_box_differences(
-        model, inputs, wrt, flat_indices, shifts, f0, progress
+        model, inputs, wrt, flat_indices, shifts, f0, progress, batched=batched
     )
     numerical = combine_differences(scheme, diffs, list(range(len(offsets))), steps)
     magnitudes = np.abs(target.ravel()[flat_indices])
@@ -352,6 +366,8 @@ def one_step_estimates(
         shrunk=np.zeros(numerical.shape, dtype=bool),
         terms=zeros,
     )
+    if batched:
+        return estimates, {}
     return estimates, {o: diffs[:, k] for k, o in enumerate(offsets)}
 
 
@@ -432,7 +448,7 @@ def estimate_at_default_steps(
         scheme,
         values,
         eps,
-        magnitude=1.0 if builtin else abs(f0),
+        magnitude=1.0 if builtin else step_scale(model, f0),
         noise=noise,
         variation=1.0 if builtin else variation,
     )

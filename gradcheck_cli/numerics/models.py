@@ -54,6 +54,37 @@ class Model(Protocol):
     def gradient(self, inputs: Inputs) -> Gradients: ...
 
 
+DifferencesAtShifts = Callable[
+    [Inputs, str, NDArray[np.intp], Array], tuple[Array, NDArray[np.floating]] | None
+]
+"""(inputs, wrt, flat_indices, shifts) -> differences and sizes, or None (see
+`BatchedModel.differences_at_shifts`)."""
+
+
+@runtime_checkable
+class BatchedModel(Protocol):
+    """A model that can evaluate f at many points in one call: the points of one input moved
+    entry by entry (a framework's vmap over a stack of copies of the input). The in-process
+    evaluator uses it where it can (evaluation.py), and checks each batch against one-at-a-time
+    evaluation; nothing here knows which framework batches, or how."""
+
+    @property
+    def batches(self) -> bool:
+        """Whether this model evaluates batches at all (a numpy model file does not)."""
+        ...
+
+    def differences_at_shifts(
+        self, inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> tuple[Array, NDArray[np.floating]] | None:
+        """f(x + shifts[b, k] e) - f(x) with e entry flat_indices[b] of inputs[wrt], for every
+        b and k (shaped like `shifts`), with f(x) computed by the same operations as the moved
+        points (in the same batch), so that their rounding is consistent; the moved entry is
+        x + shift rounded to the input's dtype, as one-at-a-time evaluation moves it. And |f| at
+        its largest per entry, f(x) included. None when the model cannot evaluate these points
+        together: they are then evaluated one at a time."""
+        ...
+
+
 # --- activations -----------------------------------------------------------------------------
 # Each works for real and, where `complex_analytic`, complex input. The stable forms only ever
 # exponentiate a number whose real part is <= 0, so no input overflows or warns.
@@ -390,6 +421,15 @@ class ContractedModel:
     complex_analytic: bool = False
     vectors: tuple[Array, ...] = ()
     """The cotangent v, one array per output of forward."""
+    contracted_at_shifts: DifferencesAtShifts | None = None
+    """<forward, v> at many shifted points in one call, where forward batches (else None)."""
+    step_scale: float | None = None
+    """The size of f its default steps are balanced for, where the cotangents share batches:
+    the smallest |<forward, v>| over them, so that they ask for the same points. The smallest:
+    a first pass judges by round-off alone, and a step balanced for a larger f would be too long
+    for this one (its truncation unaccounted); a shorter step only adds round-off, which each
+    cotangent's own |f| accounts for. None: |f| at the inputs (a numpy model file's
+    contractions keep steps of their own)."""
 
     def value(self, inputs: Inputs) -> float | complex:
         total = self.contracted(inputs)
@@ -397,6 +437,33 @@ class ContractedModel:
 
     def gradient(self, inputs: Inputs) -> Gradients:
         return self.vjp(inputs)
+
+    @property
+    def batches(self) -> bool:
+        return self.contracted_at_shifts is not None
+
+    def differences_at_shifts(
+        self, inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> tuple[Array, NDArray[np.floating]] | None:
+        """<forward, v> at every shift of every entry, batched (`BatchedModel`), or None."""
+        if self.contracted_at_shifts is None:
+            return None
+        return self.contracted_at_shifts(inputs, wrt, flat_indices, shifts)
+
+
+def step_scale(model: Model, f0: float) -> float:
+    """The size of f a black box's default steps balance round-off for: |f0|, or the one its
+    cotangents share (`ContractedModel.step_scale`)."""
+    if isinstance(model, ContractedModel) and model.step_scale is not None:
+        return model.step_scale
+    return abs(f0)
+
+
+def batching(model: Model) -> BatchedModel | None:
+    """The model, when it evaluates batches of points (`BatchedModel.batches`); else None."""
+    if isinstance(model, BatchedModel) and model.batches:
+        return model
+    return None
 
 
 def closed_form_model(model: Model, wrt: str) -> ElementwiseModel | None:

@@ -35,7 +35,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
-from gradcheck_cli.numerics.evaluation import IN_PROCESS, ProgressCallback, registered
+from gradcheck_cli.numerics.evaluation import (
+    IN_PROCESS,
+    ProgressCallback,
+    batch_entries,
+    registered,
+)
 from gradcheck_cli.numerics.models import Array, Inputs, Model
 
 SHARED_BYTES = 1 << 16
@@ -108,7 +113,13 @@ def _start_worker(rebuild: Rebuild, label: str, arrays: Mapping[str, Any]) -> No
 
 
 def _work(
-    number: int, wrt: str, flat: NDArray[np.intp], shifts: Array, f0: float, tolerance: float
+    number: int,
+    wrt: str,
+    flat: NDArray[np.intp],
+    shifts: Array,
+    f0: float,
+    tolerance: float,
+    batched: bool,
 ) -> tuple[Array, NDArray[np.floating], int]:
     inputs: dict[str, Array] = dict(_WORKER["inputs"])
     private: dict[str, Array] = _WORKER["private"]
@@ -122,7 +133,9 @@ def _work(
     if number not in probed:
         _same_as_in_the_parent(model, _WORKER["inputs"], f0, tolerance)
         probed.add(number)
-    diffs, magnitudes = IN_PROCESS.differences(model, inputs, wrt, flat, shifts, f0, None)
+    diffs, magnitudes = IN_PROCESS.differences(
+        model, inputs, wrt, flat, shifts, f0, None, batched=batched
+    )
     return diffs, magnitudes, counter.forward - before
 
 
@@ -230,15 +243,19 @@ class WorkerPool:
         shifts: Array,
         f0: float,
         progress: ProgressCallback | None,
+        batched: bool = False,
     ) -> tuple[Array, NDArray[np.floating]]:
         """f(x + shift e) - f0 for every entry and shift, on the workers, in order; and |f| at
         its largest per entry. `inputs` are those the pool started with: the workers evaluate
-        their own copy of them."""
+        their own copy of them (in batches where `batched` allows)."""
         if not self.serves(model, inputs):
             raise ValueError("this worker pool evaluates other inputs or another model")
         number = self.numbers[id(model)]
         count = flat_indices.size
         size = max(1, -(-count // (self.jobs * CHUNKS_PER_WORKER)))
+        if batched:  # whole batches, the same ones as in one process (results identical for any N)
+            whole = batch_entries(inputs[wrt], shifts.shape[1])
+            size = -(-size // whole) * whole
         starts = list(range(0, count, size))
         futures: list[Future[tuple[Array, NDArray[np.floating], int]]] = [
             self.executor.submit(
@@ -249,6 +266,7 @@ class WorkerPool:
                 shifts[s : s + size],
                 f0,
                 self.tolerance,
+                batched,
             )
             for s in starts
         ]

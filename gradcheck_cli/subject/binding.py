@@ -8,6 +8,7 @@ gradient is the user's VJP for v (`ContractedModel`). `bind` also probes the use
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
@@ -49,12 +51,14 @@ class ModelRecipe:
     seed: int
     copying: bool = False
     """The model's code writes into its arguments: every call gets copies."""
+    device: str | None = None
+    """--device: a PyTorch or JAX model's tensors go where the parent's do."""
 
     def __call__(self, inputs: Mapping[str, Array]) -> tuple[list[Model], CallCounter]:
         model_file = self.model_file
         if model_file is None:
             assert self.path is not None
-            model_file = load_model_file(Path(self.path), self.entry)
+            model_file = load_model_file(Path(self.path), self.entry, device=self.device)
         bound = bind(
             model_file,
             {name: Supplied(np.asarray(array), "worker") for name, array in inputs.items()},
@@ -245,16 +249,27 @@ def _bind_once(
         )
         output_shape: OutputShape = None
     else:
-        for number in range(1, cotangents + 1):
+        drawn = []
+        for _ in range(cotangents):
             # Drawn in float64 and cast, so a seed gives the same directions whatever the dtype.
             vectors = []
             for shape in shapes:
                 v = np.asarray(rng.standard_normal(shape), dtype=working)
                 v.flags.writeable = False
                 vectors.append(v)
-            models.append(
-                _contracted(functions, shapes, vectors, number=number, of=cotangents, seed=seed)
+            drawn.append(vectors)
+        shared = None
+        if model_file.adapted is not None:  # one step for every cotangent: batches serve all
+            with np.errstate(all="ignore"):
+                shared = min(
+                    abs(float(np.real(sum(np.sum(o * v) for o, v in pairs))))
+                    for pairs in (zip(outputs.arrays, vs, strict=True) for vs in drawn)
+                )
+        for number, vectors in enumerate(drawn, start=1):
+            contracted = _contracted(
+                functions, shapes, vectors, number=number, of=cotangents, seed=seed, every=drawn
             )
+            models.append(dataclasses.replace(contracted, step_scale=shared))
         output_shape = shapes[0] if len(shapes) == 1 else shapes
     eps = None
     if probes:
@@ -266,9 +281,11 @@ def _bind_once(
         start_over_if_inputs_written()
         eps = forward_precision(functions, inputs, outputs)
     from_file = model_file.from_file
+    adapted = model_file.adapted
     recipe = ModelRecipe(
         path=str(model_file.path) if from_file else None,
         entry=model_file.entry if from_file else None,
+        device=adapted.device if adapted is not None else None,
         model_file=None if from_file else model_file,
         params=dict(given),
         dtype=dtype,
@@ -345,6 +362,41 @@ class FileModel:
     def gradient(self, inputs: Inputs) -> Gradients:
         return self.functions.backward(inputs, ())
 
+    @property
+    def batches(self) -> bool:
+        """A PyTorch or JAX function evaluates batches (numerics.models.BatchedModel)."""
+        return self.functions.model_file.adapted is not None
+
+    def differences_at_shifts(
+        self, inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> tuple[Array, Array] | None:
+        """f at every shift of every entry, batched where forward batches (a PyTorch or JAX
+        function: numerics.models.BatchedModel); None for a numpy model file."""
+        found = _differences_at_shifts(self.functions, inputs, wrt, flat_indices, shifts, None)
+        return None if found is None else found[0]
+
+
+def _differences_at_shifts(
+    functions: ModelFunctions,
+    inputs: Inputs,
+    wrt: str,
+    flat_indices: NDArray[np.intp],
+    shifts: Array,
+    projections: Sequence[Sequence[Array]] | None,
+) -> list[tuple[Array, Array]] | None:
+    """Batched differences of forward (contracted with each cotangent of `projections`, or the
+    scalar forward for None), where the adapted framework function batches (frameworks/)."""
+    adapted = functions.model_file.adapted
+    if adapted is None or functions.caller.copying:
+        return None
+    arguments = {**functions.caller.params, **inputs}
+    found = adapted.differences_at_shifts(arguments, wrt, flat_indices, shifts, projections)
+    if found is None:
+        return None
+    differences, evaluated = found
+    functions.model_file.counter.forward += evaluated
+    return differences
+
 
 def _contracted(
     functions: ModelFunctions,
@@ -354,8 +406,10 @@ def _contracted(
     number: int,
     of: int,
     seed: int,
+    every: Sequence[Sequence[Array]] = (),
 ) -> ContractedModel:
-    """The model <forward(inputs), v> for the cotangent `vectors` (one per output)."""
+    """The model <forward(inputs), v> for the cotangent `vectors` (one per output); `every`:
+    the vectors of all cotangents, `vectors` the number-th (batches serve them together)."""
     label = functions.label
 
     def contracted(inputs: Inputs) -> Array:
@@ -374,6 +428,13 @@ def _contracted(
     def vjp(inputs: Inputs) -> Gradients:
         return functions.backward(inputs, vectors)
 
+    def contracted_at_shifts(
+        inputs: Inputs, wrt: str, flat_indices: NDArray[np.intp], shifts: Array
+    ) -> tuple[Array, Array] | None:
+        # Every cotangent's contraction from one batch: the others find theirs remembered.
+        found = _differences_at_shifts(functions, inputs, wrt, flat_indices, shifts, every)
+        return None if found is None else found[number - 1]
+
     model_file = functions.model_file
     return ContractedModel(
         name=f"{model_file.name}/v{number}",
@@ -383,6 +444,7 @@ def _contracted(
         number=number,
         complex_analytic=model_file.complex_safe,
         vectors=tuple(vectors),
+        contracted_at_shifts=contracted_at_shifts if model_file.adapted is not None else None,
     )
 
 

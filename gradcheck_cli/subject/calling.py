@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from gradcheck_cli.frameworks.adapted import AdapterError
 from gradcheck_cli.numerics.models import Inputs
 from gradcheck_cli.subject.conventions import ModelFile, UserFunction, signature_of
 from gradcheck_cli.subject.groups import assemble
@@ -204,6 +205,8 @@ def call_user_function(
             return function(*args, **kwargs)
         with np.errstate(all="ignore"):
             return function(*args, **kwargs)
+    except AdapterError:
+        raise  # already one line that names the file and line (frameworks/)
     except ValueError as error:
         # Our read-only views, as an argument or inside one (a layer's cache holds forward's).
         if "read-only" in str(error):

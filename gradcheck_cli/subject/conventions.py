@@ -48,7 +48,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.errors import InputError, UserCodeError
+from gradcheck_cli.frameworks import Adapted, adapt
 from gradcheck_cli.subject.classes import ClassPlan, class_plan
 from gradcheck_cli.subject.composed import loss_of_output
 from gradcheck_cli.subject.messages import describe
@@ -100,6 +101,9 @@ class ModelFile:
     """What followed the colon in `--model FILE.py:NAME` (a worker loads the same), or None."""
     of_class: ClassPlan | None = None
     """For a class (convention "class"): its methods, until `instances` instantiates it."""
+    adapted: Adapted | None = None
+    """A PyTorch or JAX function adapted to the plain convention (frameworks/): its NAME, device
+    and batched forward."""
 
     @property
     def label(self) -> str:
@@ -120,14 +124,32 @@ def signature_of(model_file: ModelFile) -> inspect.Signature:
         ) from None
 
 
-def model_file_from_module(module: ModuleType, path: Path, entry: str | None) -> ModelFile:
+def model_file_from_module(
+    module: ModuleType, path: Path, entry: str | None, *, device: str | None = None
+) -> ModelFile:
     """The functions and labels of an imported model file, by the convention they follow: the
     one place that decides how a file's NAME is called.
 
     `entry` names a layer (found by `pairs`: its name, its forward's or backward's), a class, a
     function with its derivative, or a loss function returning (loss, grads); without it, the
-    file defines `forward` and `backward`.
+    file defines `forward` and `backward`. A PyTorch or JAX function (`entry`, or `forward`) is
+    adapted to the plain convention by frameworks/, its tensors on `device`.
     """
+    adapted = adapt(module, path, entry, device=device)
+    if adapted is not None:
+        roles = ("forward", "backward", "example_inputs", "hvp", "jvp", "name", "formula")
+        return ModelFile(
+            path=path,
+            from_file=True,
+            adapted=adapted,
+            entry=entry,
+            **{r: getattr(adapted, r) for r in roles},
+        )
+    if device not in (None, "cpu"):
+        raise InputError(
+            f"--device {device}: {path.name} is a numpy model file; --device places the tensors "
+            "of a PyTorch or JAX model"
+        )
     complex_safe = getattr(module, "complex_safe", False)
     if not isinstance(complex_safe, bool):
         raise UserCodeError(

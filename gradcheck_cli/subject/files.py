@@ -39,18 +39,21 @@ def split_model_spec(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def load_model_file(path: Path, entry: str | None = None) -> ModelFile:
+def load_model_file(
+    path: Path, entry: str | None = None, *, device: str | None = None
+) -> ModelFile:
     """Import a model file and pick out its functions and labels.
 
     `entry` names a layer, a class, a derivative or a loss function of the file (what follows
-    the colon in `--model layers.py:NAME`); see `conventions`.
+    the colon in `--model layers.py:NAME`); see `conventions`. `device`: a PyTorch or JAX
+    model's (--device).
     """
     path = Path(path)
     _check_model_path(path)
     if path.suffix != ".py":
         raise UserCodeError(f"model file {path} is not a .py file")
     path = path.resolve()
-    return model_file_from_module(_import(path), path, entry)
+    return model_file_from_module(_import(path), path, entry, device=device)
 
 
 def _check_model_path(path: Path) -> None:

@@ -51,6 +51,8 @@ class InputOptions:
     nondet_tol: float = 0.0
     cotangents: int = 2
     seed: int = 0
+    device: str | None = None
+    """Where a PyTorch or JAX model's tensors live (--device); None: the CPU."""
 
     def is_model_file(self) -> bool:
         path, _ = split_model_spec(self.model_spec)
@@ -76,6 +78,11 @@ def load_subject(options: InputOptions) -> Subject:
     """Load the model and its inputs named by the command line."""
     if options.is_model_file():
         return _model_file_subject(options)
+    if options.device not in (None, "cpu"):
+        raise InputError(
+            f"--device {options.device}: the built-in models are numpy; --device places the "
+            "tensors of a PyTorch or JAX model file"
+        )
     return _builtin_subject(options)
 
 
@@ -100,7 +107,7 @@ def _builtin_subject(options: InputOptions) -> BuiltinSubject:
 
 def _model_file_subject(options: InputOptions) -> Bound:
     path_text, entry = split_model_spec(options.model_spec)
-    model_file = load_model_file(Path(path_text), entry)
+    model_file = load_model_file(Path(path_text), entry, device=options.device)
     names = list(signature_of(model_file).parameters)
     letters = {}
     for letter in ("X", "W"):

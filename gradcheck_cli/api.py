@@ -102,6 +102,7 @@ def check_gradients(
     nondet_tol: float = 0.0,
     complex_safe: bool = False,
     jobs: int | None = 1,
+    side_effects: bool = True,
 ) -> GradientReport:
     """Check backward against finite differences of forward, as `gradcheck run` does.
 
@@ -118,7 +119,9 @@ def check_gradients(
     `complex_safe=True` allows method="complex-step" for functions that accept complex input;
     `jobs` runs the forward calls on that many worker processes (None: one per core) when
     the check would take more than about two seconds and forward and backward pickle (functions
-    defined at module level; not in a script's __main__).
+    defined at module level; not in a script's __main__). `side_effects=False` skips the
+    checks of what forward and backward write into (dout, the cache, the inputs), of backward's
+    re-entrancy and of memory np.empty left unwritten; each side effect found fails the report.
     The other settings mean what the CLI options of the same name mean. Bad input raises
     `gradcheck_cli.errors.InputError`.
     """
@@ -141,7 +144,7 @@ def check_gradients(
         seed=seed,
         jobs=jobs,
     )
-    return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol)
+    return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol, side_effects)
 
 
 @_public
@@ -315,6 +318,10 @@ def _no_backward(*args: object, **kwargs: object) -> dict[str, object]:
     return {}
 
 
+_no_backward.gradcheck_stand_in = True  # type: ignore[attr-defined]
+"""No side effects of it to check: the user wrote none."""
+
+
 def _supplied(
     forward: Callable[..., Any],
     X: ArrayLike | None,
@@ -389,9 +396,11 @@ def _check_with(
     dtype = given.pop("dtype", "float64")
     cotangents = given.pop("cotangents", 2)
     nondet_tol = given.pop("nondet_tol", 0.0)
+    side_effects = given.pop("side_effects", True)
     given["wrt"] = _wrt_names(given.get("wrt"))
     given["entries"] = _entry_selection(given.get("entries"))
-    return _run(model_file, supplied, CheckSettings(**given), params, dtype, cotangents, nondet_tol)
+    asked = CheckSettings(**given)
+    return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol, side_effects)
 
 
 def _run(
@@ -402,6 +411,7 @@ def _run(
     dtype: str,
     cotangents: int,
     nondet_tol: float,
+    side_effects: bool = True,
 ) -> GradientReport:
     """The session's run, on the functions bound to the given inputs."""
     __tracebackhide__ = True
@@ -411,6 +421,8 @@ def _run(
         raise InputError(f"cotangents must be an integer >= 1; got {cotangents!r}")
     if not (isinstance(nondet_tol, (int, float)) and np.isfinite(nondet_tol) and nondet_tol >= 0):
         raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol!r}")
+    if not isinstance(side_effects, bool):
+        raise InputError(f"side_effects must be True or False; got {side_effects!r}")
 
     def load() -> Subject:
         return bind(
@@ -421,6 +433,7 @@ def _run(
             cotangents=cotangents,
             seed=asked.seed,
             nondet_tol=nondet_tol,
+            side_effects=side_effects,
         )
 
     _, report = session.run(load, asked, naming=API)

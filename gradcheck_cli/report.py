@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from gradcheck_cli.diagnosis.result import Diagnosis
 
-SCHEMA_VERSION = 3
-"""3: `summary.failed_at_least`, `error` documents (verdict "error", exit 2 and 3), diagnosis
-kinds shifted, masked and swapped. 2: named inputs of any shape. 1: X and W only."""
+SCHEMA_VERSION = 4
+"""4: `side_effects` and `settings.side_effects`. 3: `summary.failed_at_least`, `error`
+documents (verdict "error", exit 2 and 3), diagnosis kinds shifted, masked and swapped. 2: named
+inputs of any shape. 1: X and W only."""
 
 REASON_TEXT: dict[str, str] = {
     # Every reason a verdict can carry; schema.json lists the same.
@@ -34,6 +35,15 @@ REASON_TEXT: dict[str, str] = {
     "inconclusive": "inconclusive: the finite difference's own error is too large to vouch for"
     " the gradient (not counted as passed)",
     "non-finite": "the function is not finite at a perturbed point",
+}
+
+SIDE_EFFECT_KINDS: dict[str, str] = {
+    # Every kind of side effect a run checks for; schema.json lists the same.
+    "dout-modified": "backward wrote into the gradient of forward's output it was given",
+    "cache-modified": "backward wrote into what forward saved for it (the cache)",
+    "input-modified": "forward (or backward) wrote into an input",
+    "not-reentrant": "two backward calls on the same cache and dout give different results",
+    "uninitialised-memory": "the result depends on memory np.empty left unwritten",
 }
 
 OutputShape = tuple[int, ...] | tuple[tuple[int, ...], ...] | None
@@ -95,6 +105,23 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class SideEffect:
+    """One side-effect check of the user's code (one kind, one function) and what it found."""
+
+    kind: str
+    """A key of SIDE_EFFECT_KINDS."""
+    role: str
+    """The function it is about, as the file names it: `affine_backward`, `forward`."""
+    passed: bool
+    names: tuple[str, ...]
+    """What was written into, as the user's code names it: `dout`, `cache[2]`, `self.x`, `w`;
+    the gradients that differ (`dx`) for not-reentrant and uninitialised-memory; empty when
+    the check passed."""
+    message: str
+    """One line: what was checked, or what was found (with an example entry)."""
+
+
+@dataclass(frozen=True)
 class FastSettings:
     """Fast mode: how many random directions, and how each is differenced."""
 
@@ -129,6 +156,8 @@ class RunSettings(Settings):
     jobs: int = 1
     """How many processes evaluated the forward calls."""
     reference: str | None = None
+    side_effects: bool = False
+    """Whether the user's code was checked for side effects (model files and the API)."""
     fast: FastSettings | None = None
     tangent: TangentSettings | None = None
 
@@ -265,6 +294,8 @@ class RunReport:
     """What kind of bug each failing input shows (empty for a passing run)."""
     gradient_check: dict[str, Any] | None = None
     """--order 2: the first-order check of backward that came first (verdict and counts)."""
+    side_effects: tuple[SideEffect, ...] = ()
+    """Each side-effect check that ran (passed or not): a failed one fails the run."""
     error_ratios: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     """Per checked input, |analytic - numerical| / tolerance in the input's shape (NaN where not
     checked, inf where f was not finite): the error map's numbers. Not in the JSON."""
@@ -278,9 +309,12 @@ class RunReport:
         entries = sum(s.entries for s in self.summary.values())
         failed = sum(s.failed for s in self.summary.values())
         unsure = sum(s.inconclusive for s in self.summary.values())
+        effects = [e.kind for e in self.side_effects if not e.passed]
+        found = f"; side effects: {', '.join(effects)}" if effects else ""
         return (
             f"<{type(self).__name__} {self.model.name!r} {self.verdict}: {failed} failed, "
-            f"{unsure} inconclusive of {entries} entries of {', '.join(self.summary) or 'nothing'}>"
+            f"{unsure} inconclusive of {entries} entries of {', '.join(self.summary) or 'nothing'}"
+            f"{found}>"
         )
 
     @property
@@ -294,6 +328,8 @@ class RunReport:
         first = self.gradient_check
         if first is not None and first["verdict"] != "passed":
             return str(first["verdict"])
+        if any(not effect.passed for effect in self.side_effects):
+            return "failed"
         if directions_failed or any(s.failed for s in self.summary.values()):
             return "failed"
         unsure = any(d.reason == "inconclusive" for d in top_level)

@@ -263,12 +263,20 @@ def _duration(seconds: float) -> str:
 
 
 def _with_forward_calls(subject: Subject, report: RunReport) -> RunReport:
-    """The report with how many times the user's forward ran (model files and the API), and
-    the gradients that came with axes of length 1 more or fewer than their inputs."""
+    """The report with how many times the user's forward ran (model files and the API), the
+    gradients that came with axes of length 1 more or fewer than their inputs, and what the
+    side-effect checks found."""
     if subject.model_file is None:
         return report
     report = with_gradient_shapes(subject, report)
-    return dataclasses.replace(report, forward_calls=subject.model_file.counter.forward)
+    found = subject.side_effects
+    settings = dataclasses.replace(report.settings, side_effects=bool(found))
+    return dataclasses.replace(
+        report,
+        forward_calls=subject.model_file.counter.forward,
+        side_effects=found,
+        settings=settings,
+    )
 
 
 _Report = TypeVar("_Report", RunReport, PerturbReport, SweepReport)

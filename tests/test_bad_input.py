@@ -88,6 +88,17 @@ MODEL_FILES = {
         "def scaled_backward(dout, cache, factor):\n    return factor * dout\n\n\n"
         "def example_inputs():\n    return {'x': np.ones(3)}\n"
     ),
+    "noisy.py": (
+        "import numpy as np\n\n\ndef forward(X, W):\n"
+        "    return float(np.sum(X @ W) + np.random.default_rng().standard_normal())\n\n\n"
+        "def backward(X, W):\n    return np.ones_like(X) @ W.T * 0 + W.sum(axis=1), X.sum(axis=0)\n"
+    ),
+    "drifting.py": (
+        "import numpy as np\n\ncalls = [0]\n\n\ndef forward(X, W):\n"
+        "    return float(np.sum(X @ W))\n\n\ndef backward(X, W):\n    calls[0] += 1\n"
+        "    dX = np.tile(W.sum(axis=1), (X.shape[0], 1)) + 1e-9 * calls[0]\n"
+        "    return dX, np.tile(X.sum(axis=0)[:, None], (1, W.shape[1]))\n"
+    ),
     "notlinear.py": (
         "import numpy as np\n\n\ndef square_forward(x):\n    return x**2, x\n\n\n"
         "def square_backward(out, cache):\n    return 2 * cache * np.sqrt(np.abs(out))\n\n\n"
@@ -375,6 +386,13 @@ CONVENTION_CASES = [
     ),
     case("backward-value-missing", "run --model scaled.py:scaled", "factor", "--param"),
     case("backward-not-linear-in-dout", "run --model notlinear.py:square", "not linear in out"),
+    case("forward-not-deterministic", "run --model noisy.py", "forward is not deterministic"),
+    case(
+        "backward-not-deterministic-without-side-effect-checks",
+        "run --model drifting.py --no-side-effects",
+        "backward is not deterministic",
+        "give dX",
+    ),
     case("class-needs-an-argument", "run --model classes.py:Dense", "Dense()", "n_in"),
     case(
         "param-for-neither-class-nor-call",

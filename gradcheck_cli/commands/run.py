@@ -120,6 +120,14 @@ if TYPE_CHECKING:
     "random:K check in far fewer.",
 )
 @click.option(
+    "--side-effects/--no-side-effects",
+    default=True,
+    show_default=True,
+    help="Check what a model file's code writes into (dout, the cache, its inputs), whether "
+    "its backward gives the same result twice, and whether a result reads memory np.empty "
+    "left unwritten; each found is a failure (exit 1).",
+)
+@click.option(
     "--map",
     "maps",
     type=click.Choice(["failing", "all", "none"]),
@@ -164,6 +172,7 @@ def run(
     reference: str | None,
     jobs: int | None,
     max_calls: int,
+    side_effects: bool,
     maps: str,
     plot_path: Path | None,
     junit_path: Path | None,
@@ -207,7 +216,7 @@ def run(
         max_calls=max_calls,
     )
     refuse_output_clash(output_path, output_format)
-    options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
+    options = InputOptions(**inputs, cotangents=cotangents, seed=seed, side_effects=side_effects)
     if plot_path is not None:
         from gradcheck_cli.render.plot import check_plot_available
 

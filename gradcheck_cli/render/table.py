@@ -111,6 +111,10 @@ def render_run(
     print_table(console, "Summary", columns, rows, droppable=("doubtful", "max rel error"))
     for item in report.diagnosis:
         console.print(Text(f"diagnosis ({item.kind}): {printable(item.message)}", style="bold"))
+    for effect in told.side_effects:
+        verdict = "passed" if effect.passed else "FAILED"
+        line = f"side effect ({effect.kind}): {verdict}: {printable(effect.message)}"
+        console.print(Text(line, style="" if effect.passed else "bold red"))
     if report.directions:
         _render_directions(report, console)
 

@@ -20,7 +20,7 @@ import numpy as np
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
 from gradcheck_cli.numerics.schemes import Precision
-from gradcheck_cli.report import ModelInfo, OutputShape
+from gradcheck_cli.report import ModelInfo, OutputShape, SideEffect
 from gradcheck_cli.subject.arguments import Supplied, resolve_arguments
 from gradcheck_cli.subject.calling import Caller, fingerprints
 from gradcheck_cli.subject.conventions import CallCounter, ModelFile
@@ -29,6 +29,7 @@ from gradcheck_cli.subject.functions import ModelFunctions
 from gradcheck_cli.subject.instances import instantiate
 from gradcheck_cli.subject.messages import first_index, format_index, given_inputs
 from gradcheck_cli.subject.probes import check_deterministic, forward_precision
+from gradcheck_cli.subject.side_effects import side_effect_checks
 
 if TYPE_CHECKING:
     from gradcheck_cli.numerics.workers import Parallel
@@ -88,6 +89,8 @@ class Bound:
     recipe: ModelRecipe
     functions: ModelFunctions
     """The user's functions over named inputs (for hvp and jvp checks)."""
+    side_effects: tuple[SideEffect, ...] = ()
+    """What the side-effect checks found (`side_effects`); empty when they did not run."""
 
     @property
     def info(self) -> ModelInfo:
@@ -134,6 +137,7 @@ def bind(
     probes: bool = True,
     copy_inputs: bool = True,
     copying: bool = False,
+    side_effects: bool = False,
 ) -> Bound:
     """The scalar models to check for this file at its inputs.
 
@@ -141,7 +145,9 @@ def bind(
     outputs give `cotangents` models <forward(inputs), v>, each with its own standard normal v
     per output, drawn from np.random.default_rng(seed); their gradient is the user's VJP for v.
     With `probes`, then checks that forward and backward are deterministic (`nondet_tol`), and
-    finds the precision forward computes in (a worker skips both: the parent did them). The
+    finds the precision forward computes in (a worker skips both: the parent did them); with
+    `side_effects` too, checks what the code writes into and whether backward is re-entrant
+    (`side_effects.side_effect_checks`, which then stand for the determinism of backward). The
     inputs are the check's own copies (`copy_inputs`): it moves their entries in place.
 
     User code that writes into its arguments gets copies for every call (`copying`); when it
@@ -171,6 +177,7 @@ def bind(
         fallback=fallback,
         probes=probes,
         copy_inputs=copy_inputs,
+        side_effects=side_effects,
     )
     try:
         return attempt(copying=copying)
@@ -194,6 +201,7 @@ def _bind_once(
     probes: bool,
     copy_inputs: bool,
     copying: bool,
+    side_effects: bool,
 ) -> Bound:
     """`bind`, once; raises `_WroteIntoInputs` (only when not `copying`) as soon as the user's
     code is seen to have written into the inputs. `params` are the call's, `given` all the
@@ -257,9 +265,15 @@ def _bind_once(
             )
         output_shape = shapes[0] if len(shapes) == 1 else shapes
     eps = None
+    found: tuple[SideEffect, ...] = ()
     if probes:
         try:
-            check_deterministic(functions, inputs, outputs, models, nondet_tol)
+            check_deterministic(
+                functions, inputs, outputs, models, nondet_tol, backward=not side_effects
+            )
+            if side_effects:
+                drawn = cotangent_vectors(models[0])
+                found = side_effect_checks(functions, inputs, outputs, drawn, nondet_tol)
         except UserCodeError:
             start_over_if_inputs_written()  # the inputs it wrote into made the calls differ
             raise
@@ -278,7 +292,16 @@ def _bind_once(
     )
     precision = Precision(eps=eps, noise=nondet_tol)
     return Bound(
-        model_file, inputs, sources, passed, models, output_shape, precision, recipe, functions
+        model_file,
+        inputs,
+        sources,
+        passed,
+        models,
+        output_shape,
+        precision,
+        recipe,
+        functions,
+        found,
     )
 
 

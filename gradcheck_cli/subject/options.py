@@ -51,6 +51,8 @@ class InputOptions:
     nondet_tol: float = 0.0
     cotangents: int = 2
     seed: int = 0
+    side_effects: bool = False
+    """Check what the model's code writes into and whether its backward is re-entrant."""
 
     def is_model_file(self) -> bool:
         path, _ = split_model_spec(self.model_spec)
@@ -126,6 +128,7 @@ def _model_file_subject(options: InputOptions) -> Bound:
         fallback=fallback,
         # The arrays were just loaded: they are the check's own, no copy needed.
         copy_inputs=False,
+        side_effects=options.side_effects,
     )
 
 

@@ -207,19 +207,22 @@ def uninitialised_filled(*functions: Callable[..., object]) -> Iterator[None]:
         return _fill(real["empty_like"](*args, **kwargs))
 
     filled = {"empty": empty, "empty_like": empty_like}
-    namespaces: list[dict[str, Any]] = [vars(np)]
+    replaced: list[tuple[dict[str, Any], str, object]] = [
+        (vars(np), key, original) for key, original in real.items()
+    ]
+    seen = [vars(np)]
     for function in functions:
         namespace = getattr(getattr(function, "__func__", function), "__globals__", None)
-        if isinstance(namespace, dict) and all(namespace is not n for n in namespaces):
-            namespaces.append(namespace)
-    replaced: list[tuple[dict[str, Any], str, object]] = []
+        if not isinstance(namespace, dict) or any(namespace is n for n in seen):
+            continue
+        seen.append(namespace)
+        # `from numpy import empty` (under any name) in the module that defines the function.
+        for name, value in namespace.items():
+            if any(value is original for original in real.values()):
+                replaced.append((namespace, name, value))
     try:
-        for namespace in namespaces:
-            for name, value in list(namespace.items()):
-                for key, original in real.items():
-                    if value is original:
-                        replaced.append((namespace, name, value))
-                        namespace[name] = filled[key]
+        for namespace, name, value in replaced:
+            namespace[name] = filled[next(k for k, o in real.items() if o is value)]
         yield
     finally:
         for namespace, name, value in reversed(replaced):

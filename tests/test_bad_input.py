@@ -63,6 +63,12 @@ MODEL_FILES = {
         "import numpy as np\n\n\ndef forward(X, W):\n    return float(np.sum(X @ W))\n\n\n"
         "def backward(X, W):\n    return X, W, X\n"
     ),
+    "jvp_shape.py": (
+        "import numpy as np\n\n\ndef forward(x):\n    return np.tanh(x)\n\n\n"
+        "def backward(x, grad_output):\n    return grad_output * (1 - np.tanh(x) ** 2)\n\n\n"
+        "def jvp(x, tangents):\n    return ((1 - np.tanh(x) ** 2) * tangents['x'])[:2]\n\n\n"
+        "def example_inputs():\n    return {'x': np.ones((3, 2))}\n"
+    ),
     "labels.py": (
         "import numpy as np\n\n\ndef forward(x, y):\n    return float(np.sum(x[y]))\n\n\n"
         "def backward(x, y):\n    g = np.zeros_like(x)\n    np.add.at(g, y, 1.0)\n"
@@ -341,6 +347,20 @@ OPTION_CASES = [
         "entries-of-a-constant", "run --model labels.py --entries y[0]", "--entries y", "constant"
     ),
     case("junit-xml-dash", "run --junit-xml -", "--junit-xml -", "only --output"),
+    case(
+        "jvp-of-the-wrong-shape",
+        "run --model jvp_shape.py --mode jvp",
+        "jvp_shape.py",
+        "shape (2, 2)",
+        "expected (3, 2)",
+    ),
+    case(
+        "inputs-archive-key-of-no-parameter",
+        "run --model labels.py --inputs several.npz",
+        "--inputs several.npz",
+        "'a'",
+        "x, y",
+    ),
     case("plot-dash", "run --plot -", "--plot -", "only --output"),
 ]
 

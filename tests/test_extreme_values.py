@@ -100,7 +100,7 @@ def failing_entries(document: dict[str, Any]) -> dict[str, int]:
 def test_outputs_of_1e200_keep_a_step_on_their_own_scale(tmp_path: Path, mode: str) -> None:
     """A correct layer whose outputs are ~1e200 passes: its steps follow how fast f varies
     (the gradient is ~1e200 too), not |f| alone, which made them ~1e55; the same layer with dx
-    doubled fails in x alone."""
+    doubled fails in x alone, diagnosed as a factor of 2 without a numpy overflow warning."""
     (tmp_path / "huge.py").write_text(HUGE_LAYER.format(scale=1.0), encoding="utf-8")
     (tmp_path / "huge_bug.py").write_text(HUGE_LAYER.format(scale=2.0), encoding="utf-8")
     code, document, stderr = run_json(tmp_path, "run", "--model", "huge.py:layer", "--mode", mode)
@@ -109,11 +109,16 @@ def test_outputs_of_1e200_keep_a_step_on_their_own_scale(tmp_path: Path, mode: s
     if mode == "full":
         steps = [check["step"] for check in document["checks"]]
         assert max(steps) < 1e-3  # a textbook step for |x| ~ 1, not one grown with |f|
-    code, document, _ = run_json(tmp_path, "run", "--model", "huge_bug.py:layer", "--mode", mode)
-    assert code == 1
+    code, document, stderr = run_json(
+        tmp_path, "run", "--model", "huge_bug.py:layer", "--mode", mode
+    )
+    assert (code, stderr) == (1, "")  # no numpy warning from products of 1e200 values
     assert document["verdict"] == "failed"
     if mode == "full":
         assert failing_entries(document) == {"x": 12, "w": 0}
+        (diagnosis,) = document["diagnosis"]
+        assert diagnosis["kind"] == "scale"
+        assert diagnosis["parameters"]["factor"] == pytest.approx(2.0, rel=1e-9)
 
 
 def test_a_sum_that_cancels_to_zero_is_judged_with_its_own_rounding(tmp_path: Path) -> None:

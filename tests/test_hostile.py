@@ -414,6 +414,24 @@ def test_a_full_disk_under_output_keeps_the_old_report(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_outputs_are_written_all_together_or_not_at_all(
+    runner: CliRunner, inputs_dir: Path
+) -> None:
+    """--junit-xml on a full device with --output keep.json and --plot: exit 2 naming the JUnit
+    file, and neither the existing report nor the plot is written: every output of one run is
+    committed together, only once each has been written whole."""
+    (inputs_dir / "keep.json").write_text(OLD_REPORT, encoding="utf-8")
+    before = listing(inputs_dir)
+    args = ["run", "--junit-xml", "/dev/full", "--output", "keep.json", "--plot", "map.png"]
+    line = one_error_line(invoke(runner, *args))
+    assert line == (
+        "gradcheck: error: --junit-xml /dev/full: cannot write the report: No space left on device"
+    )
+    assert listing(inputs_dir) == before
+    assert (inputs_dir / "keep.json").read_text(encoding="utf-8") == OLD_REPORT
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_output_to_a_full_device_names_the_option(runner: CliRunner, inputs_dir: Path) -> None:
     """--output /dev/full (a real ENOSPC): exit 2 with the `--output` prefix."""
     line = one_error_line(invoke(runner, "run", "--output", "/dev/full"))

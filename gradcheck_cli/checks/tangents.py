@@ -102,15 +102,20 @@ def tangent_check(
             for name in names:
                 part = given.get(name)
                 if part is None:
-                    raise InputError(f"the {kind} gives nothing for {name}")
+                    raise InputError(
+                        f"{problem.label}: {kind} gives nothing for {name}; it returns one part "
+                        f"per {'checked input' if kind == 'hvp' else 'output of forward'}"
+                    )
                 values = np.asarray(part, dtype=np.float64)
                 if values.shape != shapes[name]:
                     raise InputError(
-                        f"the {kind} returned {name} of shape {values.shape}; expected "
-                        f"{shapes[name]}"
+                        f"{problem.label}: {kind} returned {name} of shape {values.shape}; "
+                        f"expected {shapes[name]}, the shape of {problem.of_what} {name}"
                     )
                 if not np.all(np.isfinite(values)):
-                    raise InputError(f"the {kind} returned non-finite values for {name}")
+                    raise InputError(
+                        f"{problem.label}: {kind} returned non-finite values for {name}"
+                    )
                 found = estimates[name]
                 flat = np.arange(values.size, dtype=np.intp)
                 verdicts = judge(
@@ -195,6 +200,11 @@ class FileFunctions(Protocol):
     """What a model file (or the API's functions) offers a tangent check: forward's outputs,
     and the hand-written hvp and jvp over named inputs (user_model's bound functions)."""
 
+    @property
+    def label(self) -> str:
+        """How messages name the model's file: `model.py`, `layers.py:affine`."""
+        ...
+
     def outputs(self, inputs: Inputs) -> list[NDArray[Any]]: ...
 
     def hvp(self, inputs: Inputs, tangents: Mapping[str, Array]) -> Gradients: ...
@@ -211,6 +221,10 @@ class TangentProblem:
     analytic: DirectionalDerivative
     names: list[str]
     shapes: dict[str, tuple[int, ...]]
+    label: str
+    """Who wrote the derivative, as messages name it: the model file (`model.py`)."""
+    of_what: str
+    """What g's parts are shaped like: "the input" (an hvp) or "forward's output" (a jvp)."""
 
 
 def tangent_problem(
@@ -243,7 +257,8 @@ def tangent_problem(
         else:
             raise InputError(f"{model.name} has no hvp to check")
         shapes = {n: tuple(np.shape(inputs[n])) for n in checked}
-        return TangentProblem(gradient, hvp, list(checked), shapes)
+        label = functions.label if builtin is None and functions is not None else model.name
+        return TangentProblem(gradient, hvp, list(checked), shapes, label, "the input")
     if kind != "jvp":
         raise ValueError(f"a tangent check is hvp or jvp; got {kind!r}")
     if builtin is not None:
@@ -255,7 +270,7 @@ def tangent_problem(
         def directional(at: Inputs, tangents: Mapping[str, Array]) -> dict[str, Array | None]:
             return {"f": np.asarray(model_of_builtin.jacobian_vector_product(at, tangents))}
 
-        return TangentProblem(value, directional, ["f"], {"f": ()})
+        return TangentProblem(value, directional, ["f"], {"f": ()}, model.name, "f")
     if functions is None:
         raise InputError(f"{model.name} has no jvp to check")
     file_functions = functions
@@ -263,8 +278,19 @@ def tangent_problem(
     def outputs(at: Inputs) -> dict[str, Array]:
         return flatten_outputs(file_functions.outputs(at))
 
-    def user_jvp(at: Inputs, tangents: Mapping[str, Array]) -> dict[str, Array | None]:
-        return dict(flatten_outputs(file_functions.jvp(at, tangents)))
-
     shapes = {n: tuple(np.shape(a)) for n, a in outputs(inputs).items()}
-    return TangentProblem(outputs, user_jvp, list(shapes), shapes)
+    label = file_functions.label
+
+    def user_jvp(at: Inputs, tangents: Mapping[str, Array]) -> dict[str, Array | None]:
+        parts = file_functions.jvp(at, tangents)
+        if len(parts) != len(shapes):
+            if len(shapes) == 1:  # a list of numbers for forward's one output: one array
+                parts = [np.asarray(parts)]
+            else:
+                raise InputError(
+                    f"{label}: jvp returned {len(parts)} parts; forward has {len(shapes)} "
+                    f"outputs ({', '.join(shapes)}): return one J v per output, in order"
+                )
+        return dict(flatten_outputs(parts))
+
+    return TangentProblem(outputs, user_jvp, list(shapes), shapes, label, "forward's output")

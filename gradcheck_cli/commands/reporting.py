@@ -13,7 +13,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -185,31 +185,26 @@ def emit(
     *,
     junit_path: Path | None = None,
     annotated_file: str | None = None,
+    figures: Mapping[str, tuple[Path, bytes]] | None = None,
 ) -> int:
-    """Write the report files (if asked), print the table, JSON or annotations, and return the
-    exit code, which tells the same story as both."""
-    from gradcheck_cli.render.output import (
-        OutputError,
-        is_stdout,
-        to_json_text,
-        write_atomically,
-        write_stdout,
-    )
+    """Write the report files (if asked: --output, --junit-xml and the `figures` by option,
+    all together), print the table, JSON or annotations, and return the exit code, which tells
+    the same story as both."""
+    from gradcheck_cli.render.output import is_stdout, to_json_text, write_stdout, write_together
 
     document = report.to_document()
     text = to_json_text(document)
+    files: list[tuple[str, Path, bytes]] = []
     if output_path is not None and not is_stdout(output_path):
-        try:
-            write_atomically(output_path, text + "\n")
-        except OutputError as error:
-            raise OutputError(f"--output {error}") from None
+        files.append(("--output", output_path, (text + "\n").encode("utf-8")))
     if junit_path is not None:
         from gradcheck_cli.render.junit import junit_xml
 
-        try:
-            write_atomically(junit_path, junit_xml(document))
-        except OutputError as error:
-            raise OutputError(f"--junit-xml {error}") from None
+        files.append(("--junit-xml", junit_path, junit_xml(document).encode("utf-8")))
+    for option, (path, data) in (figures or {}).items():
+        files.append((option, path, data))
+    # All of them or none: a JUnit file that cannot be written leaves --output's as it was.
+    write_together(files)
     if output_format == "json":
         write_stdout(text + "\n")
     elif output_format == "github":

@@ -240,13 +240,13 @@ def run(
     finally:
         reporter.close()
 
+    figures = {}
     plot_target = paths["--plot"]
     if plot_target is not None:
-        from gradcheck_cli.render.plot import write_error_map_plot
+        from gradcheck_cli.render.plot import error_map_png
 
-        write_error_map_plot(
-            report.error_ratios, plot_target, title=f"gradcheck: {report.model.name}"
-        )
+        png = error_map_png(report.error_ratios, title=f"gradcheck: {report.model.name}")
+        figures["--plot"] = (plot_target, png)
 
     def draw(console: Any) -> None:
         from gradcheck_cli.render.table import render_run
@@ -260,4 +260,5 @@ def run(
         draw,
         junit_path=paths["--junit-xml"],
         annotated_file=str(subject.model_file.path) if subject.model_file else None,
+        figures=figures,
     )

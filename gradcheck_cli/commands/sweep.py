@@ -122,11 +122,12 @@ def sweep(
             deltas=deltas,
             naming=COMMAND_LINE,
         )
+    figures = {}
     plot_target = paths["--plot"]
     if plot_target is not None:
-        from gradcheck_cli.render.plot import write_sweep_plot
+        from gradcheck_cli.render.plot import sweep_png
 
-        write_sweep_plot(report, plot_target)
+        figures["--plot"] = (plot_target, sweep_png(report))
 
     def draw(console: Any) -> None:
         from gradcheck_cli.render.experiments import render_sweep
@@ -139,4 +140,5 @@ def sweep(
         paths["--output"],
         draw,
         annotated_file=str(subject.model_file.path) if subject.model_file else None,
+        figures=figures,
     )

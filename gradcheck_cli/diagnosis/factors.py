@@ -21,9 +21,9 @@ from gradcheck_cli.diagnosis.fitting import (
     INFORMATIVE,
     BoolArray,
     CheckedNumbers,
+    least_squares_factor,
     noise_weights,
     pattern_fit,
-    weighted_ratio,
 )
 from gradcheck_cli.diagnosis.regions import Region, find_region, slice_parameters
 from gradcheck_cli.diagnosis.result import Diagnosis, covered_entries
@@ -108,7 +108,7 @@ def _factor_pattern(numbers: CheckedNumbers, domain: BoolArray) -> _FactorFit | 
     inside = domain & numbers.comparable
     n, a = numbers.numerical, numbers.analytic
     weights = noise_weights(numbers, domain)
-    factor = weighted_ratio(weights * a * n, weights * n * n)
+    factor = least_squares_factor(weights, a, n)
     if factor is None:
         # Every numerical value is 0: only "the analytic one is zero too" could fit, which the
         # zero pattern needs no factor for.

@@ -183,6 +183,21 @@ def noise_weights(numbers: CheckedNumbers, domain: BoolArray) -> FloatArray:
     return np.where(inside, (least / numbers.noise) ** 2, 0.0)
 
 
+def least_squares_factor(weights: FloatArray, y: FloatArray, x: FloatArray) -> float | None:
+    """The c minimising sum(weights (y - c x)^2): sum(w y x) / sum(w x x), computed in units of
+    the largest |x| and |y|, so that products of gradients near 1e200 never overflow."""
+    x_unit = float(np.max(np.abs(x), initial=0.0)) or 1.0
+    y_unit = float(np.max(np.abs(y), initial=0.0)) or 1.0
+    if not (math.isfinite(x_unit) and math.isfinite(y_unit)):
+        return None
+    xs, ys = x / x_unit, y / y_unit
+    ratio = weighted_ratio(weights * ys * xs, weights * xs * xs)
+    if ratio is None:
+        return None
+    value = ratio * (y_unit / x_unit)
+    return value if math.isfinite(value) else None
+
+
 def weighted_ratio(top: FloatArray, bottom: FloatArray) -> float | None:
     """sum(top) / sum(bottom) for a least-squares parameter, None when it is undetermined."""
     denominator = float(np.sum(bottom))

@@ -18,10 +18,10 @@ from gradcheck_cli.diagnosis.fitting import (
     INFORMATIVE,
     BoolArray,
     CheckedNumbers,
+    least_squares_factor,
     noise_weights,
     pattern_fit,
     scaled_norm,
-    weighted_ratio,
 )
 from gradcheck_cli.diagnosis.result import Diagnosis, covered_entries
 from gradcheck_cli.diagnosis.wording import checked_entries, format_number, rest_agrees
@@ -109,7 +109,7 @@ def factor_by_sign(numbers: CheckedNumbers) -> Diagnosis | None:
             if int(inside.sum()) < 2:
                 break
             weights = noise_weights(numbers, inside)
-            factor = weighted_ratio(weights * a * n, weights * n * n)
+            factor = least_squares_factor(weights, a, n)
             if factor is None:
                 break
             factors.append(factor)

@@ -13,6 +13,7 @@ from gradcheck_cli.diagnosis.fitting import (
     BoolArray,
     CheckedNumbers,
     FloatArray,
+    least_squares_factor,
     noise_weights,
     pattern_fit,
     weighted_ratio,
@@ -32,7 +33,7 @@ def input_proportional(numbers: CheckedNumbers) -> Diagnosis | None:
         return None
     everything = numbers.comparable
     weights = noise_weights(numbers, everything)
-    factor = weighted_ratio(weights * numbers.error * values, weights * values * values)
+    factor = least_squares_factor(weights, numbers.error, values)
     if factor is None:
         return None
     predicted = numbers.numerical + factor * values

@@ -17,7 +17,7 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TextIO
@@ -121,12 +121,56 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
     A device or a named pipe (`/dev/null`) is written in place: renaming over it would replace
     the device node with a plain file.
     """
-    if _is_symlink_loop(path):
-        raise OutputError(f"{path}: cannot write the report: symlink loop")
-    target = _write_target(path)
-    if _is_special_file(target):
-        _write_in_place(path, target, data)
-        return
+    write_together([("", path, data)])
+
+
+def write_together(files: Sequence[tuple[str, Path, bytes]]) -> None:
+    """Write several files (option, path, data) so that either all of them are written or,
+    where one cannot be, none is replaced: each regular file goes to a temporary file first;
+    devices (written in place, there is nothing to replace) come next; only when every write
+    has succeeded are the temporary files renamed over their targets. A failure is an
+    OutputError naming the option, and every temporary file is removed."""
+    staged: list[tuple[Path, Path, str, Path]] = []
+    try:
+        in_place = []
+        for option, path, data in files:
+            try:
+                if _is_symlink_loop(path):
+                    raise OutputError(f"{path}: cannot write the report: symlink loop")
+                target = _write_target(path)
+                if _is_special_file(target):
+                    in_place.append((option, path, target, data))
+                else:
+                    staged.append((_staged_copy(path, target, data), target, option, path))
+            except OutputError as error:
+                raise _named(option, error) from None
+        for option, path, target, data in in_place:
+            try:
+                _write_in_place(path, target, data)
+            except OutputError as error:
+                raise _named(option, error) from None
+        for temp, target, option, path in staged:
+            try:
+                os.replace(temp, target)
+            except OSError as error:
+                raise _named(option, _write_failed(path, error)) from error
+    except BaseException:
+        for temp, *_ in staged:
+            _remove_quietly(temp)
+        raise
+    finally:
+        for temp, *_ in staged:
+            _temporary_files.discard(temp)
+
+
+def _named(option: str, error: OutputError) -> OutputError:
+    """The error with the option that named the file in front (none for a plain write)."""
+    return OutputError(f"{option} {error}") if option else error
+
+
+def _staged_copy(path: Path, target: Path, data: bytes) -> Path:
+    """`data` in a complete temporary file beside `target`, with the permissions `target` will
+    have; the caller renames it over `target`."""
     try:
         descriptor, temp_name = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
@@ -141,15 +185,15 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, _mode_for(target))  # mkstemp makes 0o600; give the usual permissions
-        os.replace(temp, target)
     except OSError as error:
         _remove_quietly(temp)
+        _temporary_files.discard(temp)
         raise _write_failed(path, error) from error
     except BaseException:
         _remove_quietly(temp)
-        raise
-    finally:
         _temporary_files.discard(temp)
+        raise
+    return temp
 
 
 def remove_temporary_files() -> None:

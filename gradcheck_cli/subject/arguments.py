@@ -33,6 +33,9 @@ class Supplied:
     source: str
     flatten_single_line: bool = False
     """A 1-row or 1-column CSV given with --input may feed a 1-D input."""
+    given_by: str | None = None
+    """How the user gave it, as messages name it (`--input b`, `--inputs all.npz`); None: by
+    the input's own name (`--input b`)."""
 
 
 def resolve_arguments(
@@ -69,9 +72,16 @@ def resolve_arguments(
         allowed = [*names, *backward_only] if option == "--param" else names
         unknown = [n for n in given_names if head_of(n) not in allowed]
         if unknown:
+            given_by = supplied[unknown[0]].given_by if option == "--input" else None
+            known = ", ".join(names) or "none"
+            if given_by is not None:  # a key of an --inputs archive
+                raise InputError(
+                    f"{given_by}: its key {unknown[0]!r} names no parameter; the parameters of "
+                    f"{label}'s forward are {known}"
+                )
             raise InputError(
                 f"{option} {unknown[0]}: {label}'s forward has no parameter of that name; "
-                f"its parameters are {', '.join(names) or 'none'}"
+                f"its parameters are {known}"
             )
     inputs: dict[str, Array] = {}
     sources: dict[str, str] = {}

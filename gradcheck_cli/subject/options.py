@@ -137,6 +137,7 @@ def _arrays_from_command_line(
 ) -> dict[str, Supplied]:
     """Arrays given on the command line, by input name. --x/--w name the inputs X/x and W/w."""
     supplied: dict[str, tuple[LoadedArray, str, bool]] = {}
+    archive_option = f"--inputs {options.inputs_archive}"
     if options.inputs_archive:
         for key, loaded in load_archive(options.inputs_archive).items():
             supplied[key] = (loaded, "--inputs", False)
@@ -170,6 +171,9 @@ def _arrays_from_command_line(
         # Popped as it is cast: no input is held twice (a big X is most of the memory).
         loaded, option, flatten = supplied.pop(name)
         array = cast_to_dtype(loaded, options.dtype, option=option)
-        result[name] = Supplied(array, loaded.source, flatten_single_line=flatten)
+        given_by = archive_option if option == "--inputs" else None
+        result[name] = Supplied(
+            array, loaded.source, flatten_single_line=flatten, given_by=given_by
+        )
         del loaded
     return result

@@ -30,10 +30,15 @@ from numpy.typing import ArrayLike
 from gradcheck_cli import session
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.report import RunReport
-from gradcheck_cli.settings import API, CheckSettings, EntrySelection
+from gradcheck_cli.settings import API, DTYPES, CheckSettings, EntrySelection
 from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.binding import bind
 from gradcheck_cli.subject.conventions import ModelFile, model_from_functions
+from gradcheck_cli.subject.low_precision import (
+    callable_reference,
+    check_dtype,
+    reference_loader,
+)
 from gradcheck_cli.subject.options import Subject
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
@@ -89,7 +94,7 @@ def check_gradients(
     delta: float | None = None,
     rtol: float | None = None,
     atol: float | None = None,
-    dtype: Literal["float64", "float32"] = "float64",
+    dtype: Literal["float64", "float32", "float16", "bfloat16"] = "float64",
     entries: EntriesArgument = None,
     details: Literal["auto", "all", "worst"] = "auto",
     top: int = 10,
@@ -103,6 +108,7 @@ def check_gradients(
     complex_safe: bool = False,
     jobs: int | None = 1,
     side_effects: bool = True,
+    reference_forward: Callable[..., Any] | None = None,
 ) -> GradientReport:
     """Check backward against finite differences of forward, as `gradcheck run` does.
 
@@ -122,6 +128,11 @@ def check_gradients(
     defined at module level; not in a script's __main__). `side_effects=False` skips the
     checks of what forward and backward write into (dout, the cache, the inputs), of backward's
     re-entrancy and of memory np.empty left unwritten; each side effect found fails the report.
+    `dtype="float32"` or `"float16"` runs forward and backward in that precision and judges the
+    gradient against a float64 forward at the same quantised inputs: forward's own, when it
+    computes in float64 there (numpy code that follows its inputs' dtype; the same code's
+    float64 gradient is then checked first), or `reference_forward`, a function taking the same
+    inputs by name and returning forward's output(s) in float64.
     The other settings mean what the CLI options of the same name mean. Bad input raises
     `gradcheck_cli.errors.InputError`.
     """
@@ -144,7 +155,17 @@ def check_gradients(
         seed=seed,
         jobs=jobs,
     )
-    return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol, side_effects)
+    return _run(
+        model_file,
+        supplied,
+        asked,
+        params,
+        dtype,
+        cotangents,
+        nondet_tol,
+        side_effects,
+        reference_forward,
+    )
 
 
 @_public
@@ -397,10 +418,21 @@ def _check_with(
     cotangents = given.pop("cotangents", 2)
     nondet_tol = given.pop("nondet_tol", 0.0)
     side_effects = given.pop("side_effects", True)
+    reference_forward = given.pop("reference_forward", None)
     given["wrt"] = _wrt_names(given.get("wrt"))
     given["entries"] = _entry_selection(given.get("entries"))
     asked = CheckSettings(**given)
-    return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol, side_effects)
+    return _run(
+        model_file,
+        supplied,
+        asked,
+        params,
+        dtype,
+        cotangents,
+        nondet_tol,
+        side_effects,
+        reference_forward,
+    )
 
 
 def _run(
@@ -412,11 +444,23 @@ def _run(
     cotangents: int,
     nondet_tol: float,
     side_effects: bool = True,
+    reference_forward: Callable[..., Any] | None = None,
 ) -> GradientReport:
     """The session's run, on the functions bound to the given inputs."""
     __tracebackhide__ = True
-    if dtype not in ("float64", "float32"):
-        raise InputError(f"dtype must be one of float64, float32; got {dtype!r}")
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    check_dtype(dtype, option="dtype=", what=model_file.name)
+    if reference_forward is not None:
+        if not callable(reference_forward):
+            raise InputError(f"reference_forward must be a function; got {reference_forward!r}")
+        if dtype == "float64":
+            raise InputError(
+                "reference_forward is for a gradient computed in low precision: give "
+                "dtype='float32' or 'float16'"
+            )
+        if asked.mode != "full" or asked.order != 1:
+            raise InputError("reference_forward checks entry by entry: it needs mode='full'")
     if isinstance(cotangents, bool) or not isinstance(cotangents, int) or cotangents < 1:
         raise InputError(f"cotangents must be an integer >= 1; got {cotangents!r}")
     if not (isinstance(nondet_tol, (int, float)) and np.isfinite(nondet_tol) and nondet_tol >= 0):
@@ -436,7 +480,16 @@ def _run(
             side_effects=side_effects,
         )
 
-    _, report = session.run(load, asked, naming=API)
+    named = None if reference_forward is None else callable_reference(reference_forward)
+    reference = reference_loader(
+        dtype,
+        params=dict(params or {}),
+        named=None if named is None else lambda _: named,
+        cotangents=cotangents,
+        seed=asked.seed,
+        nondet_tol=nondet_tol,
+    )
+    _, report = session.run(load, asked, naming=API, reference=reference)
     fields = {field.name: getattr(report, field.name) for field in dataclasses.fields(report)}
     return GradientReport(**fields)
 

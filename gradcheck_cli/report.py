@@ -32,6 +32,8 @@ REASON_TEXT: dict[str, str] = {
     "kink-mismatch": "a kink lies within the step, and the gradient lies outside its one-sided"
     " slopes: wrong on either side",
     "saturated": "saturated: the true gradient is below the finite-difference noise floor",
+    "rounding": "the precision the gradient is computed in (--dtype) rounds it by more than 1% of"
+    " the entry itself: it is vouched for at its input's scale",
     "inconclusive": "inconclusive: the finite difference's own error is too large to vouch for"
     " the gradient (not counted as passed)",
     "non-finite": "the function is not finite at a perturbed point",
@@ -144,6 +146,24 @@ class TangentSettings:
 
 
 @dataclass(frozen=True)
+class LowPrecisionSettings:
+    """--dtype float32, float16 or bfloat16 (a run): the gradient computed in that precision,
+    judged against a float64 forward at the same quantised inputs."""
+
+    precision: str
+    """The dtype the model's code ran in (`dtype` says what the listed entries were judged in:
+    float64 when the same code in float64 failed first)."""
+    reference_forward: str
+    """What the numerical side differences, in float64: `the model's forward` or `FILE:NAME`."""
+    unit_roundoff: float
+    """u = eps / 2 of the dtype."""
+    rounding_rule: str
+    """How each entry's estimate grows with the dtype's rounding of the analytic gradient."""
+    dithers: int
+    """Runs at rounding-level perturbations that measured how far the gradient moves."""
+
+
+@dataclass(frozen=True)
 class RunSettings(Settings):
     """A run's settings: which entries, how many listed, the mode, the processes, the seed."""
 
@@ -158,6 +178,7 @@ class RunSettings(Settings):
     reference: str | None = None
     side_effects: bool = False
     """Whether the user's code was checked for side effects (model files and the API)."""
+    low_precision: LowPrecisionSettings | None = None
     fast: FastSettings | None = None
     tangent: TangentSettings | None = None
 
@@ -294,6 +315,9 @@ class RunReport:
     """What kind of bug each failing input shows (empty for a passing run)."""
     gradient_check: dict[str, Any] | None = None
     """--order 2: the first-order check of backward that came first (verdict and counts)."""
+    float64_check: dict[str, Any] | None = None
+    """A low-precision run of code that also runs in float64: the float64 check of the same
+    code that came first (verdict and counts)."""
     side_effects: tuple[SideEffect, ...] = ()
     """Each side-effect check that ran (passed or not): a failed one fails the run."""
     error_ratios: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
@@ -328,11 +352,14 @@ class RunReport:
         first = self.gradient_check
         if first is not None and first["verdict"] != "passed":
             return str(first["verdict"])
+        float64 = (self.float64_check or {}).get("verdict", "passed")
         if any(not effect.passed for effect in self.side_effects):
             return "failed"
         if directions_failed or any(s.failed for s in self.summary.values()):
             return "failed"
-        unsure = any(d.reason == "inconclusive" for d in top_level)
+        if float64 == "failed":
+            return "failed"
+        unsure = any(d.reason == "inconclusive" for d in top_level) or float64 != "passed"
         if unsure or any(s.inconclusive for s in self.summary.values()):
             return "inconclusive"
         return "passed"
@@ -353,6 +380,8 @@ class RunReport:
             del document["fast"]
         if self.gradient_check is None:
             del document["gradient_check"]
+        if self.float64_check is None:
+            del document["float64_check"]
         return document
 
 
@@ -490,7 +519,7 @@ def _entry(check: EntryCheck | DirectionCheck | Perturbation) -> dict[str, Any]:
 
 def _document(report: AnyReport, **body: Any) -> dict[str, Any]:
     settings = _plain(report.settings)
-    for part in ("fast", "tangent"):  # a run's kind-specific settings, flattened
+    for part in ("fast", "tangent", "low_precision"):  # a run's kind-specific settings, flattened
         settings.update(settings.pop(part, None) or {})
     head: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

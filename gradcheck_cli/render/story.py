@@ -190,12 +190,13 @@ def gradient_verdict(document: Mapping[str, Any]) -> str:
     summary = [as_mapping(c) for c in as_mapping(document.get("summary")).values()]
     top_level = [direction_verdict(d) for d in directions_of(document) if is_top_level(d)]
     first = as_mapping(document.get("gradient_check")).get("verdict")
+    float64 = as_mapping(document.get("float64_check")).get("verdict")
     blocks = as_sequence(as_mapping(document.get("fast")).get("unlocalised"))
-    if first == "failed" or blocks or "failed" in top_level:
+    if "failed" in (first, float64) or blocks or "failed" in top_level:
         return "failed"
     if any(count(c.get("failed")) for c in summary):
         return "failed"
-    if first == INCONCLUSIVE or INCONCLUSIVE in top_level:
+    if INCONCLUSIVE in (first, float64) or INCONCLUSIVE in top_level:
         return INCONCLUSIVE
     return INCONCLUSIVE if any(count(c.get("inconclusive")) for c in summary) else "passed"
 
@@ -295,6 +296,17 @@ def _gradient_headline(
         if not failed:
             return "FAILED: the report's verdict is failed."
         return f"FAILED: {agreement(failed, total, 'entry', 'entries')}{more}."
+    float64 = as_mapping(document.get("float64_check"))
+    if verdict == INCONCLUSIVE and not unsure and float64.get("verdict") == INCONCLUSIVE:
+        # A low-precision run whose gradient agrees, while the same code in float64 could not
+        # be verified everywhere.
+        precision = as_mapping(document.get("settings")).get("precision", "low precision")
+        return (
+            f"INCONCLUSIVE: {all_agree(total)} in {precision}, but "
+            f"{count(float64.get('inconclusive'))} of "
+            f"{plural(count(float64.get('entries')), 'entry', 'entries')} of the same code in "
+            "float64 could not be verified."
+        )
     if verdict == INCONCLUSIVE:
         return (
             f"INCONCLUSIVE: no entry disagrees, but {unsure} of {plural(total, 'entry', 'entries')}"

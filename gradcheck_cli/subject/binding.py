@@ -8,6 +8,7 @@ gradient is the user's VJP for v (`ContractedModel`). `bind` also probes the use
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,8 @@ class ModelRecipe:
     seed: int
     copying: bool = False
     """The model's code writes into its arguments: every call gets copies."""
+    cotangent_dtype: str | None = None
+    """The precision the cotangents are drawn through (a float64 reference of a float16 run)."""
 
     def __call__(self, inputs: Mapping[str, Array]) -> tuple[list[Model], CallCounter]:
         model_file = self.model_file
@@ -66,6 +69,7 @@ class ModelRecipe:
             probes=False,
             copy_inputs=False,
             copying=self.copying,
+            cotangent_dtype=self.cotangent_dtype,
         )
         return bound.models, model_file.counter
 
@@ -91,6 +95,8 @@ class Bound:
     """The user's functions over named inputs (for hvp and jvp checks)."""
     side_effects: tuple[SideEffect, ...] = ()
     """What the side-effect checks found (`side_effects`); empty when they did not run."""
+    unbound: ModelFile | None = None
+    """The model file as loaded, before a class was instantiated (to bind it again)."""
 
     @property
     def info(self) -> ModelInfo:
@@ -138,6 +144,7 @@ def bind(
     copy_inputs: bool = True,
     copying: bool = False,
     side_effects: bool = False,
+    cotangent_dtype: str | None = None,
 ) -> Bound:
     """The scalar models to check for this file at its inputs.
 
@@ -148,7 +155,9 @@ def bind(
     finds the precision forward computes in (a worker skips both: the parent did them); with
     `side_effects` too, checks what the code writes into and whether backward is re-entrant
     (`side_effects.side_effect_checks`, which then stand for the determinism of backward). The
-    inputs are the check's own copies (`copy_inputs`): it moves their entries in place.
+    inputs are the check's own copies (`copy_inputs`): it moves their entries in place. The
+    cotangents are drawn in float64 and rounded through `cotangent_dtype` when given (a float64
+    reference gets the very cotangents a float16 run of the same seed got).
 
     User code that writes into its arguments gets copies for every call (`copying`); when it
     turns out to do so while binding, the binding is made a second time, with fresh inputs
@@ -156,6 +165,7 @@ def bind(
     """
     if cotangents < 1:
         raise ValueError(f"cotangents must be at least 1; got {cotangents}")
+    unbound = model_file
     given = dict(params or {})
     call_params = given
     if model_file.of_class is not None:
@@ -178,13 +188,16 @@ def bind(
         probes=probes,
         copy_inputs=copy_inputs,
         side_effects=side_effects,
+        cotangent_dtype=cotangent_dtype,
     )
     try:
-        return attempt(copying=copying)
+        bound = attempt(copying=copying)
     except _WroteIntoInputs:
-        pass
-    # Outside the except block: an error of the second attempt is not chained to the first.
-    return attempt(copying=True)
+        # Outside the except block: an error of the second attempt is not chained to the first.
+        bound = None
+    if bound is None:
+        bound = attempt(copying=True)
+    return dataclasses.replace(bound, unbound=unbound)
 
 
 def _bind_once(
@@ -202,6 +215,7 @@ def _bind_once(
     copy_inputs: bool,
     copying: bool,
     side_effects: bool,
+    cotangent_dtype: str | None,
 ) -> Bound:
     """`bind`, once; raises `_WroteIntoInputs` (only when not `copying`) as soon as the user's
     code is seen to have written into the inputs. `params` are the call's, `given` all the
@@ -257,7 +271,10 @@ def _bind_once(
             # Drawn in float64 and cast, so a seed gives the same directions whatever the dtype.
             vectors = []
             for shape in shapes:
-                v = np.asarray(rng.standard_normal(shape), dtype=working)
+                drawn = np.asarray(rng.standard_normal(shape))
+                if cotangent_dtype is not None:
+                    drawn = drawn.astype(np.dtype(cotangent_dtype))
+                v = np.asarray(drawn, dtype=working)
                 v.flags.writeable = False
                 vectors.append(v)
             models.append(
@@ -272,8 +289,8 @@ def _bind_once(
                 functions, inputs, outputs, models, nondet_tol, backward=not side_effects
             )
             if side_effects:
-                drawn = cotangent_vectors(models[0])
-                found = side_effect_checks(functions, inputs, outputs, drawn, nondet_tol)
+                given_v = cotangent_vectors(models[0])
+                found = side_effect_checks(functions, inputs, outputs, given_v, nondet_tol)
         except UserCodeError:
             start_over_if_inputs_written()  # the inputs it wrote into made the calls differ
             raise
@@ -289,6 +306,7 @@ def _bind_once(
         cotangents=cotangents,
         seed=seed,
         copying=caller.copying,
+        cotangent_dtype=cotangent_dtype,
     )
     precision = Precision(eps=eps, noise=nondet_tol)
     return Bound(

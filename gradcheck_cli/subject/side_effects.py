@@ -110,7 +110,7 @@ def _prepare(call: NamedCall, read_only_names: Sequence[str] = ()) -> _Prepared:
         if argument.name in read_only_names and argument.kind in (DOUT, INPUT):
             value = read_only(value)
         if argument.kind in (DOUT, CACHE, INPUT):
-            for where, array in _arrays(value, argument.name):
+            for where, array in arrays_in(value, argument.name):
                 snapshot.append((argument, where, array, _fingerprint(array)))
         return value
 
@@ -119,7 +119,7 @@ def _prepare(call: NamedCall, read_only_names: Sequence[str] = ()) -> _Prepared:
     return _Prepared(args, kwargs, snapshot)
 
 
-def _arrays(value: object, where: str, depth: int = 0) -> Iterator[tuple[str, Array]]:
+def arrays_in(value: object, where: str, depth: int = 0) -> Iterator[tuple[str, Array]]:
     """The arrays in `value` with where they are: `x`, `cache[2]`, `cache['x']`, `self.x`."""
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "biufc":
@@ -129,10 +129,10 @@ def _arrays(value: object, where: str, depth: int = 0) -> Iterator[tuple[str, Ar
         return
     if isinstance(value, (tuple, list)):
         for i, item in enumerate(value):
-            yield from _arrays(item, f"{where}[{i}]", depth + 1)
+            yield from arrays_in(item, f"{where}[{i}]", depth + 1)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _arrays(item, f"{where}[{key!r}]", depth + 1)
+            yield from arrays_in(item, f"{where}[{key!r}]", depth + 1)
     elif hasattr(value, "__dict__") and not isinstance(value, type):
         try:
             attributes = dict(vars(value))
@@ -140,12 +140,12 @@ def _arrays(value: object, where: str, depth: int = 0) -> Iterator[tuple[str, Ar
             return
         for key, item in attributes.items():
             if not key.startswith("__"):
-                yield from _arrays(item, f"{where}.{key}", depth + 1)
+                yield from arrays_in(item, f"{where}.{key}", depth + 1)
 
 
 def _original(argument: Argument, where: str) -> object:
     """The array at `where` in the argument as the check holds it (before any call)."""
-    return dict(_arrays(argument.value, argument.name)).get(where, np.empty(0))
+    return dict(arrays_in(argument.value, argument.name)).get(where, np.empty(0))
 
 
 def _fingerprint(array: Array) -> bytes:

@@ -34,8 +34,8 @@ REASON_TEXT: dict[str, str] = {
     "saturated": "saturated: the true gradient is below the finite-difference noise floor",
     "rounding": "the precision the gradient is computed in (--dtype) rounds it by more than 1% of"
     " the entry itself: it is vouched for at its input's scale",
-    "inconclusive": "inconclusive: the finite difference's own error is too large to vouch for"
-    " the gradient (not counted as passed)",
+    "inconclusive": "inconclusive: the finite difference's own error (or, in low precision, the"
+    " gradient's own rounding) is too large to vouch for the gradient (not counted as passed)",
     "non-finite": "the function is not finite at a perturbed point",
 }
 

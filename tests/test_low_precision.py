@@ -19,6 +19,7 @@ from gradcheck_cli import check_layer
 from gradcheck_cli.checks.precision import LowPrecision
 from gradcheck_cli.cli import cli
 from gradcheck_cli.errors import InputError
+from gradcheck_cli.numerics.models import Gradients
 from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.binding import bind, cotangent_vectors
 from gradcheck_cli.subject.files import load_model_file
@@ -343,3 +344,41 @@ def test_the_api_checks_a_layer_in_float16() -> None:
             {"x": inputs["x"]},
             reference_forward=right.softmax_forward,
         )
+
+
+def test_cancellation_inside_the_code_is_inconclusive_in_float32_not_failed(
+    runner: CliRunner,
+) -> None:
+    """tanh(X @ W) at the seed saturates on row 1 of X: `1 - tanh(z)**2` loses three digits in
+    float32 that no perturbation from outside shows. Those entries exceed their rounding
+    estimate by less than 1024 units of the input's largest gradient: inconclusive (exit 4),
+    while the same code passes in float64; nothing fails."""
+    code, document = run_json(
+        runner, "--model", str(MODELS / "dense_tanh_vector.py"), "--dtype", "float32"
+    )
+    assert code == 4
+    assert document["float64_check"]["verdict"] == "passed"
+    assert failed_entries(document) == set()
+    unsure = {
+        (c["wrt"], tuple(c["index"])) for c in document["checks"] if c["reason"] == "inconclusive"
+    }
+    assert ("X", (1, 0)) in unsure
+    for check in document["checks"]:
+        if check["reason"] == "inconclusive":
+            assert check["abs_error"] > check["tolerance"]
+            scale = max(
+                abs(c["analytic"])
+                for c in document["checks"]
+                if c["wrt"] == check["wrt"] and c["cotangent"] == check["cotangent"]
+            )
+            assert check["abs_error"] <= 1024 * 2.0**-24 * scale
+
+
+def test_the_resolution_is_1024_units_at_most_one_percent() -> None:
+    """float32: 1024 u of max(|g|, the largest |g|); float16: capped at 1%."""
+    gradients: tuple[Gradients, ...] = ({"x": np.array([2.0, -0.5])},)
+    spread = ({"x": np.zeros(2)},)
+    single = LowPrecision("float32", 2.0**-24, gradients, spread, 4, "test")
+    np.testing.assert_array_equal(single.resolution(0, "x"), np.full(2, 1024 * 2.0**-24 * 2.0))
+    half = LowPrecision("float16", 2.0**-11, gradients, spread, 4, "test")
+    np.testing.assert_array_equal(half.resolution(0, "x"), np.full(2, 0.01 * 2.0))

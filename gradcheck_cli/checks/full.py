@@ -68,6 +68,7 @@ def check_input(
     precision: Precision = Precision(),
     scale: float | None = None,
     rounding_full: Array | None = None,
+    resolution_full: Array | None = None,
 ) -> Verdicts:
     """Verdicts for the entries `flat` of input `wrt`; `rounding_full` (the input's shape) is
     the analytic gradient's own error where it is computed in a low precision.
@@ -121,6 +122,11 @@ def check_input(
         else np.asarray(rounding_full).reshape(-1)[flat]
     )
     own = 0.0 if rounding is None else rounding
+    resolution = (
+        None
+        if rounding is None or resolution_full is None
+        else np.asarray(resolution_full).reshape(-1)[flat]
+    )
     # How fast f varies: the gradient's size. A black box's round-off is balanced against a
     # truncation of that size, so an f of 1e200 varying like 1e200 keeps a textbook step.
     with np.errstate(invalid="ignore", over="ignore"):
@@ -195,6 +201,7 @@ def check_input(
         slopes=one_sided,
         user_step=delta is not None,
         rounding=rounding,
+        resolution=resolution,
     )
 
 
@@ -239,6 +246,7 @@ def check_models(
             gradient = gradients.get(name)
             assert gradient is not None
             rounding = None if low is None else low.rounding(number - 1, name)
+            resolution = None if low is None else low.resolution(number - 1, name)
             return check_input(
                 each,
                 inputs,
@@ -253,6 +261,7 @@ def check_models(
                 progress=advance,
                 precision=rule.precision,
                 rounding_full=rounding,
+                resolution_full=resolution,
             )
 
         items = list(selections.items())

@@ -179,6 +179,7 @@ def judge(
     slopes: Callable[[NDArray[np.intp], FloatArray], DerivativeEstimates] | None,
     user_step: bool,
     rounding: FloatArray | None = None,
+    resolution: FloatArray | None = None,
 ) -> Verdicts:
     """Verdict and reason per entry.
 
@@ -188,7 +189,10 @@ def judge(
     where `estimates` lacks them (the dense path). `rounding` is the error of the analytic
     gradient itself, per entry, when it is computed in a low precision (`precision.py`): it adds
     to the estimate, so it widens the tolerance and weighs in the evidence like the
-    difference's own error (an entry it leaves too unsure is inconclusive, never passed).
+    difference's own error (an entry it leaves too unsure is inconclusive, never passed); an
+    entry beyond its tolerance by less than its `resolution` (what that precision's rounding of
+    cancelling terms can make, which no estimate from outside the code sees) is inconclusive
+    too, not failed.
     """
     numerical = estimates.numerical
     with np.errstate(invalid="ignore"):
@@ -269,6 +273,7 @@ def judge(
             slopes=slopes,
             user_step=False,
             rounding=None if rounding is None else rounding[where],
+            resolution=None if resolution is None else resolution[where],
         )
         blame_step = np.isin(second.reasons, ("ok", "step-too-small", "step-too-large"))
         # Which way the user's step was off.
@@ -277,6 +282,10 @@ def judge(
         passed[where] = second.passed
     else:
         reasons[failing] = "mismatch"
+        if resolution is not None:
+            # Beyond the rounding estimated, not beyond what the precision can make: undecided.
+            with np.errstate(invalid="ignore"):
+                reasons[failing & (abs_error <= resolution)] = "inconclusive"
         # Within the tolerance but without the evidence to vouch for it.
         unproven = finite & (within | saturated) & ~conclusive & ~kink
         reasons[unproven] = "inconclusive"

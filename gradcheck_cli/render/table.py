@@ -225,6 +225,12 @@ def _render_precision(report: RunReport, console: Console) -> None:
             f"({first['entries']} entries, {first['failed']} failed, {first['inconclusive']} "
             "inconclusive)"
         )
+        if first["verdict"] == "passed" and report.verdict != "passed":
+            console.print(
+                f"           so what does not pass below is lost in {low.precision}, not in the "
+                "formula: terms that cancel (1 - tanh(z)**2 near saturation), or a path the code "
+                f"takes in {low.precision} alone"
+            )
 
 
 def _render_unsure(

@@ -48,6 +48,7 @@ from gradcheck_cli.subject.low_precision import (
     DITHERS,
     NO_REFERENCE,
     OWN_FORWARD,
+    computes_in_float64,
     low_precision_gradients,
     unit_roundoff,
 )
@@ -202,7 +203,7 @@ def _low_precision_check(
     problem. If it fails, its report is the run's (the low-precision gradient is not judged)."""
     target = target_of(against)
     float64 = None
-    if low.reference == OWN_FORWARD:
+    if low.reference == OWN_FORWARD and computes_in_float64(against):
         first, _ = _checked(against, target, asked, selection, naming, progress)
         float64 = prerequisite(first)
         if first.verdict == "failed":

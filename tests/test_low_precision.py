@@ -382,3 +382,69 @@ def test_the_resolution_is_1024_units_at_most_one_percent() -> None:
     np.testing.assert_array_equal(single.resolution(0, "x"), np.full(2, 1024 * 2.0**-24 * 2.0))
     half = LowPrecision("float16", 2.0**-11, gradients, spread, 4, "test")
     np.testing.assert_array_equal(half.resolution(0, "x"), np.full(2, 0.01 * 2.0))
+
+
+FLOAT32_BACKWARD = """
+import numpy as np
+
+
+def forward(x, w):
+    return np.tanh(x @ w)
+
+
+def backward(x, w, grad_output):
+    d = (grad_output * (1.0 - np.tanh(x @ w) ** 2)).astype(np.float32)
+    dx = d @ w.T.astype(np.float32)
+    dw = x.T.astype(np.float32) @ d
+    return dx.astype(np.float64), dw.astype(np.float64)
+
+
+def example_inputs():
+    rng = np.random.default_rng(5)
+    return {"x": rng.standard_normal((4, 3)), "w": rng.standard_normal((3, 2)) / 2}
+"""
+
+
+def test_a_backward_that_computes_in_float32_is_not_checked_in_float64(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """Its gradient at float64 inputs holds float32 values only: no float64 check of the same
+    code (it would blame the formula for float32's rounding); at --dtype float32 it passes."""
+    path = tmp_path / "single.py"
+    path.write_text(FLOAT32_BACKWARD, encoding="utf-8")
+    code, document = run_json(runner, "--model", str(path), "--dtype", "float32")
+    assert code == 0
+    assert "float64_check" not in document
+    assert document["settings"]["reference_forward"] == "the model's own forward, in float64"
+
+
+ON_A_GRID = """
+import numpy as np
+
+
+def square_forward(x):
+    return x * x, x
+
+
+def square_backward(dout, cache):
+    assert np.all(cache * 8 == np.round(cache * 8)), "x must be on the grid of eighths"
+    return 2 * cache * dout
+
+
+def example_inputs():
+    return {"x": np.array([0.5, -1.25, 2.0, 0.875])}
+"""
+
+
+def test_code_that_fails_an_ulp_away_leaves_the_precision_unable_to_vouch(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """The backward refuses inputs off its grid, as the rounding-level perturbations are: in
+    float16 nothing near these inputs can be vouched for, so every entry is inconclusive (exit
+    4), never passed, and the run is no error."""
+    path = tmp_path / "grid.py"
+    path.write_text(ON_A_GRID, encoding="utf-8")
+    code, document = run_json(runner, "--model", f"{path}:square", "--dtype", "float16")
+    assert code == 4
+    assert document["float64_check"]["verdict"] == "passed"
+    assert {c["reason"] for c in document["checks"]} == {"inconclusive"}

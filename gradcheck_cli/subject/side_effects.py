@@ -133,10 +133,10 @@ def arrays_in(value: object, where: str, depth: int = 0) -> Iterator[tuple[str, 
     elif isinstance(value, dict):
         for key, item in value.items():
             yield from arrays_in(item, f"{where}[{key!r}]", depth + 1)
-    elif hasattr(value, "__dict__") and not isinstance(value, type):
-        try:
+    elif not isinstance(value, type):
+        try:  # an object's attributes (a layer object saving its cache in self)
             attributes = dict(vars(value))
-        except TypeError:
+        except Exception:  # no __dict__, or a __getattribute__ of its own that refuses
             return
         for key, item in attributes.items():
             if not key.startswith("__"):

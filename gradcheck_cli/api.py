@@ -261,6 +261,7 @@ def check_hvp(
     name: str | None = None,
     formula: str | None = None,
     nondet_tol: float = 0.0,
+    side_effects: bool = True,
 ) -> GradientReport:
     """Check a Hessian-vector product, as `gradcheck run --order 2` does.
 
@@ -286,7 +287,7 @@ def check_hvp(
         seed=seed,
     )
     supplied = _supplied(forward, None, None, inputs)
-    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol)
+    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol, side_effects)
 
 
 @_public
@@ -307,6 +308,7 @@ def check_jvp(
     name: str | None = None,
     formula: str | None = None,
     nondet_tol: float = 0.0,
+    side_effects: bool = True,
 ) -> GradientReport:
     """Check a forward-mode derivative, as `gradcheck run --mode jvp` does.
 
@@ -330,7 +332,7 @@ def check_jvp(
         seed=seed,
     )
     supplied = _supplied(forward, None, None, inputs)
-    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol)
+    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol, side_effects)
 
 
 def _no_backward(*args: object, **kwargs: object) -> dict[str, object]:

@@ -465,3 +465,29 @@ def test_check_layer_reports_the_side_effect_and_can_skip_it() -> None:
     with pytest.raises(AssertionError, match="relu_backward writes into dout"):
         report.assert_ok()
     assert check_layer(relu_forward, relu_backward, {"x": x}, side_effects=False).passed
+
+
+def test_a_dout_written_with_its_own_values_is_named_by_its_read_only_view(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """backward clips dout in place where nothing needs clipping: no value moves, but the
+    read-only view of dout raised, and a read-only view of it alone names it."""
+    path = write(
+        tmp_path,
+        """
+        import numpy as np
+
+        def clipped_forward(x):
+            return 3.0 * x, None
+
+        def clipped_backward(dout, cache):
+            np.clip(dout, -1e9, 1e9, out=dout)
+            return 3.0 * dout
+
+        def example_inputs():
+            return {"x": np.array([0.5, -1.0, 2.0])}
+        """,
+    )
+    code, document = run_json(runner, "--model", f"{path}:clipped")
+    assert code == 1
+    assert failed(document) == {"dout-modified": ["dout"]}

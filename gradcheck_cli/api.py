@@ -30,10 +30,15 @@ from numpy.typing import ArrayLike
 from gradcheck_cli import session
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.report import RunReport
-from gradcheck_cli.settings import API, CheckSettings, EntrySelection
+from gradcheck_cli.settings import API, DTYPES, CheckSettings, EntrySelection
 from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.binding import bind
 from gradcheck_cli.subject.conventions import ModelFile, model_from_functions
+from gradcheck_cli.subject.low_precision import (
+    callable_reference,
+    check_dtype,
+    reference_loader,
+)
 from gradcheck_cli.subject.options import Subject
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
@@ -89,7 +94,7 @@ def check_gradients(
     delta: float | None = None,
     rtol: float | None = None,
     atol: float | None = None,
-    dtype: Literal["float64", "float32"] = "float64",
+    dtype: Literal["float64", "float32", "float16", "bfloat16"] = "float64",
     entries: EntriesArgument = None,
     details: Literal["auto", "all", "worst"] = "auto",
     top: int = 10,
@@ -102,6 +107,8 @@ def check_gradients(
     nondet_tol: float = 0.0,
     complex_safe: bool = False,
     jobs: int | None = 1,
+    side_effects: bool = True,
+    reference_forward: Callable[..., Any] | None = None,
 ) -> GradientReport:
     """Check backward against finite differences of forward, as `gradcheck run` does.
 
@@ -118,7 +125,14 @@ def check_gradients(
     `complex_safe=True` allows method="complex-step" for functions that accept complex input;
     `jobs` runs the forward calls on that many worker processes (None: one per core) when
     the check would take more than about two seconds and forward and backward pickle (functions
-    defined at module level; not in a script's __main__).
+    defined at module level; not in a script's __main__). `side_effects=False` skips the
+    checks of what forward and backward write into (dout, the cache, the inputs), of backward's
+    re-entrancy and of memory np.empty left unwritten; each side effect found fails the report.
+    `dtype="float32"` or `"float16"` runs forward and backward in that precision and judges the
+    gradient against a float64 forward at the same quantised inputs: forward's own, when it
+    computes in float64 there (numpy code that follows its inputs' dtype; the same code's
+    float64 gradient is then checked first), or `reference_forward`, a function taking the same
+    inputs by name and returning forward's output(s) in float64.
     The other settings mean what the CLI options of the same name mean. Bad input raises
     `gradcheck_cli.errors.InputError`.
     """
@@ -141,7 +155,17 @@ def check_gradients(
         seed=seed,
         jobs=jobs,
     )
-    return _run(model_file, supplied, asked, params, dtype, cotangents, nondet_tol)
+    return _run(
+        model_file,
+        supplied,
+        asked,
+        params,
+        dtype,
+        cotangents,
+        nondet_tol,
+        side_effects,
+        reference_forward,
+    )
 
 
 @_public
@@ -237,6 +261,7 @@ def check_hvp(
     name: str | None = None,
     formula: str | None = None,
     nondet_tol: float = 0.0,
+    side_effects: bool = True,
 ) -> GradientReport:
     """Check a Hessian-vector product, as `gradcheck run --order 2` does.
 
@@ -262,7 +287,7 @@ def check_hvp(
         seed=seed,
     )
     supplied = _supplied(forward, None, None, inputs)
-    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol)
+    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol, side_effects)
 
 
 @_public
@@ -283,6 +308,7 @@ def check_jvp(
     name: str | None = None,
     formula: str | None = None,
     nondet_tol: float = 0.0,
+    side_effects: bool = True,
 ) -> GradientReport:
     """Check a forward-mode derivative, as `gradcheck run --mode jvp` does.
 
@@ -306,13 +332,17 @@ def check_jvp(
         seed=seed,
     )
     supplied = _supplied(forward, None, None, inputs)
-    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol)
+    return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol, side_effects)
 
 
 def _no_backward(*args: object, **kwargs: object) -> dict[str, object]:
     """check_jvp needs no gradient: the stand-in backward gives none (every input stays a
     candidate for the tangent, none is checked entry by entry)."""
     return {}
+
+
+_no_backward.gradcheck_stand_in = True  # type: ignore[attr-defined]
+"""No side effects of it to check: the user wrote none."""
 
 
 def _supplied(
@@ -389,9 +419,22 @@ def _check_with(
     dtype = given.pop("dtype", "float64")
     cotangents = given.pop("cotangents", 2)
     nondet_tol = given.pop("nondet_tol", 0.0)
+    side_effects = given.pop("side_effects", True)
+    reference_forward = given.pop("reference_forward", None)
     given["wrt"] = _wrt_names(given.get("wrt"))
     given["entries"] = _entry_selection(given.get("entries"))
-    return _run(model_file, supplied, CheckSettings(**given), params, dtype, cotangents, nondet_tol)
+    asked = CheckSettings(**given)
+    return _run(
+        model_file,
+        supplied,
+        asked,
+        params,
+        dtype,
+        cotangents,
+        nondet_tol,
+        side_effects,
+        reference_forward,
+    )
 
 
 def _run(
@@ -402,15 +445,30 @@ def _run(
     dtype: str,
     cotangents: int,
     nondet_tol: float,
+    side_effects: bool = True,
+    reference_forward: Callable[..., Any] | None = None,
 ) -> GradientReport:
     """The session's run, on the functions bound to the given inputs."""
     __tracebackhide__ = True
-    if dtype not in ("float64", "float32"):
-        raise InputError(f"dtype must be one of float64, float32; got {dtype!r}")
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    check_dtype(dtype, option="dtype=", what=model_file.name)
+    if reference_forward is not None:
+        if not callable(reference_forward):
+            raise InputError(f"reference_forward must be a function; got {reference_forward!r}")
+        if dtype == "float64":
+            raise InputError(
+                "reference_forward is for a gradient computed in low precision: give "
+                "dtype='float32' or 'float16'"
+            )
+        if asked.mode != "full" or asked.order != 1:
+            raise InputError("reference_forward checks entry by entry: it needs mode='full'")
     if isinstance(cotangents, bool) or not isinstance(cotangents, int) or cotangents < 1:
         raise InputError(f"cotangents must be an integer >= 1; got {cotangents!r}")
     if not (isinstance(nondet_tol, (int, float)) and np.isfinite(nondet_tol) and nondet_tol >= 0):
         raise InputError(f"nondet_tol must be a finite number >= 0; got {nondet_tol!r}")
+    if not isinstance(side_effects, bool):
+        raise InputError(f"side_effects must be True or False; got {side_effects!r}")
 
     def load() -> Subject:
         return bind(
@@ -421,9 +479,19 @@ def _run(
             cotangents=cotangents,
             seed=asked.seed,
             nondet_tol=nondet_tol,
+            side_effects=side_effects,
         )
 
-    _, report = session.run(load, asked, naming=API)
+    named = None if reference_forward is None else callable_reference(reference_forward)
+    reference = reference_loader(
+        dtype,
+        params=dict(params or {}),
+        named=None if named is None else lambda _: named,
+        cotangents=cotangents,
+        seed=asked.seed,
+        nondet_tol=nondet_tol,
+    )
+    _, report = session.run(load, asked, naming=API, reference=reference)
     fields = {field.name: getattr(report, field.name) for field in dataclasses.fields(report)}
     return GradientReport(**fields)
 

@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 from gradcheck_cli.diagnosis.result import Diagnosis
 
-SCHEMA_VERSION = 3
-"""3: `summary.failed_at_least`, `error` documents (verdict "error", exit 2 and 3), diagnosis
-kinds shifted, masked and swapped. 2: named inputs of any shape. 1: X and W only."""
+SCHEMA_VERSION = 4
+"""4: `side_effects` and `settings.side_effects`. 3: `summary.failed_at_least`, `error`
+documents (verdict "error", exit 2 and 3), diagnosis kinds shifted, masked and swapped. 2: named
+inputs of any shape. 1: X and W only."""
 
 REASON_TEXT: dict[str, str] = {
     # Every reason a verdict can carry; schema.json lists the same.
@@ -31,9 +32,20 @@ REASON_TEXT: dict[str, str] = {
     "kink-mismatch": "a kink lies within the step, and the gradient lies outside its one-sided"
     " slopes: wrong on either side",
     "saturated": "saturated: the true gradient is below the finite-difference noise floor",
-    "inconclusive": "inconclusive: the finite difference's own error is too large to vouch for"
-    " the gradient (not counted as passed)",
+    "rounding": "the precision the gradient is computed in (--dtype) rounds it by more than 1% of"
+    " the entry itself: it is vouched for at its input's scale",
+    "inconclusive": "inconclusive: the finite difference's own error (or, in low precision, the"
+    " gradient's own rounding) is too large to vouch for the gradient (not counted as passed)",
     "non-finite": "the function is not finite at a perturbed point",
+}
+
+SIDE_EFFECT_KINDS: dict[str, str] = {
+    # Every kind of side effect a run checks for; schema.json lists the same.
+    "dout-modified": "backward wrote into the gradient of forward's output it was given",
+    "cache-modified": "backward wrote into what forward saved for it (the cache)",
+    "input-modified": "forward (or backward) wrote into an input",
+    "not-reentrant": "two backward calls on the same cache and dout give different results",
+    "uninitialised-memory": "the result depends on memory np.empty left unwritten",
 }
 
 OutputShape = tuple[int, ...] | tuple[tuple[int, ...], ...] | None
@@ -95,6 +107,23 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class SideEffect:
+    """One side-effect check of the user's code (one kind, one function) and what it found."""
+
+    kind: str
+    """A key of SIDE_EFFECT_KINDS."""
+    role: str
+    """The function it is about, as the file names it: `affine_backward`, `forward`."""
+    passed: bool
+    names: tuple[str, ...]
+    """What was written into, as the user's code names it: `dout`, `cache[2]`, `self.x`, `w`;
+    the gradients that differ (`dx`) for not-reentrant and uninitialised-memory; empty when
+    the check passed."""
+    message: str
+    """One line: what was checked, or what was found (with an example entry)."""
+
+
+@dataclass(frozen=True)
 class FastSettings:
     """Fast mode: how many random directions, and how each is differenced."""
 
@@ -117,6 +146,24 @@ class TangentSettings:
 
 
 @dataclass(frozen=True)
+class LowPrecisionSettings:
+    """--dtype float32, float16 or bfloat16 (a run): the gradient computed in that precision,
+    judged against a float64 forward at the same quantised inputs."""
+
+    precision: str
+    """The dtype the model's code ran in (`dtype` says what the listed entries were judged in:
+    float64 when the same code in float64 failed first)."""
+    reference_forward: str
+    """What the numerical side differences, in float64: `the model's forward` or `FILE:NAME`."""
+    unit_roundoff: float
+    """u = eps / 2 of the dtype."""
+    rounding_rule: str
+    """How each entry's estimate grows with the dtype's rounding of the analytic gradient."""
+    dithers: int
+    """Runs at rounding-level perturbations that measured how far the gradient moves."""
+
+
+@dataclass(frozen=True)
 class RunSettings(Settings):
     """A run's settings: which entries, how many listed, the mode, the processes, the seed."""
 
@@ -129,6 +176,9 @@ class RunSettings(Settings):
     jobs: int = 1
     """How many processes evaluated the forward calls."""
     reference: str | None = None
+    side_effects: bool = False
+    """Whether the user's code was checked for side effects (model files and the API)."""
+    low_precision: LowPrecisionSettings | None = None
     fast: FastSettings | None = None
     tangent: TangentSettings | None = None
 
@@ -265,6 +315,11 @@ class RunReport:
     """What kind of bug each failing input shows (empty for a passing run)."""
     gradient_check: dict[str, Any] | None = None
     """--order 2: the first-order check of backward that came first (verdict and counts)."""
+    float64_check: dict[str, Any] | None = None
+    """A low-precision run of code that also runs in float64: the float64 check of the same
+    code that came first (verdict and counts)."""
+    side_effects: tuple[SideEffect, ...] = ()
+    """Each side-effect check that ran (passed or not): a failed one fails the run."""
     error_ratios: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     """Per checked input, |analytic - numerical| / tolerance in the input's shape (NaN where not
     checked, inf where f was not finite): the error map's numbers. Not in the JSON."""
@@ -278,9 +333,12 @@ class RunReport:
         entries = sum(s.entries for s in self.summary.values())
         failed = sum(s.failed for s in self.summary.values())
         unsure = sum(s.inconclusive for s in self.summary.values())
+        effects = [e.kind for e in self.side_effects if not e.passed]
+        found = f"; side effects: {', '.join(effects)}" if effects else ""
         return (
             f"<{type(self).__name__} {self.model.name!r} {self.verdict}: {failed} failed, "
-            f"{unsure} inconclusive of {entries} entries of {', '.join(self.summary) or 'nothing'}>"
+            f"{unsure} inconclusive of {entries} entries of {', '.join(self.summary) or 'nothing'}"
+            f"{found}>"
         )
 
     @property
@@ -294,9 +352,14 @@ class RunReport:
         first = self.gradient_check
         if first is not None and first["verdict"] != "passed":
             return str(first["verdict"])
+        float64 = (self.float64_check or {}).get("verdict", "passed")
+        if any(not effect.passed for effect in self.side_effects):
+            return "failed"
         if directions_failed or any(s.failed for s in self.summary.values()):
             return "failed"
-        unsure = any(d.reason == "inconclusive" for d in top_level)
+        if float64 == "failed":
+            return "failed"
+        unsure = any(d.reason == "inconclusive" for d in top_level) or float64 != "passed"
         if unsure or any(s.inconclusive for s in self.summary.values()):
             return "inconclusive"
         return "passed"
@@ -317,6 +380,8 @@ class RunReport:
             del document["fast"]
         if self.gradient_check is None:
             del document["gradient_check"]
+        if self.float64_check is None:
+            del document["float64_check"]
         return document
 
 
@@ -454,7 +519,7 @@ def _entry(check: EntryCheck | DirectionCheck | Perturbation) -> dict[str, Any]:
 
 def _document(report: AnyReport, **body: Any) -> dict[str, Any]:
     settings = _plain(report.settings)
-    for part in ("fast", "tangent"):  # a run's kind-specific settings, flattened
+    for part in ("fast", "tangent", "low_precision"):  # a run's kind-specific settings, flattened
         settings.update(settings.pop(part, None) or {})
     head: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

@@ -24,6 +24,7 @@ from gradcheck_cli.checks.fast import fast_check
 from gradcheck_cli.checks.full import ProgressCallback, run_check
 from gradcheck_cli.checks.judgement import floating, working_dtype
 from gradcheck_cli.checks.perturb import perturb_check
+from gradcheck_cli.checks.precision import UNIT_ROUNDOFF, LowPrecision
 from gradcheck_cli.checks.selection import (
     Ref,
     chosen_entries,
@@ -32,7 +33,7 @@ from gradcheck_cli.checks.selection import (
     resolve_wrt,
     validate_gradient,
 )
-from gradcheck_cli.checks.tangents import tangent_check, tangent_problem
+from gradcheck_cli.checks.tangents import prerequisite, tangent_check, tangent_problem
 from gradcheck_cli.checks.target import Target
 from gradcheck_cli.checks.taylor import sweep_check
 from gradcheck_cli.errors import InputError
@@ -42,12 +43,26 @@ from gradcheck_cli.numerics.evaluation import seconds_per_batched_value
 from gradcheck_cli.numerics.models import Array
 from gradcheck_cli.numerics.noise import rounding_noise
 from gradcheck_cli.numerics.schemes import machine_epsilon
-from gradcheck_cli.report import PerturbReport, RunReport, SweepReport
+from gradcheck_cli.report import LowPrecisionSettings, PerturbReport, RunReport, SweepReport
 from gradcheck_cli.settings import CheckSettings, Naming
+from gradcheck_cli.subject.low_precision import (
+    DITHERS,
+    NO_REFERENCE,
+    OWN_FORWARD,
+    computes_in_float64,
+    low_precision_gradients,
+    unit_roundoff,
+)
 from gradcheck_cli.subject.options import Subject
 
 LoadSubject = Callable[[], Subject]
 """Loads what is checked; called once the settings are known to be valid."""
+
+LoadReference = Callable[[Subject], tuple[Subject, str] | None]
+"""Binds the float64 forward a low-precision subject is judged against, at its quantised
+inputs, and says what it is ("the model's own forward", "ref.py:softmax"); None when the
+model's own forward does not compute in float64 and no reference was named (the whole check
+then runs in the low precision, as before)."""
 
 DEFAULT_DELTA = {"float64": 1e-4, "float32": 1e-2}
 """perturb's step: the seed's 1e-4 in float64. float32's round-off (eps 1.2e-7) would swamp a
@@ -79,9 +94,12 @@ def run(
     *,
     naming: Naming,
     progress: ProgressCallback | None = None,
+    reference: LoadReference | None = None,
 ) -> tuple[Subject, RunReport]:
     """Check the gradient entry by entry (full), along random directions (fast), or forward
-    mode (jvp); with order 2, the Hessian-vector product once the gradient passes."""
+    mode (jvp); with order 2, the Hessian-vector product once the gradient passes. A subject
+    in a low precision (float32, float16) with a `reference` is checked entry by entry against
+    that float64 forward at the same quantised inputs (`checks.precision`)."""
     asked.validate(naming)
     subject = load()
     target = target_of(subject)
@@ -89,11 +107,18 @@ def run(
     # BLAS held from the first product on: threads it wakes outside the hold would spin on the
     # cores the check's own pool is about to use.
     with single_threaded_blas():
+        low, against = _low_precision(subject, asked, reference)
+        if against is None and low is not None:  # no float64 forward to judge against
+            unjudged, low = low, None
+        else:
+            unjudged = None
         # A jvp moves any floating input; the other checks need the backward's gradient.
         gradients: Mapping[str, Array | None] = (
             {name: array for name, array in inputs.items() if floating(array)}
             if asked.mode == "jvp"
             else validate_gradient(target.model, inputs)
+            if low is None
+            else low.gradients[0]
         )
         # Entries that each name their input choose the checked inputs themselves.
         chosen = (
@@ -115,12 +140,12 @@ def run(
             tangent_problem(
                 "hvp", target.model, subject.functions, inputs, checked, target.output_shape
             )
-        report = _gradient_check(subject, target, asked, selection, naming, progress)
-        noisier = _measured_noise(subject, target, report)
-        if noisier is not None:
-            # f rounds far more than eps |f| (terms that cancel): judged again with that noise.
-            target = noisier
-            report = _gradient_check(subject, target, asked, selection, naming, progress)
+        if low is not None and against is not None:
+            report = _low_precision_check(subject, against, low, asked, selection, naming, progress)
+        else:
+            report, target = _checked(subject, target, asked, selection, naming, progress)
+            if unjudged is not None:
+                report = _as_low_precision(report, subject, subject, unjudged, unjudged.dtype, None)
         report = _with_forward_calls(subject, report)
         if asked.order == 2 and report.passed:
             # The Hessian-vector product only means something once the gradient is right.
@@ -135,11 +160,121 @@ def _gradient_check(
     selection: Mapping[str, NDArray[np.intp]] | None,
     naming: Naming,
     progress: ProgressCallback | None,
+    low: LowPrecision | None = None,
 ) -> RunReport:
     """The first-order check: entry by entry, or along random directions (fast)."""
     if asked.mode == "fast":
         return fast_check(target, asked, selections=selection, progress=progress, naming=naming)
-    return _full_check(subject, target, asked, selection, naming, progress)
+    return _full_check(subject, target, asked, selection, naming, progress, low)
+
+
+def _checked(
+    subject: Subject,
+    target: Target,
+    asked: CheckSettings,
+    selection: Mapping[str, NDArray[np.intp]] | None,
+    naming: Naming,
+    progress: ProgressCallback | None,
+    low: LowPrecision | None = None,
+) -> tuple[RunReport, Target]:
+    """The first-order check, judged again with f's measured rounding noise where it failed
+    only for want of it (`_measured_noise`); and the target it was judged on."""
+    report = _gradient_check(subject, target, asked, selection, naming, progress, low)
+    noisier = _measured_noise(subject, target, report)
+    if noisier is not None:
+        # f rounds far more than eps |f| (terms that cancel): judged again with that noise.
+        target = noisier
+        report = _gradient_check(subject, target, asked, selection, naming, progress, low)
+    return report, target
+
+
+def _low_precision_check(
+    subject: Subject,
+    against: Subject,
+    low: LowPrecision,
+    asked: CheckSettings,
+    selection: Mapping[str, NDArray[np.intp]] | None,
+    naming: Naming,
+    progress: ProgressCallback | None,
+) -> RunReport:
+    """The gradient computed in `low.dtype`, judged against the float64 forward `against` at
+    the same quantised inputs. When that is the model's own code, its float64 gradient is
+    checked first, as any float64 check: an error below what the low precision resolves (1%
+    of a bfloat16 term) shows there, and a wrong formula is told apart from a precision
+    problem. If it fails, its report is the run's (the low-precision gradient is not judged)."""
+    target = target_of(against)
+    float64 = None
+    if low.reference == OWN_FORWARD and computes_in_float64(against):
+        first, _ = _checked(against, target, asked, selection, naming, progress)
+        float64 = prerequisite(first)
+        if first.verdict == "failed":
+            return _as_low_precision(first, subject, against, low, "float64", float64)
+    report, _ = _checked(against, target, asked, selection, naming, progress, low)
+    return _as_low_precision(report, subject, against, low, low.dtype, float64)
+
+
+def _low_precision(
+    subject: Subject, asked: CheckSettings, reference: LoadReference | None
+) -> tuple[LowPrecision | None, Subject | None]:
+    """For a subject in float32 or float16 checked entry by entry: the gradient its code
+    computes there with its rounding (`checks.precision`), and the float64 forward it is judged
+    against. (None, None) when there is no float64 forward, or the check is not entry by entry
+    (fast, jvp, hvp): the whole check then runs in the subject's precision, as before."""
+    dtype = working_dtype(subject.inputs).name
+    if reference is None or dtype not in UNIT_ROUNDOFF or asked.mode != "full" or asked.order != 1:
+        return None, None
+    # What cannot be computed in the low precision at all (X @ W overflowing in float32) is
+    # refused as in any check, before a reference is bound.
+    validate_gradient(subject.models[0], subject.inputs)
+    found = reference(subject)
+    if found is None:  # the whole check in the low precision: its report says why
+        return LowPrecision(dtype, unit_roundoff(subject, dtype), (), (), 0, NO_REFERENCE), None
+    against, told = found
+    unit = unit_roundoff(subject, dtype)
+    gradients, spread = low_precision_gradients(subject, unit, seed=asked.seed)
+    return LowPrecision(dtype, unit, gradients, spread, DITHERS, told), against
+
+
+def _as_low_precision(
+    report: RunReport,
+    subject: Subject,
+    against: Subject,
+    low: LowPrecision,
+    judged: str,
+    float64: dict[str, object] | None,
+) -> RunReport:
+    """A low-precision check's report, as its subject has it: the model's name, the precision
+    its entries were `judged` in (their inputs' dtype), the rule the rounding was judged by,
+    the float64 check of the same code that came first, the reference's forward calls too."""
+    inputs = {
+        name: dataclasses.replace(info, dtype=str(np.asarray(subject.inputs[name]).dtype))
+        if name in subject.inputs and judged != "float64"
+        else info
+        for name, info in report.inputs.items()
+    }
+    settings = dataclasses.replace(
+        report.settings,
+        dtype=judged,
+        low_precision=LowPrecisionSettings(
+            precision=low.dtype,
+            reference_forward=(
+                low.reference if low.reference == NO_REFERENCE else f"{low.reference}, in float64"
+            ),
+            unit_roundoff=low.unit,
+            rounding_rule=low.rule,
+            dithers=low.dithers,
+        ),
+    )
+    report = dataclasses.replace(
+        report, inputs=inputs, settings=settings, model=subject.info, float64_check=float64
+    )
+    if (
+        against.model_file is not None
+        and subject.model_file is not None
+        and against.model_file.counter is not subject.model_file.counter
+    ):
+        subject.model_file.counter.forward += against.model_file.counter.forward
+    return report
 
 
 NOISE_BOUND = 4.0
@@ -172,6 +307,7 @@ def _full_check(
     selection: Mapping[str, NDArray[np.intp]] | None,
     naming: Naming,
     progress: ProgressCallback | None,
+    low: LowPrecision | None = None,
 ) -> RunReport:
     """The full check, on worker processes when a model file's forward calls would take long
     enough to pay for starting them."""
@@ -215,6 +351,7 @@ def _full_check(
                 f0=f0,
                 jobs=jobs,
                 naming=naming,
+                low=low,
             )
     except workers.WorkersDisagree:
         # The numbers must not depend on where they are computed: all in this process, as
@@ -228,6 +365,7 @@ def _full_check(
             f0=f0,
             jobs=1,
             naming=naming,
+            low=low,
         )
 
 
@@ -288,12 +426,20 @@ def _duration(seconds: float) -> str:
 
 
 def _with_forward_calls(subject: Subject, report: RunReport) -> RunReport:
-    """The report with how many times the user's forward ran (model files and the API), and
-    the gradients that came with axes of length 1 more or fewer than their inputs."""
+    """The report with how many times the user's forward ran (model files and the API), the
+    gradients that came with axes of length 1 more or fewer than their inputs, and what the
+    side-effect checks found."""
     if subject.model_file is None:
         return report
     report = with_gradient_shapes(subject, report)
-    return dataclasses.replace(report, forward_calls=subject.model_file.counter.forward)
+    found = subject.side_effects
+    settings = dataclasses.replace(report.settings, side_effects=bool(found))
+    return dataclasses.replace(
+        report,
+        forward_calls=subject.model_file.counter.forward,
+        side_effects=found,
+        settings=settings,
+    )
 
 
 _Report = TypeVar("_Report", RunReport, PerturbReport, SweepReport)

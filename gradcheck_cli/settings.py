@@ -21,7 +21,9 @@ METHODS = ("forward", "backward", "central", "five-point", "complex-step")
 
 DETAILS = ("auto", "all", "worst")
 MODES = ("full", "fast", "jvp")
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+"""The precisions a run checks in: float32 and float16 (numpy), bfloat16 (PyTorch and JAX),
+judged against float64 at the same quantised inputs."""
 
 
 @dataclass(frozen=True)

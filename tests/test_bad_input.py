@@ -94,6 +94,24 @@ MODEL_FILES = {
         "def scaled_backward(dout, cache, factor):\n    return factor * dout\n\n\n"
         "def example_inputs():\n    return {'x': np.ones(3)}\n"
     ),
+    "noisy.py": (
+        "import numpy as np\n\n\ndef forward(X, W):\n"
+        "    return float(np.sum(X @ W) + np.random.default_rng().standard_normal())\n\n\n"
+        "def backward(X, W):\n    return np.ones_like(X) @ W.T * 0 + W.sum(axis=1), X.sum(axis=0)\n"
+    ),
+    "drifting.py": (
+        "import numpy as np\n\ncalls = [0]\n\n\ndef forward(X, W):\n"
+        "    return float(np.sum(X @ W))\n\n\ndef backward(X, W):\n    calls[0] += 1\n"
+        "    dX = np.tile(W.sum(axis=1), (X.shape[0], 1)) + 1e-9 * calls[0]\n"
+        "    return dX, np.tile(X.sum(axis=0)[:, None], (1, W.shape[1]))\n"
+    ),
+    "half.py": (
+        "import numpy as np\n\n\ndef square_forward(x):\n    y = x.astype(np.float16)\n"
+        "    return y * y, y\n\n\ndef square_backward(dout, cache):\n"
+        "    return 2 * cache * dout.astype(np.float16)\n\n\n"
+        "def example_inputs():\n    return {'x': np.array([0.5, -1.25, 2.0])}\n"
+    ),
+    "ref32.py": ("import numpy as np\n\n\ndef square(x):\n    return x.astype(np.float32) ** 2\n"),
     "notlinear.py": (
         "import numpy as np\n\n\ndef square_forward(x):\n    return x**2, x\n\n\n"
         "def square_backward(out, cache):\n    return 2 * cache * np.sqrt(np.abs(out))\n\n\n"
@@ -322,9 +340,10 @@ OPTION_CASES = [
             ("inf", "inf"),
             ("text", "small"),
             ("below-spacing", "1e-300"),
-            ("below-float32-spacing", "1e-10 --dtype float32"),
         )
     ],
+    # run --dtype float32 differences a float64 forward: a step of 1e-10 moves every entry there.
+    case("perturb-delta-below-float32-spacing", "perturb --delta 1e-10 --dtype float32", "--delta"),
     case("sweep-smallest-zero", "sweep --smallest 0", "--smallest"),
     case("sweep-smallest-above-largest", "sweep --smallest 1", "--smallest"),
     case("rtol-negative", "run --rtol -1e-6", "--rtol"),
@@ -395,6 +414,32 @@ CONVENTION_CASES = [
     ),
     case("backward-value-missing", "run --model scaled.py:scaled", "factor", "--param"),
     case("backward-not-linear-in-dout", "run --model notlinear.py:square", "not linear in out"),
+    case("forward-not-deterministic", "run --model noisy.py", "forward is not deterministic"),
+    case("bfloat16-for-numpy", "run --model half.py:square --dtype bfloat16", "numpy has no"),
+    case("perturb-in-float16", "perturb --dtype float16", "--dtype", "float64 or float32"),
+    case("reference-model-in-float64", "run --reference-model ref32.py", "--reference-model"),
+    case(
+        "reference-model-in-fast-mode",
+        "run --dtype float16 --mode fast --reference-model ref32.py",
+        "--mode full",
+    ),
+    case(
+        "reference-model-without-the-function",
+        "run --model half.py:square --dtype float16 --reference-model ref32.py:cube",
+        "ref32.py",
+        "cube",
+    ),
+    case(
+        "reference-model-not-in-float64",
+        "run --model half.py:square --dtype float16 --reference-model ref32.py:square",
+        "computes in float32",
+    ),
+    case(
+        "backward-not-deterministic-without-side-effect-checks",
+        "run --model drifting.py --no-side-effects",
+        "backward is not deterministic",
+        "give dX",
+    ),
     case("class-needs-an-argument", "run --model classes.py:Dense", "Dense()", "n_in"),
     case(
         "param-for-neither-class-nor-call",

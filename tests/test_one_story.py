@@ -25,10 +25,12 @@ from gradcheck_cli.render.junit import junit_xml
 from gradcheck_cli.render.story import story
 from gradcheck_cli.render.table import render_run
 from gradcheck_cli.report import (
+    SIDE_EFFECT_KINDS,
     DirectionCheck,
     FastEvidence,
     InputSummary,
     RunReport,
+    SideEffect,
     UnlocalisedBlock,
     entry_label,
 )
@@ -48,6 +50,26 @@ def _numbers(outcome: str, value: float) -> tuple[float, float, str]:
 
 @st.composite
 def reports(draw: Any) -> RunReport:
+    """A run report with side-effect checks, passed or not (issue 23), around `gradients`."""
+    made: RunReport = draw(gradients())
+    effects = draw(
+        st.lists(st.tuples(st.sampled_from(sorted(SIDE_EFFECT_KINDS)), st.booleans()), max_size=3)
+    )
+    found = tuple(
+        SideEffect(
+            kind,
+            f"layer{k}_backward",
+            passed,
+            () if passed else ("dout",),
+            f"layer{k}_backward {'is clean' if passed else 'writes into dout'}",
+        )
+        for k, (kind, passed) in enumerate(effects)
+    )
+    return dataclasses.replace(made, side_effects=found)
+
+
+@st.composite
+def gradients(draw: Any) -> RunReport:
     """A run report built by the assembly from random outcomes: full or fast mode, with or
     without cotangents, and in fast mode directions, blocks and a stopped localisation that
     agree with what was found (as fast.py makes them)."""
@@ -236,6 +258,16 @@ def test_every_format_tells_the_same_story(made: RunReport) -> None:
         if item.verdict == "inconclusive":
             assert case.find("error") is not None
 
+    # Side effects: a failed one fails the run; each has its line, its case and its ::error.
+    effects = document["side_effects"]
+    if any(not e["passed"] for e in effects):
+        assert verdict == "failed"
+    for effect in effects:
+        said = "passed" if effect["passed"] else "FAILED"
+        assert f"side effect ({effect['kind']}): {said}: {effect['message']}" in lines
+        case = cases[f"{effect['kind']} of {effect['role']}"]
+        assert (case.find("failure") is not None) is (not effect["passed"])
+
     # GitHub: the summary line is the table's final line, at the verdict's level.
     annotations = _github(document)
     level, _, message = annotations[-1]
@@ -246,7 +278,15 @@ def test_every_format_tells_the_same_story(made: RunReport) -> None:
         for lvl, props, _ in annotations[:-1]
         if lvl == "error"
     ]
-    wrong = {t.removeprefix("gradcheck: d").removesuffix(" wrong") for t in titles}
+    effect_titles = {f"gradcheck: {e['kind']} of {e['role']} wrong" for e in effects}
+    assert {t for t in titles if t in effect_titles} == {
+        f"gradcheck: {e['kind']} of {e['role']} wrong" for e in effects if not e["passed"]
+    }
+    wrong = {
+        t.removeprefix("gradcheck: d").removesuffix(" wrong")
+        for t in titles
+        if t not in effect_titles
+    }
     wrong.discard("irections")  # fast mode's own case, `directions`
     failing_inputs = {item.name for item in told.inputs if item.verdict == "failed"}
     assert wrong == failing_inputs

@@ -217,11 +217,20 @@ def test_a_backward_writing_into_its_cache_and_dout_gets_fresh_copies_every_call
     runner: CliRunner, tmp_path: Path
 ) -> None:
     """Every backward call sees the cache and dout as forward and the check made them, so a
-    backward that writes into both is deterministic and checked as written (issue 25)."""
+    backward that writes into both is deterministic and its gradient checked as written (issue
+    25): every entry agrees; and both writes are side effects that fail the run, named as the
+    code names them (issue 23)."""
     path = write(tmp_path, "writes.py", WRITES)
     code, document = run_json(runner, "run", "--model", f"{path}:relu")
-    assert code == 0, document["summary"]
+    assert code == 1
     assert document["summary"]["x"]["entries"] == 20
+    assert document["summary"]["x"]["failed"] == 0
+    found = {e["kind"]: e["names"] for e in document["side_effects"] if not e["passed"]}
+    assert found == {"dout-modified": ["dout"], "cache-modified": ["cache[1]"]}
+    code, document = run_json(runner, "run", "--model", f"{path}:relu", "--no-side-effects")
+    assert code == 0
+    assert document["side_effects"] == []
+    assert document["settings"]["side_effects"] is False
 
 
 NOT_LINEAR = """

@@ -623,9 +623,14 @@ def test_the_verdict_the_json_the_table_and_the_exit_code_agree(
 # --- 7. no correct model in the repository becomes a false alarm -------------------------------
 
 
+NEEDS_A_REFERENCE = {"low_precision.py:softmax_half"}
+"""Correct kernels that compute in float16 whatever they are given: in float64 nothing can vouch
+for them (exit 4, inconclusive); against a float64 reference they pass (test_low_precision)."""
+
+
 def correct_fixture_models() -> list[str]:
     """--model specs of every fixture without _bug in its name: FILE.py for a file with
-    forward(), FILE.py:NAME for each NAME_forward with a NAME_backward."""
+    forward(), FILE.py:NAME for each NAME_forward with a NAME_backward (but NEEDS_A_REFERENCE)."""
     specs = []
     for path in sorted(FIXTURES.glob("*.py")):
         if "_bug" in path.stem:
@@ -634,7 +639,8 @@ def correct_fixture_models() -> list[str]:
         if re.search(r"^def forward\(", text, re.MULTILINE):
             specs.append(str(path))
         for name in re.findall(r"^def (\w+)_forward\(", text, re.MULTILINE):
-            if re.search(rf"^def {name}_backward\(", text, re.MULTILINE):
+            needs = f"{path.name}:{name}" in NEEDS_A_REFERENCE
+            if re.search(rf"^def {name}_backward\(", text, re.MULTILINE) and not needs:
                 specs.append(f"{path}:{name}")
     return specs
 

@@ -26,6 +26,7 @@ from gradcheck_cli.checks.judgement import (
     validate_delta,
     working_dtype,
 )
+from gradcheck_cli.checks.precision import LowPrecision
 from gradcheck_cli.checks.selection import (
     describe_inputs,
     require_finite_value,
@@ -66,8 +67,11 @@ def check_input(
     progress: Callable[[float], None] | None,
     precision: Precision = Precision(),
     scale: float | None = None,
+    rounding_full: Array | None = None,
+    resolution_full: Array | None = None,
 ) -> Verdicts:
-    """Verdicts for the entries `flat` of input `wrt`.
+    """Verdicts for the entries `flat` of input `wrt`; `rounding_full` (the input's shape) is
+    the analytic gradient's own error where it is computed in a low precision.
 
     A black-box model at default steps is estimated in two stages: the scheme at one step for
     every entry, then the full estimate (Richardson's extra steps, one-sided slopes, shrunk
@@ -112,6 +116,17 @@ def check_input(
         )
 
     analytic = np.asarray(np.asarray(analytic_full).reshape(-1)[flat], dtype=np.float64)
+    rounding = (
+        None
+        if rounding_full is None or tolerance.mode != "estimate"
+        else np.asarray(rounding_full).reshape(-1)[flat]
+    )
+    own = 0.0 if rounding is None else rounding
+    resolution = (
+        None
+        if rounding is None or resolution_full is None
+        else np.asarray(resolution_full).reshape(-1)[flat]
+    )
     # How fast f varies: the gradient's size. A black box's round-off is balanced against a
     # truncation of that size, so an f of 1e200 varying like 1e200 keeps a textbook step.
     with np.errstate(invalid="ignore", over="ignore"):
@@ -136,12 +151,12 @@ def check_input(
             variation=variation,
         )
         input_scale = scale_of(first.numerical) if scale is None else scale
-        tol = tolerance.of(first.numerical, first.roundoff)
+        tol = tolerance.of(first.numerical, first.roundoff + own)
         with np.errstate(invalid="ignore"):
             settled = (
                 np.isfinite(first.numerical)
                 & (np.abs(analytic - first.numerical) <= tol)
-                & (first.roundoff <= DOUBT * np.maximum(np.abs(analytic), input_scale))
+                & (first.roundoff + own <= DOUBT * np.maximum(np.abs(analytic), input_scale))
             )
         estimates = first
         rest = np.flatnonzero(~settled)
@@ -185,6 +200,8 @@ def check_input(
         recheck=at_default_steps,
         slopes=one_sided,
         user_step=delta is not None,
+        rounding=rounding,
+        resolution=resolution,
     )
 
 
@@ -197,8 +214,10 @@ def check_models(
     first_gradients: Gradients,
     structured: bool,
     advance: Callable[[float], None],
+    low: LowPrecision | None = None,
 ) -> list[Batch]:
-    """The verdicts for each model (one per cotangent) and each selected input."""
+    """The verdicts for each model (one per cotangent) and each selected input; with `low`,
+    the analytic side is its gradients, judged with their rounding."""
     batches: list[Batch] = []
     inputs = target.inputs
     first = target.model
@@ -207,7 +226,9 @@ def check_models(
         with np.errstate(all="ignore"):
             f_each = each.value(inputs) if each is not first else f0
         # Only the checked inputs' gradients are kept: another's may be as large as a big X.
-        if number == 1:
+        if low is not None:
+            gradients = {n: g for n, g in low.gradients[number - 1].items() if n in selections}
+        elif number == 1:
             gradients = dict(first_gradients)
         else:
             gradients = {
@@ -219,10 +240,13 @@ def check_models(
             each: Model = each,
             gradients: Gradients = gradients,
             f_each: float | complex = f_each,
+            number: int = number,
         ) -> Verdicts:
             name, flat = item
             gradient = gradients.get(name)
             assert gradient is not None
+            rounding = None if low is None else low.rounding(number - 1, name)
+            resolution = None if low is None else low.resolution(number - 1, name)
             return check_input(
                 each,
                 inputs,
@@ -236,6 +260,8 @@ def check_models(
                 structured=structured,
                 progress=advance,
                 precision=rule.precision,
+                rounding_full=rounding,
+                resolution_full=resolution,
             )
 
         items = list(selections.items())
@@ -261,6 +287,7 @@ def run_check(
     f0: float | None = None,
     jobs: int = 1,
     naming: Naming = COMMAND_LINE,
+    low: LowPrecision | None = None,
 ) -> RunReport:
     """Check every selected entry (`selections`, default: every entry) of every checked input
     (`asked.wrt`, default: every floating input the gradient covers) against finite differences.
@@ -268,7 +295,9 @@ def run_check(
     With several models (an array-valued forward, one per cotangent), entries are tagged with
     the cotangent's number and an entry fails when it fails for any of them. `f0` is f at the
     inputs when the caller has it already; `jobs` how many processes the caller runs the
-    forward calls on (the report says so).
+    forward calls on (the report says so). With `low`, the analytic side is the gradient
+    computed in a low precision (`precision.py`): the target's models are the float64
+    reference, whose own gradient is never asked for.
     """
     inputs = target.inputs
     first = target.model
@@ -276,7 +305,7 @@ def run_check(
     # BLAS held from the first product on: threads it wakes outside the hold would spin on the
     # cores the check's own pool is about to use.
     with single_threaded_blas():
-        given = validate_gradient(first, inputs)
+        given = validate_gradient(first, inputs) if low is None else dict(low.gradients[0])
         checked = resolve_wrt(inputs, given, asked.wrt, option=naming.setting("wrt"))
         # Whether each input has a gradient is all the report needs of them from here on, and
         # the check needs the checked ones' (another's may be as large as a big X: not kept).
@@ -310,6 +339,7 @@ def run_check(
             first_gradients=checked_gradients,
             structured=structured,
             advance=advance,
+            low=low,
         )
     del checked_gradients
     settings = run_settings(

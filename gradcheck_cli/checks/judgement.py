@@ -39,8 +39,8 @@ reason (doubtful)."""
 ANALYTIC_RTOL_ULPS = 64
 """Default rtol in estimate mode, in units of eps: room for the analytic gradient's own rounding."""
 
-FIXED_RTOL = {"float64": 1e-6, "float32": 1e-3}
-FIXED_ATOL = {"float64": 1e-9, "float32": 1e-5}
+FIXED_RTOL = {"float64": 1e-6, "float32": 1e-3, "float16": 1e-2}
+FIXED_ATOL = {"float64": 1e-9, "float32": 1e-5, "float16": 1e-3}
 """Defaults for the tolerance left unspecified when only one of --rtol/--atol is given."""
 
 
@@ -178,18 +178,26 @@ def judge(
     recheck: Callable[[NDArray[np.intp]], DerivativeEstimates] | None,
     slopes: Callable[[NDArray[np.intp], FloatArray], DerivativeEstimates] | None,
     user_step: bool,
+    rounding: FloatArray | None = None,
+    resolution: FloatArray | None = None,
 ) -> Verdicts:
     """Verdict and reason per entry.
 
     `scale` is the size of the input's gradient (the largest |numerical| of its entries): an
     entry's estimate is weighed against it and against the entry's own size. `recheck`
     recomputes entries at the default step; `slopes` gives one-sided slopes at the given steps
-    where `estimates` lacks them (the dense path).
+    where `estimates` lacks them (the dense path). `rounding` is the error of the analytic
+    gradient itself, per entry, when it is computed in a low precision (`precision.py`): it adds
+    to the estimate, so it widens the tolerance and weighs in the evidence like the
+    difference's own error (an entry it leaves too unsure is inconclusive, never passed); an
+    entry beyond its tolerance by less than its `resolution` (what that precision's rounding of
+    cancelling terms can make, which no estimate from outside the code sees) is inconclusive
+    too, not failed.
     """
     numerical = estimates.numerical
     with np.errstate(invalid="ignore"):
         abs_error = np.abs(analytic - numerical)
-    estimate = estimates.error
+    estimate = estimates.error if rounding is None else estimates.error + rounding
     tol = tolerance.of(numerical, estimate)
     with np.errstate(invalid="ignore"):
         within = abs_error <= tol
@@ -211,6 +219,8 @@ def judge(
         estimates.roundoff >= estimates.truncation, "step-too-small", "step-too-large"
     )
 
+    if rounding is not None:  # the gradient's own precision, not the step, is what is unsure
+        step_reason = np.where(rounding >= estimates.error, "rounding", step_reason)
     reasons = np.full(flat.shape, "ok", dtype="<U14")
     passed = within & conclusive
     reasons[doubtful] = step_reason[doubtful]
@@ -231,7 +241,10 @@ def judge(
             sided = slopes(flat[at_kink], estimates.steps[at_kink])
         low = np.minimum(sided.forward_slope, sided.backward_slope)
         high = np.maximum(sided.forward_slope, sided.backward_slope)
-        slack = tolerance.of(high, sided.slope_error)
+        sided_error = (
+            sided.slope_error if rounding is None else sided.slope_error + rounding[at_kink]
+        )
+        slack = tolerance.of(high, sided_error)
         with np.errstate(invalid="ignore"):
             between = (analytic[at_kink] >= low - slack) & (analytic[at_kink] <= high + slack)
         reasons[at_kink] = np.where(between, "kink", "kink-mismatch")
@@ -259,6 +272,8 @@ def judge(
             recheck=None,
             slopes=slopes,
             user_step=False,
+            rounding=None if rounding is None else rounding[where],
+            resolution=None if resolution is None else resolution[where],
         )
         blame_step = np.isin(second.reasons, ("ok", "step-too-small", "step-too-large"))
         # Which way the user's step was off.
@@ -267,6 +282,10 @@ def judge(
         passed[where] = second.passed
     else:
         reasons[failing] = "mismatch"
+        if resolution is not None:
+            # Beyond the rounding estimated, not beyond what the precision can make: undecided.
+            with np.errstate(invalid="ignore"):
+                reasons[failing & (abs_error <= resolution)] = "inconclusive"
         # Within the tolerance but without the evidence to vouch for it.
         unproven = finite & (within | saturated) & ~conclusive & ~kink
         reasons[unproven] = "inconclusive"

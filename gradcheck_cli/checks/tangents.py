@@ -163,7 +163,7 @@ def tangent_check(
         top=asked.top,
         output_shape=target.output_shape,
     )
-    return dataclasses.replace(report, gradient_check=_prerequisite(gradient_check))
+    return dataclasses.replace(report, gradient_check=prerequisite(gradient_check))
 
 
 def _whole(inputs: Inputs, tangent: Mapping[str, Array]) -> dict[str, Array]:
@@ -177,7 +177,8 @@ def _whole(inputs: Inputs, tangent: Mapping[str, Array]) -> dict[str, Array]:
     return {**zeros, **tangent}
 
 
-def _prerequisite(report: RunReport | None) -> dict[str, object] | None:
+def prerequisite(report: RunReport | None) -> dict[str, object] | None:
+    """A check that came first, summed up: its verdict and counts (`gradient_check`)."""
     if report is None:
         return None
     return {

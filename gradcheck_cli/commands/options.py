@@ -249,10 +249,13 @@ def input_options(command: F) -> F:
             ),
             click.option(
                 "--dtype",
-                type=click.Choice(["float64", "float32"]),
+                type=click.Choice(["float64", "float32", "float16", "bfloat16"]),
                 default="float64",
                 show_default=True,
-                help="Precision of the floating inputs; steps and tolerances follow.",
+                help="Precision of the floating inputs and of the model's code. run: a "
+                "gradient computed in float32 or float16 is judged against a float64 forward "
+                "at the same quantised inputs (bfloat16: PyTorch and JAX models); perturb and "
+                "sweep: float64 or float32, the whole experiment in it.",
             ),
             click.option(
                 "--nondet-tol",
@@ -270,6 +273,20 @@ def input_options(command: F) -> F:
             ),
         ],
     )
+
+
+EXPERIMENT_DTYPES = ("float64", "float32")
+"""perturb and sweep run the whole experiment in the inputs' precision: these two."""
+
+
+def refuse_low_precision(dtype: str, command: str) -> None:
+    """float16 and bfloat16 are checked against a float64 forward, entry by entry: a run."""
+    if dtype not in EXPERIMENT_DTYPES:
+        raise click.BadParameter(
+            f"{command} runs in float64 or float32; {dtype} is for gradcheck run, which judges "
+            "a gradient computed in it against a float64 forward",
+            param_hint="--dtype",
+        )
 
 
 def output_options(command: F) -> F:

@@ -14,6 +14,7 @@ from gradcheck_cli.commands.options import (
     binding_options,
     input_options,
     output_options,
+    refuse_low_precision,
     tolerance_options,
 )
 from gradcheck_cli.commands.reporting import (
@@ -85,6 +86,7 @@ def perturb(
     from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
     from gradcheck_cli.subject.options import InputOptions, load_subject
 
+    refuse_low_precision(inputs["dtype"], "perturb")
     refuse_output_clash(output_path, output_format)
     options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
     paths = prepare_outputs({"--output": output_path}, options.protected_paths())

@@ -120,6 +120,21 @@ if TYPE_CHECKING:
     "random:K check in far fewer.",
 )
 @click.option(
+    "--reference-model",
+    metavar="FILE.py[:NAME]",
+    help="With --dtype float32 or float16: the float64 forward the gradient is judged against, "
+    "a function taking the model's inputs by name and returning its output(s) [default: the "
+    "model's own forward, when it computes in float64; NAME defaults to its name].",
+)
+@click.option(
+    "--side-effects/--no-side-effects",
+    default=True,
+    show_default=True,
+    help="Check what a model file's code writes into (dout, the cache, its inputs), whether "
+    "its backward gives the same result twice, and whether a result reads memory np.empty "
+    "left unwritten; each found is a failure (exit 1).",
+)
+@click.option(
     "--map",
     "maps",
     type=click.Choice(["failing", "all", "none"]),
@@ -164,6 +179,8 @@ def run(
     reference: str | None,
     jobs: int | None,
     max_calls: int,
+    reference_model: str | None,
+    side_effects: bool,
     maps: str,
     plot_path: Path | None,
     junit_path: Path | None,
@@ -186,7 +203,7 @@ def run(
     """
     from gradcheck_cli import session
     from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
-    from gradcheck_cli.subject.options import InputOptions, load_subject
+    from gradcheck_cli.subject.options import InputOptions, load_subject, reference_loader
 
     asked = CheckSettings(
         method=method,
@@ -207,7 +224,24 @@ def run(
         max_calls=max_calls,
     )
     refuse_output_clash(output_path, output_format)
-    options = InputOptions(**inputs, cotangents=cotangents, seed=seed)
+    if reference_model is not None:
+        if inputs["dtype"] == "float64":
+            raise click.BadParameter(
+                "is for a gradient computed in low precision: give --dtype float32 or float16",
+                param_hint="--reference-model",
+            )
+        if mode != "full" or order != 1:
+            raise click.BadParameter(
+                "checks entry by entry: it needs --mode full and --order 1",
+                param_hint="--reference-model",
+            )
+    options = InputOptions(
+        **inputs,
+        cotangents=cotangents,
+        seed=seed,
+        side_effects=side_effects,
+        reference_model=reference_model,
+    )
     if plot_path is not None:
         from gradcheck_cli.render.plot import check_plot_available
 
@@ -226,7 +260,11 @@ def run(
     try:
         with user_output_to_stderr():
             subject, report = session.run(
-                lambda: load_subject(options), asked, naming=COMMAND_LINE, progress=reporter
+                lambda: load_subject(options),
+                asked,
+                naming=COMMAND_LINE,
+                progress=reporter,
+                reference=reference_loader(options),
             )
     finally:
         reporter.close()

@@ -15,6 +15,7 @@ from gradcheck_cli.commands.options import (
     binding_options,
     input_options,
     output_options,
+    refuse_low_precision,
 )
 from gradcheck_cli.commands.reporting import (
     emit,
@@ -97,6 +98,7 @@ def sweep(
         raise click.UsageError(
             f"--wrt {','.join(wrt)} needs --direction random (an entry lies in one input)"
         )
+    refuse_low_precision(inputs["dtype"], "sweep")
     refuse_output_clash(output_path, output_format)
     default_largest, default_smallest = session.SWEEP_RANGE[inputs["dtype"]]
     largest = default_largest if largest is None else largest

@@ -9,9 +9,11 @@ document it already has.
 
 How a document becomes test cases (the same cases drive both formats):
 
-- `run`: one test case per input, named "d" + the input's name (`dX`, `dW`, `dkernel`), with the
-  model's name as classname. A case fails when entries of that input disagree; its text lists
-  the worst listed entries (each entry once, at its worst cotangent, furthest past its
+- `run`: one test case per side-effect check the document holds (schema 4), named after its kind
+  and function (`dout-modified of relu_backward`), failing with its message when the check found
+  one; then one test case per input, named "d" + the input's name (`dX`, `dW`, `dkernel`), with
+  the model's name as classname. A case fails when entries of that input disagree; its text
+  lists the worst listed entries (each entry once, at its worst cotangent, furthest past its
   tolerance, up to 10) and the input's diagnosis. An input the document marks as not checked
   (`checked: false`, or absent from `summary`, as `--wrt X` leaves W in version 1) is skipped,
   with the reason. In fast mode (the document has `directions`) there is one more case,
@@ -42,6 +44,7 @@ from typing import Any, Final, Literal
 
 from gradcheck_cli.render.story import (
     InputStory,
+    SideEffectStory,
     agreement,
     as_float,
     as_mapping,
@@ -119,7 +122,8 @@ def interpret(document: Mapping[str, Any]) -> Interpretation:
         problem = Problem("error", told.headline, ())
         cases = [Case(command, (problem,))]
     elif command == "run":
-        cases = _run_cases(document, told.inputs)
+        cases = [_side_effect_case(effect) for effect in told.side_effects]
+        cases += _run_cases(document, told.inputs)
     elif command == "perturb":
         cases = _perturb_cases(document)
     elif command == "sweep":
@@ -172,6 +176,13 @@ def _run_cases(document: Mapping[str, Any], inputs: Sequence[InputStory]) -> lis
     if directions:
         cases.append(_directions_case(directions))
     return cases
+
+
+def _side_effect_case(effect: SideEffectStory) -> Case:
+    """A side-effect check as a test case: passed, or wrong with what it found."""
+    if effect.passed:
+        return Case(effect.name)
+    return Case(effect.name, (Problem("wrong", effect.message, (effect.message,)),))
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,42 @@ class InputStory:
 
 
 @dataclass(frozen=True)
+class SideEffectStory:
+    """One side-effect check of the user's code: its kind, the function, what it found."""
+
+    kind: str
+    role: str
+    passed: bool
+    message: str
+    names: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """How every format names the check: `dout-modified of relu_backward`."""
+        return f"{self.kind} of {self.role}"
+
+    @property
+    def found(self) -> str:
+        """What a failed check found, in a few words: `relu_backward writes into dout`."""
+        written = " and ".join(self.names) or "its arguments"
+        return {
+            "dout-modified": f"{self.role} writes into {written}",
+            "cache-modified": f"{self.role} writes into {written}, what forward saved",
+            "input-modified": f"{self.role} writes into its input {written}",
+            "not-reentrant": f"{self.role} is not re-entrant",
+            "uninitialised-memory": f"{self.role} reads memory np.empty left unwritten",
+        }.get(self.kind, f"{self.role}: {self.kind}")
+
+
+@dataclass(frozen=True)
 class Story:
     verdict: str
     """The document's: passed, failed, inconclusive (or error)."""
     headline: str
     """The final line, the same in the table, the annotations and JUnit: "FAILED: ..."."""
     inputs: tuple[InputStory, ...]
+    side_effects: tuple[SideEffectStory, ...] = ()
+    """Every side-effect check the document holds, in its order; a failed one fails the run."""
 
     @property
     def failed(self) -> int:
@@ -136,11 +166,47 @@ def direction_verdict(direction: Mapping[str, Any]) -> str:
     return INCONCLUSIVE if direction.get("reason") == INCONCLUSIVE else "failed"
 
 
-def run_inputs(document: Mapping[str, Any]) -> tuple[InputStory, ...]:
+def side_effects_of(document: Mapping[str, Any]) -> tuple[SideEffectStory, ...]:
+    """The document's side-effect checks (schema 4; none before)."""
+    return tuple(
+        SideEffectStory(
+            kind=str(item.get("kind", "side-effect")),
+            role=str(item.get("role", "the model")),
+            passed=item.get("passed") is not False,
+            message=str(item.get("message", "")),
+            names=tuple(str(n) for n in as_sequence(item.get("names"))),
+        )
+        for item in as_sequence(document.get("side_effects"))
+        if isinstance(item, Mapping)
+    )
+
+
+def gradient_verdict(document: Mapping[str, Any]) -> str:
+    """The verdict of the gradient's entries alone: the document's, unless a side effect failed
+    the run, when the counts and directions tell whether the entries failed too."""
+    verdict = verdict_of(document)
+    if verdict != "failed" or all(e.passed for e in side_effects_of(document)):
+        return verdict
+    summary = [as_mapping(c) for c in as_mapping(document.get("summary")).values()]
+    top_level = [direction_verdict(d) for d in directions_of(document) if is_top_level(d)]
+    first = as_mapping(document.get("gradient_check")).get("verdict")
+    float64 = as_mapping(document.get("float64_check")).get("verdict")
+    blocks = as_sequence(as_mapping(document.get("fast")).get("unlocalised"))
+    if "failed" in (first, float64) or blocks or "failed" in top_level:
+        return "failed"
+    if any(count(c.get("failed")) for c in summary):
+        return "failed"
+    if INCONCLUSIVE in (first, float64) or INCONCLUSIVE in top_level:
+        return INCONCLUSIVE
+    return INCONCLUSIVE if any(count(c.get("inconclusive")) for c in summary) else "passed"
+
+
+def run_inputs(document: Mapping[str, Any], run: str | None = None) -> tuple[InputStory, ...]:
     """Every input the document summarises, in its order, with its own verdict, which never
-    tells more than the run's: no input fails in a run that did not fail, none is unverified
-    in a run that passed."""
-    run = verdict_of(document)
+    tells more than the run's (`run`, default the gradient's verdict): no input fails in a run
+    that did not fail, none is unverified in a run that passed."""
+    if run is None:
+        run = gradient_verdict(document)
     summary = as_mapping(document.get("summary"))
     directions = directions_of(document)
     blocks = [
@@ -198,8 +264,26 @@ def run_inputs(document: Mapping[str, Any]) -> tuple[InputStory, ...]:
 
 
 def run_headline(document: Mapping[str, Any], inputs: Sequence[InputStory]) -> str:
-    """The run's final line, from its verdict and counts."""
-    verdict = verdict_of(document)
+    """The run's final line, from its verdict and counts, and the side effects found."""
+    found = [e for e in side_effects_of(document) if not e.passed]
+    verdict = gradient_verdict(document)
+    gradient = _gradient_headline(document, inputs, verdict)
+    if not found or verdict_of(document) != "failed":
+        return gradient
+    if len(found) == 1:
+        effects = f"{found[0].found} (a side effect)"
+    else:
+        effects = f"{plural(len(found), 'side effect')} ({'; '.join(e.found for e in found)})"
+    head, _, rest = gradient.partition(": ")
+    if head == "FAILED":
+        return f"FAILED: {rest.removesuffix('.')}; and {effects}."
+    return f"FAILED: {effects}; {rest}"
+
+
+def _gradient_headline(
+    document: Mapping[str, Any], inputs: Sequence[InputStory], verdict: str
+) -> str:
+    """The final line of the gradient's entries alone."""
     total = sum(i.entries for i in inputs)
     failed = sum(i.failed for i in inputs)
     unsure = sum(i.inconclusive for i in inputs)
@@ -212,6 +296,17 @@ def run_headline(document: Mapping[str, Any], inputs: Sequence[InputStory]) -> s
         if not failed:
             return "FAILED: the report's verdict is failed."
         return f"FAILED: {agreement(failed, total, 'entry', 'entries')}{more}."
+    float64 = as_mapping(document.get("float64_check"))
+    if verdict == INCONCLUSIVE and not unsure and float64.get("verdict") == INCONCLUSIVE:
+        # A low-precision run whose gradient agrees, while the same code in float64 could not
+        # be verified everywhere.
+        precision = as_mapping(document.get("settings")).get("precision", "low precision")
+        return (
+            f"INCONCLUSIVE: {all_agree(total)} in {precision}, but "
+            f"{count(float64.get('inconclusive'))} of "
+            f"{plural(count(float64.get('entries')), 'entry', 'entries')} of the same code in "
+            "float64 could not be verified."
+        )
     if verdict == INCONCLUSIVE:
         return (
             f"INCONCLUSIVE: no entry disagrees, but {unsure} of {plural(total, 'entry', 'entries')}"
@@ -325,7 +420,8 @@ def story(document: Mapping[str, Any]) -> Story:
         return Story(verdict, f"ERROR: {message}", ())
     if command == "run":
         inputs = run_inputs(document)
-        return Story(verdict, run_headline(document, inputs), inputs)
+        effects = side_effects_of(document)
+        return Story(verdict, run_headline(document, inputs), inputs, effects)
     if command == "perturb":
         return Story(verdict, perturb_headline(document), ())
     if command == "sweep":

@@ -74,6 +74,7 @@ def render_run(
             )
     else:
         console.print(f"[bold]check[/bold]  {_rule_text(report.settings)}")
+    _render_precision(report, console)
     console.print(value_line(report))
 
     columns = [
@@ -111,6 +112,10 @@ def render_run(
     print_table(console, "Summary", columns, rows, droppable=("doubtful", "max rel error"))
     for item in report.diagnosis:
         console.print(Text(f"diagnosis ({item.kind}): {printable(item.message)}", style="bold"))
+    for effect in told.side_effects:
+        verdict = "passed" if effect.passed else "FAILED"
+        line = f"side effect ({effect.kind}): {verdict}: {printable(effect.message)}"
+        console.print(Text(line, style="" if effect.passed else "bold red"))
     if report.directions:
         _render_directions(report, console)
 
@@ -181,6 +186,51 @@ def render_run(
         console.print(f"forward calls: {report.forward_calls}{per}")
     style = {"passed": "bold green", "failed": "bold red"}.get(told.verdict, "bold yellow")
     console.print(Text(told.headline, style=style))
+
+
+def _render_precision(report: RunReport, console: Console) -> None:
+    """A low-precision run: what the gradient was computed in, what it was judged against and
+    how its rounding counts; and the float64 check of the same code that came first."""
+    low = report.settings.low_precision
+    if low is None:
+        return
+    reference = printable(low.reference_forward)
+    first = report.float64_check
+    if low.reference_forward == "none":
+        console.print(
+            f"[bold]precision[/bold]  the whole check runs in {low.precision}: the model's "
+            f"forward does not compute in float64 at float64 inputs, so there is no float64 "
+            "forward to judge the gradient against (name one with --reference-model "
+            "FILE.py:NAME)"
+        )
+        return
+    if report.settings.dtype == "float64":
+        console.print(
+            Text(
+                f"precision  --dtype {low.precision} asked; the same code in float64 fails at "
+                "the same (rounded) inputs: the formula is wrong, not the precision. The "
+                f"entries below are float64's (the {low.precision} gradient was not judged).",
+                style="bold",
+            )
+        )
+        return
+    console.print(
+        f"[bold]precision[/bold]  the gradient computed in {low.precision} (the inputs and the "
+        f"output's gradient rounded to it), against {reference} at the same inputs; each "
+        f"entry's estimate adds {printable(low.rounding_rule)}, u = {low.unit_roundoff:.3g}"
+    )
+    if first is not None:
+        console.print(
+            f"[bold]float64[/bold]    the same code in float64: {first['verdict']} "
+            f"({first['entries']} entries, {first['failed']} failed, {first['inconclusive']} "
+            "inconclusive)"
+        )
+        if first["verdict"] == "passed" and report.verdict != "passed":
+            console.print(
+                f"           so what does not pass below is lost in {low.precision}, not in the "
+                "formula: terms that cancel (1 - tanh(z)**2 near saturation), or a path the code "
+                f"takes in {low.precision} alone"
+            )
 
 
 def _render_unsure(

@@ -30,6 +30,9 @@ from gradcheck_cli.subject.pairs import reads_as_a_gradient
 COTANGENT = "cotangent"
 CACHE = "cache"
 VALUE = "value"
+DOUT = "dout"
+INPUT = "input"
+PARAM = "param"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Slot:
     """The output whose cotangent it takes (COTANGENT)."""
     name: str = ""
     """The value's name (VALUE)."""
+    parameter: str = ""
+    """The name of backward's parameter that takes it (`dout`, `dnext_h`, `cache`), as messages
+    name it."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,17 @@ def plan_backward_call(
     """How to call `backward` (named `role` in messages) for a forward with `outputs` outputs
     (`scalar`: one 0-D output), given the names of the values it may take (`values`)."""
     legacy = BackwardCall(
-        tuple([*(Slot(COTANGENT, i) for i in range(outputs)), Slot(CACHE)]), (), ()
+        tuple(
+            [
+                *(
+                    Slot(COTANGENT, i, parameter="dout" + (f"{i + 1}" if outputs > 1 else ""))
+                    for i in range(outputs)
+                ),
+                Slot(CACHE, parameter="cache"),
+            ]
+        ),
+        (),
+        (),
     )
     try:
         signature = inspect.signature(backward)
@@ -122,9 +138,9 @@ def plan_backward_call(
     unnamed: list[inspect.Parameter] = []
     for parameter in parameters:
         if CACHE in parameter.name.lower():
-            slots[parameter.name] = Slot(CACHE)
+            slots[parameter.name] = Slot(CACHE, parameter=parameter.name)
         elif parameter.name in values:
-            slots[parameter.name] = Slot(VALUE, name=parameter.name)
+            slots[parameter.name] = Slot(VALUE, name=parameter.name, parameter=parameter.name)
         elif parameter.default is inspect.Parameter.empty:
             unnamed.append(parameter)
     cache_named = any(s.kind == CACHE for s in slots.values())
@@ -138,10 +154,10 @@ def plan_backward_call(
             f"takes the gradient of each before the cache; but its signature is {written}"
         )
     for index, parameter in enumerate(unnamed[:needed]):
-        slots[parameter.name] = Slot(COTANGENT, index)
+        slots[parameter.name] = Slot(COTANGENT, index, parameter=parameter.name)
     rest = unnamed[needed:]
     if rest and not cache_named:
-        slots[rest[0].name] = Slot(CACHE)
+        slots[rest[0].name] = Slot(CACHE, parameter=rest[0].name)
         rest = rest[1:]
     if rest:
         names = ", ".join(p.name for p in rest)
@@ -167,3 +183,35 @@ def plan_backward_call(
             positional.append(slot)
     cotangent_names = tuple(p.name for p in unnamed[:needed])
     return BackwardCall(tuple(positional), tuple(keywords), cotangent_names)
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a call to the user's code, named as its parameter is (`dout`, `cache`,
+    `x`), with what it is: a dout, the cache, an input (or a dict of inputs), or a parameter."""
+
+    name: str
+    kind: str
+    """DOUT, CACHE, INPUT or PARAM."""
+    value: object
+    """The value as the check holds it: never handed to the user's code itself."""
+
+
+@dataclass(frozen=True)
+class NamedCall:
+    """A call of the user's function `role` with named arguments (the side-effect checks)."""
+
+    role: str
+    """The function's own name (`affine_backward`), as side-effect messages name it."""
+    function: Callable[..., object]
+    positional: tuple[Argument, ...]
+    keywords: tuple[tuple[str, Argument], ...]
+    raised_as: str = "backward"
+    """How an error of the call names it, as every other call of the same function does."""
+
+    @property
+    def arguments(self) -> tuple[Argument, ...]:
+        return (*self.positional, *(argument for _, argument in self.keywords))
+
+    def of(self, *kinds: str) -> list[Argument]:
+        return [a for a in self.arguments if a.kind in kinds]

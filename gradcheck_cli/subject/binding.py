@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
 from gradcheck_cli.numerics.schemes import Precision
-from gradcheck_cli.report import ModelInfo, OutputShape
+from gradcheck_cli.report import ModelInfo, OutputShape, SideEffect
 from gradcheck_cli.subject.arguments import Supplied, resolve_arguments
 from gradcheck_cli.subject.calling import Caller, fingerprints
 from gradcheck_cli.subject.conventions import CallCounter, ModelFile
@@ -31,6 +31,7 @@ from gradcheck_cli.subject.functions import ModelFunctions
 from gradcheck_cli.subject.instances import instantiate
 from gradcheck_cli.subject.messages import first_index, format_index, given_inputs
 from gradcheck_cli.subject.probes import check_deterministic, forward_precision
+from gradcheck_cli.subject.side_effects import side_effect_checks
 
 if TYPE_CHECKING:
     from gradcheck_cli.numerics.workers import Parallel
@@ -53,6 +54,8 @@ class ModelRecipe:
     """The model's code writes into its arguments: every call gets copies."""
     device: str | None = None
     """--device: a PyTorch or JAX model's tensors go where the parent's do."""
+    cotangent_dtype: str | None = None
+    """The precision the cotangents are drawn through (a float64 reference of a float16 run)."""
 
     def __call__(self, inputs: Mapping[str, Array]) -> tuple[list[Model], CallCounter]:
         model_file = self.model_file
@@ -69,6 +72,7 @@ class ModelRecipe:
             probes=False,
             copy_inputs=False,
             copying=self.copying,
+            cotangent_dtype=self.cotangent_dtype,
         )
         return bound.models, model_file.counter
 
@@ -92,6 +96,10 @@ class Bound:
     recipe: ModelRecipe
     functions: ModelFunctions
     """The user's functions over named inputs (for hvp and jvp checks)."""
+    side_effects: tuple[SideEffect, ...] = ()
+    """What the side-effect checks found (`side_effects`); empty when they did not run."""
+    unbound: ModelFile | None = None
+    """The model file as loaded, before a class was instantiated (to bind it again)."""
 
     @property
     def info(self) -> ModelInfo:
@@ -138,6 +146,8 @@ def bind(
     probes: bool = True,
     copy_inputs: bool = True,
     copying: bool = False,
+    side_effects: bool = False,
+    cotangent_dtype: str | None = None,
 ) -> Bound:
     """The scalar models to check for this file at its inputs.
 
@@ -145,8 +155,12 @@ def bind(
     outputs give `cotangents` models <forward(inputs), v>, each with its own standard normal v
     per output, drawn from np.random.default_rng(seed); their gradient is the user's VJP for v.
     With `probes`, then checks that forward and backward are deterministic (`nondet_tol`), and
-    finds the precision forward computes in (a worker skips both: the parent did them). The
-    inputs are the check's own copies (`copy_inputs`): it moves their entries in place.
+    finds the precision forward computes in (a worker skips both: the parent did them); with
+    `side_effects` too, checks what the code writes into and whether backward is re-entrant
+    (`side_effects.side_effect_checks`, which then stand for the determinism of backward). The
+    inputs are the check's own copies (`copy_inputs`): it moves their entries in place. The
+    cotangents are drawn in float64 and rounded through `cotangent_dtype` when given (a float64
+    reference gets the very cotangents a float16 run of the same seed got).
 
     User code that writes into its arguments gets copies for every call (`copying`); when it
     turns out to do so while binding, the binding is made a second time, with fresh inputs
@@ -154,6 +168,7 @@ def bind(
     """
     if cotangents < 1:
         raise ValueError(f"cotangents must be at least 1; got {cotangents}")
+    unbound = model_file
     given = dict(params or {})
     call_params = given
     if model_file.of_class is not None:
@@ -175,13 +190,17 @@ def bind(
         fallback=fallback,
         probes=probes,
         copy_inputs=copy_inputs,
+        side_effects=side_effects,
+        cotangent_dtype=cotangent_dtype,
     )
     try:
-        return attempt(copying=copying)
+        bound = attempt(copying=copying)
     except _WroteIntoInputs:
-        pass
-    # Outside the except block: an error of the second attempt is not chained to the first.
-    return attempt(copying=True)
+        # Outside the except block: an error of the second attempt is not chained to the first.
+        bound = None
+    if bound is None:
+        bound = attempt(copying=True)
+    return dataclasses.replace(bound, unbound=unbound)
 
 
 def _bind_once(
@@ -198,6 +217,8 @@ def _bind_once(
     probes: bool,
     copy_inputs: bool,
     copying: bool,
+    side_effects: bool,
+    cotangent_dtype: str | None,
 ) -> Bound:
     """`bind`, once; raises `_WroteIntoInputs` (only when not `copying`) as soon as the user's
     code is seen to have written into the inputs. `params` are the call's, `given` all the
@@ -249,12 +270,15 @@ def _bind_once(
         )
         output_shape: OutputShape = None
     else:
-        drawn = []
+        drawn: list[list[Array]] = []
         for _ in range(cotangents):
             # Drawn in float64 and cast, so a seed gives the same directions whatever the dtype.
             vectors = []
             for shape in shapes:
-                v = np.asarray(rng.standard_normal(shape), dtype=working)
+                normal = np.asarray(rng.standard_normal(shape))
+                if cotangent_dtype is not None:
+                    normal = normal.astype(np.dtype(cotangent_dtype))
+                v = np.asarray(normal, dtype=working)
                 v.flags.writeable = False
                 vectors.append(v)
             drawn.append(vectors)
@@ -272,9 +296,15 @@ def _bind_once(
             models.append(dataclasses.replace(contracted, step_scale=shared))
         output_shape = shapes[0] if len(shapes) == 1 else shapes
     eps = None
+    found: tuple[SideEffect, ...] = ()
     if probes:
         try:
-            check_deterministic(functions, inputs, outputs, models, nondet_tol)
+            check_deterministic(
+                functions, inputs, outputs, models, nondet_tol, backward=not side_effects
+            )
+            if side_effects:
+                given_v = cotangent_vectors(models[0])
+                found = side_effect_checks(functions, inputs, outputs, given_v, nondet_tol)
         except UserCodeError:
             start_over_if_inputs_written()  # the inputs it wrote into made the calls differ
             raise
@@ -292,10 +322,20 @@ def _bind_once(
         cotangents=cotangents,
         seed=seed,
         copying=caller.copying,
+        cotangent_dtype=cotangent_dtype,
     )
     precision = Precision(eps=eps, noise=nondet_tol)
     return Bound(
-        model_file, inputs, sources, passed, models, output_shape, precision, recipe, functions
+        model_file,
+        inputs,
+        sources,
+        passed,
+        models,
+        output_shape,
+        precision,
+        recipe,
+        functions,
+        found,
     )
 
 

@@ -37,6 +37,8 @@ class BuiltinSubject:
     params: dict[str, object] = field(default_factory=dict)
     recipe: None = None
     functions: None = None
+    side_effects: tuple[()] = ()
+    """A built-in model is none of the user's code: no side effects to check."""
 
     @property
     def models(self) -> list[Model]:

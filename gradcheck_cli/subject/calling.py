@@ -56,6 +56,9 @@ class Caller:
         }
         self.order = list(order)
         self.copying = False
+        self.wrote: set[str] = set()
+        """The roles (`forward`, `backward`) whose code raised on a read-only view: it writes
+        into its arguments (the side-effect checks name which)."""
         # torch.as_tensor warns about the read-only views we pass (our doing, not the user's):
         # silenced for that message alone.
         warnings.filterwarnings(
@@ -83,7 +86,7 @@ class Caller:
     def protect(self, value: object) -> object:
         """`value` as the user's code gets it: a read-only view (a fresh copy once the code has
         written into one), a dict of them."""
-        return _copy(value) if self.copying else _read_only(value)
+        return writable_copy(value) if self.copying else read_only(value)
 
     def call_built(
         self, role: str, function: UserFunction, build: Callable[[], Arguments]
@@ -94,12 +97,13 @@ class Caller:
         args, kwargs = build()
         try:
             return call_user_function(self.model_file, role, function, args, kwargs)
-        except _WroteToInput:
+        except WroteToInput:
             self.copying = True
+            self.wrote.add(role)
         args, kwargs = build()
         try:
             return call_user_function(self.model_file, role, function, args, kwargs)
-        except _WroteToInput as written:
+        except WroteToInput as written:
             error = written.__cause__ or written
             raise user_code_error(self.model_file.path, role, error) from error
 
@@ -116,20 +120,21 @@ class Caller:
         written into one). `quiet`: the caller has numpy's floating-point errors silenced."""
         if not self.copying:
             try:
-                views = [_read_only(a) for a in args]
-                keyword_views = {k: _read_only(v) for k, v in kwargs.items()}
+                views = [read_only(a) for a in args]
+                keyword_views = {k: read_only(v) for k, v in kwargs.items()}
                 return call_user_function(
                     self.model_file, role, function, views, keyword_views, quiet=quiet
                 )
-            except _WroteToInput:
+            except WroteToInput:
                 self.copying = True
-        copies = [_copy(a) for a in args]
-        keyword_copies = {k: _copy(v) for k, v in kwargs.items()}
+                self.wrote.add(role)
+        copies = [writable_copy(a) for a in args]
+        keyword_copies = {k: writable_copy(v) for k, v in kwargs.items()}
         try:
             return call_user_function(
                 self.model_file, role, function, copies, keyword_copies, quiet=quiet
             )
-        except _WroteToInput as written:
+        except WroteToInput as written:
             # Read-only even in copies: the user's own array, or a buffer only they hold.
             error = written.__cause__ or written
             raise user_code_error(self.model_file.path, role, error) from error
@@ -146,8 +151,8 @@ class Caller:
                 return self.call("forward", self.model_file.forward, args, kwargs, quiet=quiet)
             cached = self._cached = (
                 key,
-                [_read_only(a) for a in args],
-                {k: _read_only(v) for k, v in kwargs.items()},
+                [read_only(a) for a in args],
+                {k: read_only(v) for k, v in kwargs.items()},
             )
         # A dict argument afresh for every call: what one call puts into it, no other sees.
         args = [dict(a) if isinstance(a, dict) else a for a in cached[1]]
@@ -156,29 +161,31 @@ class Caller:
             return call_user_function(
                 self.model_file, "forward", self.model_file.forward, args, kwargs, quiet=quiet
             )
-        except _WroteToInput:
+        except WroteToInput:
             self.copying = True
+            self.wrote.add("forward")
             self._cached = None
             args, kwargs = self.arguments(inputs)
             return self.call("forward", self.model_file.forward, args, kwargs, quiet=quiet)
 
 
-class _WroteToInput(Exception):
-    """The user's code wrote into a read-only argument: call again with copies."""
+class WroteToInput(Exception):
+    """The user's code wrote into a read-only argument: call again with copies (or, for the
+    side-effect checks, name the argument)."""
 
 
-def _read_only(value: object) -> object:
+def read_only(value: object) -> object:
     """A read-only view of an array; a fresh dict of them for a dict (one level)."""
     if isinstance(value, np.ndarray):
         view = value.view()
         view.flags.writeable = False
         return view
     if isinstance(value, dict):
-        return {k: _read_only(v) if isinstance(v, np.ndarray) else v for k, v in value.items()}
+        return {k: read_only(v) if isinstance(v, np.ndarray) else v for k, v in value.items()}
     return value
 
 
-def _copy(value: object) -> object:
+def writable_copy(value: object) -> object:
     """A writable copy: arrays, and containers of them (a layer's cache of forward's views)."""
     if isinstance(value, np.ndarray):
         return np.array(value, copy=True)
@@ -210,7 +217,7 @@ def call_user_function(
     except ValueError as error:
         # Our read-only views, as an argument or inside one (a layer's cache holds forward's).
         if "read-only" in str(error):
-            raise _WroteToInput from error
+            raise WroteToInput from error
         raise user_code_error(model_file.path, role, error) from error
     except (Exception, SystemExit) as error:
         raise user_code_error(model_file.path, role, error) from error

@@ -19,12 +19,13 @@ import os
 import stat
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from gradcheck_cli.errors import UserCodeError
-from gradcheck_cli.subject.conventions import ModelFile, model_file_from_module
+from gradcheck_cli.subject.conventions import ModelFile, UserFunction, model_file_from_module
 from gradcheck_cli.subject.messages import one_line, user_code_error
 
 if TYPE_CHECKING:
@@ -54,6 +55,25 @@ def load_model_file(
         raise UserCodeError(f"model file {path} is not a .py file")
     path = path.resolve()
     return model_file_from_module(_import(path), path, entry, device=device)
+
+
+def load_function(path: Path, names: Sequence[str], *, option: str) -> tuple[str, UserFunction]:
+    """The first of `names` a Python file defines as a function (or any callable), and its name:
+    a reference forward (`--reference-model FILE.py[:NAME]`)."""
+    path = Path(path)
+    _check_model_path(path)
+    if path.suffix != ".py":
+        raise UserCodeError(f"{option} {path}: not a .py file")
+    module = _import(path.resolve())
+    for name in names:
+        value = getattr(module, name, None)
+        if callable(value) and not isinstance(value, type):
+            return name, value
+    looked = " or ".join(dict.fromkeys(names))
+    raise UserCodeError(
+        f"{option} {path.name}: no function {looked} in the file; name the reference forward "
+        f"with {option} {path.name}:NAME"
+    )
 
 
 def _check_model_path(path: Path) -> None:

@@ -8,6 +8,7 @@ gradients by input name.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +18,22 @@ from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs
-from gradcheck_cli.subject.backward_calls import BackwardCall, plan_backward_call
+from gradcheck_cli.subject.backward_calls import (
+    CACHE,
+    COTANGENT,
+    DOUT,
+    INPUT,
+    PARAM,
+    Argument,
+    BackwardCall,
+    NamedCall,
+    Slot,
+    plan_backward_call,
+)
 from gradcheck_cli.subject.calling import Arguments, Caller
 from gradcheck_cli.subject.conventions import ModelFile, UserFunction
 from gradcheck_cli.subject.gradients import Parsed, numeric, parse_gradients
+from gradcheck_cli.subject.groups import assemble
 from gradcheck_cli.subject.messages import describe
 from gradcheck_cli.subject.pairs import backward_name_for
 
@@ -52,7 +65,10 @@ class ModelFunctions:
 
     def forward(self, inputs: Inputs, *, quiet: bool = False) -> Outputs:
         self.model_file.counter.forward += 1
-        result = self.caller.call_forward(inputs, quiet=quiet)
+        return self.outputs_of(self.caller.call_forward(inputs, quiet=quiet))
+
+    def outputs_of(self, result: object) -> Outputs:
+        """What a forward call returned, as its outputs (arrays) and a layer's cache."""
         convention = self.model_file.convention
         if convention in ("plain", "derivative"):
             return Outputs((self.numeric_output(result, "forward"),))
@@ -189,6 +205,11 @@ class ModelFunctions:
         role = _name_of(derivative, "gradient")
         args, kwargs = self.caller.arguments(inputs)
         result = self.caller.call(role, derivative, args, kwargs)
+        return self._chained(result, inputs, cotangents)
+
+    def _chained(self, result: object, inputs: Inputs, cotangents: Sequence[Array]) -> Gradients:
+        """A derivative's `result` as gradients by name, chained with the cotangent."""
+        role = _name_of(self.model_file.backward, "gradient")
         if not cotangents:
             return self._gradients(result, inputs, role=role)
         (v,) = cotangents
@@ -252,6 +273,80 @@ class ModelFunctions:
             )
         return function  # type: ignore[no-any-return]
 
+    def gradients_of(
+        self, result: object, inputs: Inputs, cotangents: Sequence[Array]
+    ) -> Gradients:
+        """What one call of `backward_call`'s function returned, as gradients by input name."""
+        if self.model_file.convention == "derivative":
+            return self._chained(result, inputs, cotangents)
+        return self._gradients(result, inputs)
+
+    def forward_call(self, inputs: Inputs) -> NamedCall:
+        """forward's call at `inputs`, each argument named as forward's parameter is."""
+        caller = self.caller
+        args, kwargs = caller.arguments(inputs)
+        own = set(assemble(inputs))
+
+        def argument(name: str, value: object) -> Argument:
+            return Argument(name, INPUT if name in own else PARAM, value)
+
+        return NamedCall(
+            _name_of(self.model_file.forward, "forward"),
+            self.model_file.forward,
+            tuple(argument(n, v) for n, v in zip(caller.positional, args, strict=False)),
+            tuple((n, argument(n, v)) for n, v in kwargs.items()),
+            raised_as="forward",
+        )
+
+    def backward_call(
+        self, inputs: Inputs, cotangents: Sequence[Array], outputs: Outputs
+    ) -> NamedCall | None:
+        """backward's call at `inputs` for `cotangents` after the forward call that gave
+        `outputs` (a layer's cache), each argument named as backward's parameter is; None for
+        a loss, which has no backward of its own."""
+        convention = self.model_file.convention
+        backward = self.model_file.backward
+        if convention == "loss" or backward is None or hasattr(backward, "gradcheck_stand_in"):
+            return None
+        caller = self.caller
+        own = set(assemble(inputs))
+        role = _name_of(backward, "backward" if convention != "derivative" else "gradient")
+        raised_as = role if convention == "derivative" else "backward"
+        if convention != "layer":
+            extra = [] if convention == "derivative" else list(cotangents)
+            args, kwargs = caller.arguments(inputs, extra=extra)
+            names = [*caller.positional[: len(args) - len(extra)], *_extra_names(backward, extra)]
+            given = len(args) - len(extra)
+            positional = tuple(
+                Argument(n, DOUT if i >= given else INPUT if n in own else PARAM, v)
+                for i, (n, v) in enumerate(zip(names, args, strict=True))
+            )
+            keywords = tuple(
+                (n, Argument(n, INPUT if n in own else PARAM, v)) for n, v in kwargs.items()
+            )
+            return NamedCall(role, backward, positional, keywords, raised_as)
+        douts: list[object] = list(cotangents) if cotangents else [np.float64(1.0)]
+        plan = self._plan(inputs, outputs)
+        values = {**caller.defaults, **caller.values(inputs)}
+        # A layer object's backward(dout) keeps its cache in the instance: `self.x`.
+        cache_name = getattr(backward, "gradcheck_cache_name", None)
+
+        def argument(slot: Slot) -> Argument:
+            if slot.kind == COTANGENT:
+                return Argument(slot.parameter or "dout", DOUT, douts[slot.index])
+            if slot.kind == CACHE:
+                return Argument(cache_name or slot.parameter or "cache", CACHE, outputs.cache)
+            kind = INPUT if slot.name in own else PARAM
+            return Argument(slot.parameter or slot.name, kind, values[slot.name])
+
+        return NamedCall(
+            role,
+            backward,
+            tuple(argument(slot) for slot in plan.positional),
+            tuple((name, argument(slot)) for name, slot in plan.keywords),
+            raised_as,
+        )
+
     def _gradients(
         self, result: object, inputs: Inputs, scale: float = 1.0, role: str | None = None
     ) -> Gradients:
@@ -267,6 +362,23 @@ def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
     if len(shape) > len(target):
         return False
     return all(s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False))
+
+
+def _extra_names(backward: object, extra: Sequence[object]) -> list[str]:
+    """The names backward's signature gives the arguments after forward's (grad_output)."""
+    default = [
+        "grad_output" if len(extra) == 1 else f"grad_output{i + 1}" for i in range(len(extra))
+    ]
+    try:
+        parameters = list(inspect.signature(backward).parameters.values())  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    positional = [
+        p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) < len(extra):
+        return default
+    return positional[len(positional) - len(extra) :]
 
 
 def _name_of(function: object, default: str) -> str:

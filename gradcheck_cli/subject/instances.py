@@ -38,6 +38,7 @@ from gradcheck_cli.subject.classes import ClassPlan
 from gradcheck_cli.subject.conventions import ModelFile
 from gradcheck_cli.subject.groups import head_of, is_dict_of_arrays, member_name
 from gradcheck_cli.subject.messages import describe, user_code_error
+from gradcheck_cli.subject.pairs import reads_as_a_gradient
 
 GRADIENT_DICTS = ("grads", "dparams", "gradients", "grad", "param_grads", "d_params")
 
@@ -327,10 +328,23 @@ class _Layer:
             return gradients
 
         names = ["dout"] if outputs == 1 else [f"dout{i + 1}" for i in range(outputs)]
+        # The method's own names for its douts (`dvalues`), as messages say them, where they
+        # read as gradients and cannot be taken for forward's values or the cache.
+        own = [
+            p.name
+            for p in self.plan.method_parameters(method_name)
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in params
+        ][:outputs]
+        taken = set(self.forward_names) | set(self.inputs)
+        fits = all(reads_as_a_gradient(n) and n not in taken and "cache" not in n for n in own)
+        if len(own) == outputs and fits:
+            names = own
         backward.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [inspect.Parameter(n, inspect.Parameter.POSITIONAL_ONLY) for n in [*names, "cache"]]
         )
         backward.__name__ = method_name
+        # What forward saved lives on the instance, which the side-effect checks call `self`.
+        backward.gradcheck_cache_name = "self"  # type: ignore[attr-defined]
         return backward
 
 

@@ -7,7 +7,7 @@ to check, the inputs by name, their sources, how precisely f is known. Raises `I
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -26,11 +26,18 @@ from gradcheck_cli.subject.arrays.loading import (
 from gradcheck_cli.subject.binding import Bound, bind
 from gradcheck_cli.subject.builtin import BuiltinSubject, builtin_subject
 from gradcheck_cli.subject.conventions import signature_of
-from gradcheck_cli.subject.files import load_model_file, split_model_spec
+from gradcheck_cli.subject.files import load_function, load_model_file, split_model_spec
 from gradcheck_cli.subject.groups import member_name
+from gradcheck_cli.subject.low_precision import (
+    Named,
+    check_dtype,
+    reference_names,
+)
+from gradcheck_cli.subject.low_precision import reference_loader as reference_loader_for
 from gradcheck_cli.subject.seed import SEED_SOURCE, seed_matrices
 
 Subject: TypeAlias = Bound | BuiltinSubject
+LoadReference: TypeAlias = Callable[[Subject], tuple[Subject, str] | None]
 """The model(s), the inputs by name, and what the report says about them: a model file bound
 to its inputs, or a built-in model on X and W. Both offer `models`, `info`, `inputs`, `sources`,
 `precision`, `output_shape`, `model_file`, `params`, `recipe`, `functions`, `builtin` and
@@ -53,6 +60,11 @@ class InputOptions:
     seed: int = 0
     device: str | None = None
     """Where a PyTorch or JAX model's tensors live (--device); None: the CPU."""
+    side_effects: bool = False
+    """Check what the model's code writes into and whether its backward is re-entrant."""
+    reference_model: str | None = None
+    """--reference-model FILE.py[:NAME]: the float64 forward a low-precision run is judged
+    against (default: the model's own, when it computes in float64)."""
 
     def is_model_file(self) -> bool:
         path, _ = split_model_spec(self.model_spec)
@@ -71,19 +83,46 @@ class InputOptions:
             paths[file_of_spec(self.inputs_archive)] = "--inputs"
         if self.is_model_file():
             paths[Path(split_model_spec(self.model_spec)[0])] = "--model"
+        if self.reference_model:
+            paths[Path(split_model_spec(self.reference_model)[0])] = "--reference-model"
         return paths
 
 
 def load_subject(options: InputOptions) -> Subject:
     """Load the model and its inputs named by the command line."""
     if options.is_model_file():
+        check_dtype(options.dtype, option="--dtype", what=split_model_spec(options.model_spec)[0])
         return _model_file_subject(options)
     if options.device not in (None, "cpu"):
         raise InputError(
             f"--device {options.device}: the built-in models are numpy; --device places the "
             "tensors of a PyTorch or JAX model file"
         )
+    check_dtype(options.dtype, option="--dtype", what=f"the built-in model {options.model_spec}")
     return _builtin_subject(options)
+
+
+def reference_loader(options: InputOptions) -> LoadReference:
+    """How the command line's subject in a low precision gets its float64 forward: the one
+    --reference-model names, or the model's own (see `low_precision.float64_reference`)."""
+    named = None
+    spec = options.reference_model
+    if spec is not None:
+        path, entry = split_model_spec(spec)
+
+        def named(subject: Bound) -> Named:
+            names = [entry] if entry else reference_names(subject)
+            name, function = load_function(Path(path), names, option="--reference-model")
+            return f"{Path(path).name}:{name}", Path(path), function
+
+    return reference_loader_for(
+        options.dtype,
+        params=dict(options.param_specs),
+        named=named,
+        cotangents=options.cotangents,
+        seed=options.seed,
+        nondet_tol=options.nondet_tol,
+    )
 
 
 def _builtin_subject(options: InputOptions) -> BuiltinSubject:
@@ -133,6 +172,7 @@ def _model_file_subject(options: InputOptions) -> Bound:
         fallback=fallback,
         # The arrays were just loaded: they are the check's own, no copy needed.
         copy_inputs=False,
+        side_effects=options.side_effects,
     )
 
 

@@ -17,6 +17,7 @@ from gradcheck_cli.numerics.models import Inputs, Model
 from gradcheck_cli.numerics.schemes import SCHEMES, default_steps
 from gradcheck_cli.subject.calling import fingerprints
 from gradcheck_cli.subject.functions import ModelFunctions, Outputs
+from gradcheck_cli.subject.side_effects import uninitialised_filled
 
 LOW_PRECISIONS = (np.float16, np.float32)
 
@@ -27,10 +28,13 @@ def check_deterministic(
     first: Outputs,
     models: Sequence[Model],
     tolerance: float,
+    *,
+    backward: bool = True,
 ) -> None:
     """Two more forward calls and two backward calls at the same inputs must agree to within
     `tolerance` (0: bitwise), or no verdict could be trusted: a fresh dropout mask or an
-    unseeded rng moves f by far more than any step's difference."""
+    unseeded rng moves f by far more than any step's difference. `backward` False leaves
+    backward to the side-effect checks, whose not-reentrant verdict says the same of it."""
     label = functions.label
     hint = (
         "a dropout layer left on, or an unseeded random number generator? Seed it, or allow "
@@ -48,10 +52,13 @@ def check_deterministic(
                 gap = float(np.max(np.abs(a - b), initial=0.0))
             if not gap <= tolerance:
                 shown = f" ({a.item():.10g} and {b.item():.10g})" if a.ndim == 0 else ""
+                cause = _unwritten_memory(functions, inputs) or hint
                 raise UserCodeError(
                     f"{label}: forward is not deterministic: two calls at the same inputs "
-                    f"differ by {gap:.3g}{shown}, more than --nondet-tol {tolerance:g}; {hint}"
+                    f"differ by {gap:.3g}{shown}, more than --nondet-tol {tolerance:g}; {cause}"
                 )
+    if not backward:
+        return
     model = models[0]
     one = model.gradient(inputs)
     moved: list[str] = []
@@ -88,6 +95,30 @@ def check_deterministic(
             f"{label}: backward is not deterministic: two calls at the same inputs give "
             f"different d{moved[0]}, more than --nondet-tol 0; {hint}"
         )
+
+
+def _unwritten_memory(functions: ModelFunctions, inputs: Inputs) -> str | None:
+    """Why forward differs between calls when it is memory np.empty left unwritten: with that
+    memory filled with NaN, two calls agree (and hold NaN where they read it)."""
+    outputs = []
+    for _ in range(2):
+        try:
+            with uninitialised_filled(functions.model_file.forward):
+                outputs.append(functions.forward(inputs).arrays)
+        except UserCodeError:
+            return None
+    one, two = outputs
+    same = all(
+        a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+        for a, b in zip(one, two, strict=True)
+    )
+    holes = [np.argwhere(np.isnan(a)) for a in one if a.dtype.kind in "fc"]
+    if not same or not any(h.size for h in holes):
+        return None
+    return (
+        "it reads memory np.empty (or empty_like) left unwritten: with that memory filled with "
+        "NaN, two calls agree and hold NaN where it is read. Write every entry (np.zeros)"
+    )
 
 
 def forward_precision(functions: ModelFunctions, inputs: Inputs, outputs: Outputs) -> float | None:

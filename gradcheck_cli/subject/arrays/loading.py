@@ -30,7 +30,7 @@ from gradcheck_cli.subject.arrays.values import refuse_overflow
 
 SUPPORTED_EXTENSIONS = (".csv", ".npy", ".npz")
 
-_CASTABLE_DTYPES = ("float64", "float32")
+_CASTABLE_DTYPES = ("float64", "float32", "float16")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == has no single truth value
@@ -104,7 +104,7 @@ def is_whole_archive(spec: str, *, option: str) -> bool:
 
 
 def cast_to_dtype(loaded: LoadedArray, dtype: str, *, option: str) -> NDArray[Any]:
-    """`loaded.array` in `dtype` ("float64" or "float32") if it is a float array.
+    """`loaded.array` in `dtype` ("float64", "float32" or "float16") if it is a float array.
 
     Integer and boolean arrays are returned unchanged (labels and masks are not cast). A value
     that is finite in the file but too large for `dtype` (1e39 in float32) is a `LoadError`

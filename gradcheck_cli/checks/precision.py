@@ -1,0 +1,95 @@
+"""A gradient computed in low precision, judged against float64 on the same quantised inputs.
+
+Kernels that exist only in float32, float16 or bfloat16 cannot be checked by differencing
+themselves: a step below the format's epsilon leaves differences of exactly zero, and one above
+it truncates. Here the numerical side is a float64 forward (the model's own, when it follows
+its inputs' dtype, or a reference the user names) at the inputs the low-precision run got,
+differenced as any float64 check; the analytic side is the gradient the user's code computed
+in the low precision. What the low precision may cost the analytic side is added to every
+entry's error estimate (`judge`'s `rounding`), so it widens the tolerance and weighs in the
+evidence like the difference's own error:
+
+    rounding = u * max(|analytic|, the input's largest |analytic|, spread / u)
+
+where u is the format's unit roundoff (eps / 2) and spread is how far the gradient moves over
+a few runs at rounding-level perturbations (the inputs and what forward saved moved by an ulp
+or two, the output's gradient scaled by a factor other than a power of two: `subject.
+low_precision`): it measures the size of the terms the code sums where they cancel, and how far
+the rounding of what forward saved carries. With SAFETY = 10 a correct kernel passes (on
+softmax, layer norm and attention, at most 3 of these units were seen); an error of 1% in a
+float16 term shows wherever it is more than about 16 units of its entry; an entry whose
+rounding alone is more than 1% of what is compared is inconclusive, never passed. What no
+perturbation from outside shows, the rounding of terms that cancel inside the code (1 -
+tanh(z)**2 where tanh(z) rounds to nearly 1), can still exceed the estimate: an entry beyond its
+tolerance by less than UNRESOLVED units (at most 1%) of its size or its input's largest gradient
+is inconclusive, not failed; beyond that it fails. Where the model's own code is the reference,
+its float64 check came first and has already caught any error of the formula, however small.
+
+Pure numpy: nothing here knows about click or rich.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcheck_cli.checks.judgement import DOUBT
+from gradcheck_cli.numerics.models import Array, Gradients
+from gradcheck_cli.numerics.schemes import FloatArray
+
+UNRESOLVED = 1024.0
+"""Units of roundoff of an entry's size (or its input's largest gradient), up to 1% of it
+(`DOUBT`), within which a disagreement beyond the rounding estimate is inconclusive, not
+failed: the rounding of terms that cancel inside the code (1 - tanh(z)**2 where tanh(z) rounds
+to nearly 1 loses three or four digits in float32) makes errors that no perturbation from
+outside shows, of up to three digits' worth of cancellation allowed here. Beyond both, the
+gradient is wrong: no rounding of that precision plausibly makes it."""
+
+UNIT_ROUNDOFF = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+"""u = eps / 2 of each low precision: the largest relative error of one rounding."""
+
+ROUNDING_RULE = (
+    "u x max(|analytic|, its input's largest |analytic|, spread / u), spread: the largest "
+    "change of the gradient over {dithers} runs at rounding-level perturbations"
+)
+
+
+@dataclass(frozen=True)
+class LowPrecision:
+    """The gradient under test, computed in `dtype`, and what its rounding may be."""
+
+    dtype: str
+    unit: float
+    """u of the precision the code computes in: the dtype's, or a coarser one its forward
+    casts to (a float16 kernel run at --dtype float32)."""
+    gradients: tuple[Gradients, ...]
+    """Per model (cotangent): the low-precision gradient by input, as float64."""
+    spread: tuple[Mapping[str, Array], ...]
+    """Per model: how far each entry moved over the rounding-level perturbations."""
+    dithers: int
+    reference: str
+    """What the numerical side differences: `the model's forward in float64`, `ref.py:NAME`."""
+
+    @property
+    def rule(self) -> str:
+        return ROUNDING_RULE.format(dithers=self.dithers)
+
+    def resolution(self, model: int, name: str) -> FloatArray:
+        """The disagreement within which an entry beyond its rounding estimate is inconclusive
+        rather than failed: UNRESOLVED units (at most 1%) of its size or its input's largest
+        gradient."""
+        analytic = np.abs(np.asarray(self.gradients[model][name], dtype=np.float64))
+        largest = float(np.max(analytic[np.isfinite(analytic)], initial=0.0))
+        share = min(UNRESOLVED * self.unit, DOUBT)
+        return np.asarray(share * np.maximum(analytic, largest), np.float64)
+
+    def rounding(self, model: int, name: str) -> FloatArray:
+        """The rounding estimate of every entry of input `name` for model number `model`
+        (0-based), in the input's shape."""
+        analytic = np.abs(np.asarray(self.gradients[model][name], dtype=np.float64))
+        largest = float(np.max(analytic[np.isfinite(analytic)], initial=0.0))
+        spread = np.asarray(self.spread[model].get(name, 0.0), dtype=np.float64)
+        size = np.maximum(np.maximum(analytic, largest), spread / self.unit)
+        return np.asarray(self.unit * size, dtype=np.float64)

@@ -45,12 +45,19 @@ def load_model_file(path: Path, entry: str | None = None) -> ModelFile:
     `entry` names a layer, a class, a derivative or a loss function of the file (what follows
     the colon in `--model layers.py:NAME`); see `conventions`.
     """
+    path, module = import_model_file(path)
+    return model_file_from_module(module, path, entry)
+
+
+def import_model_file(path: Path) -> tuple[Path, ModuleType]:
+    """Import a model file once: its resolved path and the module (as `load_model_file` does,
+    for a caller that takes several layers out of one file)."""
     path = Path(path)
     _check_model_path(path)
     if path.suffix != ".py":
         raise UserCodeError(f"model file {path} is not a .py file")
     path = path.resolve()
-    return model_file_from_module(_import(path), path, entry)
+    return path, _import(path)
 
 
 def _check_model_path(path: Path) -> None:

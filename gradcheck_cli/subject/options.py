@@ -25,7 +25,7 @@ from gradcheck_cli.subject.arrays.loading import (
 )
 from gradcheck_cli.subject.binding import Bound, bind
 from gradcheck_cli.subject.builtin import BuiltinSubject, builtin_subject
-from gradcheck_cli.subject.conventions import signature_of
+from gradcheck_cli.subject.conventions import ModelFile, signature_of
 from gradcheck_cli.subject.files import load_model_file, split_model_spec
 from gradcheck_cli.subject.groups import member_name
 from gradcheck_cli.subject.seed import SEED_SOURCE, seed_matrices
@@ -100,15 +100,21 @@ def _builtin_subject(options: InputOptions) -> BuiltinSubject:
 
 def _model_file_subject(options: InputOptions) -> Bound:
     path_text, entry = split_model_spec(options.model_spec)
-    model_file = load_model_file(Path(path_text), entry)
-    names = list(signature_of(model_file).parameters)
-    letters = {}
-    for letter in ("X", "W"):
-        for candidate in (letter, letter.lower()):
-            if candidate in names:
-                letters[letter] = candidate
-                break
-    supplied = _arrays_from_command_line(options, letters)
+    return model_file_subject(load_model_file(Path(path_text), entry), options)
+
+
+def model_file_subject(
+    model_file: ModelFile,
+    options: InputOptions,
+    *,
+    supplied: Mapping[str, Supplied] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Bound:
+    """`model_file` bound to the inputs and parameters the command line gives, or to
+    `supplied` arrays and `params` instead (a layer of a whole file takes the ones it names;
+    a further input point, its own arrays)."""
+    if supplied is None:
+        supplied = command_line_arrays(options, model_file)
     seed_X, seed_W = seed_matrices()
     # Files written for the two-matrix tool run on the seed's X and W, as before.
     fallback = {
@@ -118,7 +124,7 @@ def _model_file_subject(options: InputOptions) -> Bound:
     return bind(
         model_file,
         supplied,
-        dict(options.param_specs),
+        dict(options.param_specs) if params is None else dict(params),
         dtype=options.dtype,
         cotangents=options.cotangents,
         seed=options.seed,
@@ -127,6 +133,19 @@ def _model_file_subject(options: InputOptions) -> Bound:
         # The arrays were just loaded: they are the check's own, no copy needed.
         copy_inputs=False,
     )
+
+
+def command_line_arrays(options: InputOptions, model_file: ModelFile | None) -> dict[str, Supplied]:
+    """The arrays the command line gives, by input name; --x and --w name `model_file`'s input
+    X (or x) and W (or w), and are refused without a model file to name them in."""
+    letters = {}
+    names = list(signature_of(model_file).parameters) if model_file is not None else []
+    for letter in ("X", "W"):
+        for candidate in (letter, letter.lower()):
+            if candidate in names:
+                letters[letter] = candidate
+                break
+    return _arrays_from_command_line(options, letters)
 
 
 def _arrays_from_command_line(

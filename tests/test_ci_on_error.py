@@ -52,7 +52,7 @@ def test_json_is_an_error_document_in_the_schema(
     document = json.loads(result.stdout)
     report_validator.validate(document)
     assert document == {
-        "schema_version": 3,
+        "schema_version": 4,
         "command": "run",
         "passed": False,
         "verdict": "error",

@@ -293,3 +293,20 @@ def test_an_error_before_the_config_is_read_writes_no_junit_over_a_file(
     result = check(project, "--junit-xml", "new.xml")
     assert result.exit_code == 2
     assert "unknown key 'rtoll'" in (project / "new.xml").read_text(encoding="utf-8")
+
+
+def test_a_layer_the_file_does_not_have_is_exit_2_naming_the_check(
+    check: Check, project: Path
+) -> None:
+    """only = [...] names layers of the check's file: a name it has no layer of is the
+    config's mistake (exit 2, before any check), as --only is on the command line."""
+    config = project / "pyproject.toml"
+    config.write_text(CONFIG.replace('"softmax_loss"]', '"softmax"]'), encoding="utf-8")
+    result = check(project, "--output", "out.json")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "gradcheck: error: pyproject.toml check 1: only softmax: layers.py has no layer of "
+        "that name; its layers are affine, relu, affine_relu, batchnorm, layernorm, dropout, "
+        "conv, max_pool, softmax_loss, svm_loss\n"
+    )
+    assert not (project / "out.json").exists()

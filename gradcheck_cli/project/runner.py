@@ -186,11 +186,13 @@ def _plan(request: CheckRequest) -> list[_Planned]:
     path_text, entry = split_model_spec(options.model_spec)
     try:
         path, module = import_model_file(Path(path_text))
-        if entry is None and not is_plain_model(module):
-            return _whole_file(request, path, module)
-        model_file = model_file_from_module(module, path, entry)
+        whole = entry is None and not is_plain_model(module)
+        model_file = None if whole else model_file_from_module(module, path, entry)
     except InputError as error:
         return [_Planned(shown, options.model_spec, request, error=one_line(str(error)))]
+    if model_file is None:
+        # What the check asks of the file's layers (--only, --input) is the config's mistake.
+        return _whole_file(request, path, module)
     _refuse_selection(request, f"{options.model_spec}, one model")
     return [_Planned(request.name or model_file.name, options.model_spec, request, model_file)]
 

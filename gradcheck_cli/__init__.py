@@ -14,6 +14,7 @@ __all__ = [
     "__version__",
     "assert_gradients_close",
     "assert_layer_gradients",
+    "check_file",
     "check_gradients",
     "check_hvp",
     "check_jvp",
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from gradcheck_cli.api import (
         assert_gradients_close,
         assert_layer_gradients,
+        check_file,
         check_gradients,
         check_hvp,
         check_jvp,

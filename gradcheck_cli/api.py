@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -29,6 +30,7 @@ from numpy.typing import ArrayLike
 
 from gradcheck_cli import session
 from gradcheck_cli.errors import InputError
+from gradcheck_cli.project_report import ProjectReport
 from gradcheck_cli.report import RunReport
 from gradcheck_cli.settings import API, DTYPES, CheckSettings, EntrySelection
 from gradcheck_cli.subject.arguments import Supplied
@@ -219,6 +221,63 @@ def assert_layer_gradients(
     gradients are shown right: the one-line test of a CS231n-style layer."""
     __tracebackhide__ = True
     return check_layer(layer_forward, layer_backward, inputs, **settings).assert_ok()
+
+
+@_public
+def check_file(
+    path: str | os.PathLike[str],
+    *,
+    only: str | Sequence[str] | None = None,
+    skip: str | Sequence[str] = (),
+    points: int = 1,
+    seed: int = 0,
+    params: Mapping[str, object] | None = None,
+    method: str = "central",
+    rtol: float | None = None,
+    atol: float | None = None,
+    dtype: Literal["float64", "float32"] = "float64",
+    mode: Literal["full", "fast"] = "full",
+    cotangents: int = 2,
+    nondet_tol: float = 0.0,
+    jobs: int | None = 1,
+) -> ProjectReport:
+    """Check every layer of a model file, as `gradcheck run --model FILE.py` does (or the one
+    `FILE.py:NAME` names), each with its own example inputs, at `points` input points (the
+    given ones and points - 1 drawn with `seed`). `only` and `skip` select layers by name;
+    `params` go to every layer that takes them. Returns a `ProjectReport`: `.verdict`,
+    `.layers` (each with its points' `RunReport`s), `.to_document()` (the JSON of --format
+    json) and `.assert_ok()`. A layer that cannot be checked is that layer's error, not an
+    exception; bad settings raise `InputError`."""
+    __tracebackhide__ = True
+    from gradcheck_cli.project import runner
+    from gradcheck_cli.subject.options import InputOptions
+
+    options = InputOptions(
+        model_spec=os.fspath(path),
+        param_specs=tuple((params or {}).items()),
+        dtype=dtype,
+        nondet_tol=nondet_tol,
+        cotangents=cotangents,
+        seed=seed,
+    )
+    if not options.is_model_file():
+        raise InputError(f"check_file takes a model file's path (FILE.py[:NAME]); got {path!r}")
+    asked = CheckSettings(method=method, rtol=rtol, atol=atol, mode=mode, seed=seed, jobs=jobs)
+    request = runner.CheckRequest(
+        options,
+        asked,
+        points=points,
+        only=None if only is None else _names(only),
+        skip=_names(skip),
+        where="check_file",
+    )
+    return runner.run_checks([request], source=os.fspath(path), naming=API, command="run")
+
+
+def _names(names: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        return tuple(n.strip() for n in names.split(",") if n.strip())
+    return tuple(names)
 
 
 def failure_message(report: RunReport) -> str:

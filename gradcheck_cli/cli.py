@@ -24,6 +24,7 @@ from typing import Any, TextIO
 import click
 
 from gradcheck_cli import __version__
+from gradcheck_cli.commands.check import check
 from gradcheck_cli.commands.info import models, schema
 from gradcheck_cli.commands.perturb import perturb
 from gradcheck_cli.commands.reporting import emit_failure, forget_outputs
@@ -319,7 +320,7 @@ def cli() -> None:
     """
 
 
-for command in (run, perturb, sweep, models, schema):
+for command in (run, check, perturb, sweep, models, schema):
     cli.add_command(command)
 
 

@@ -1,6 +1,6 @@
 """Reports: what a check found, as frozen dataclasses that render to the JSON contract.
 
-The JSON document is `report.to_document()`; schema.json describes it (schema_version 3) and
+The JSON document is `report.to_document()`; schema.json describes it (schema_version 4) and
 `gradcheck schema` prints it; a run that ends in an error (exit 2 or 3) has its own small
 document, `error_document`. Renderers read these objects and compute nothing new.
 
@@ -18,7 +18,8 @@ from typing import Any, Literal
 from gradcheck_cli.diagnosis.result import Diagnosis
 
 SCHEMA_VERSION = 4
-"""4: `side_effects` and `settings.side_effects`. 3: `summary.failed_at_least`, `error`
+"""4: `side_effects` and `settings.side_effects`; documents of several layers (`project_report`:
+a whole file, a config's checks, several input points). 3: `summary.failed_at_least`, `error`
 documents (verdict "error", exit 2 and 3), diagnosis kinds shifted, masked and swapped. 2: named
 inputs of any shape. 1: X and W only."""
 

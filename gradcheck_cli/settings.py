@@ -9,12 +9,13 @@ by the face the user typed it in: `--rtol` on the command line, `rtol=` in Pytho
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from gradcheck_cli.errors import InputError
 
-Face = Literal["command line", "api"]
+Face = Literal["command line", "api", "config"]
 
 METHODS = ("forward", "backward", "central", "five-point", "complex-step")
 """The finite-difference schemes, by name (numerics.schemes.SCHEMES has the same keys)."""
@@ -33,10 +34,14 @@ class Naming:
     face: Face
 
     def setting(self, name: str, value: object = None) -> str:
-        """`--rtol` / `rtol`; with a value, `--mode fast` / `mode='fast'`."""
+        """`--rtol` / `rtol`; with a value, `--mode fast` / `mode='fast'` / (in a config)
+        `mode = "fast"`."""
         if self.face == "command line":
             option = f"--{name.replace('_', '-')}"
             return option if value is None else f"{option} {value}"
+        if self.face == "config":
+            shown = f'"{value}"' if isinstance(value, str) else value
+            return name if value is None else f"{name} = {shown}"
         return name if value is None else f"{name}={value!r}"
 
     def give_input(self, name: str) -> str:
@@ -54,6 +59,7 @@ class Naming:
 
 COMMAND_LINE = Naming("command line")
 API = Naming("api")
+CONFIG = Naming("config")
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,59 @@ class EntrySelection:
     def names_inputs(self) -> bool:
         """Every listed entry names its input: they choose the checked inputs themselves."""
         return self.kind == "listed" and all(name is not None for name, _ in self.listed)
+
+
+# A name may be dotted: parameters.W1 is the array W1 of the dict argument parameters.
+INPUT_NAME = re.compile(r"^(?!\d)\w+(?:\.\w+)*$")
+_NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\[([^\]]*)\]\s*$")
+
+
+def parse_entry(text: str) -> tuple[str | None, tuple[int, ...]]:
+    """`b[3]`, `kernel[1,0,2,2]`, `scale[]`, `parameters.W1[0,3]`, or `I,J` (any number of
+    indices) as (name or None, index); ValueError else."""
+    match = _NAMED_ENTRY.match(text)
+    name, digits = (match.group(1), match.group(2)) if match else (None, text)
+    parts = [p.strip() for p in digits.split(",")] if digits.strip() else []
+    if not all(p.isdigit() for p in parts) or (name is None and not parts):
+        raise ValueError(text)
+    return name, tuple(int(p) for p in parts)
+
+
+def parse_entries(text: str) -> EntrySelection:
+    """`all`, `random:K` or `w[0,1];b[2]` (a bare `I,J` for each checked input); ValueError
+    with the reason else."""
+    text = text.strip()
+    if text == "all":
+        return EntrySelection()
+    if text.startswith("random:"):
+        count = text.removeprefix("random:")
+        if not count.isdigit() or int(count) == 0:
+            raise ValueError(f"expected random:K with K a positive integer; got {text!r}")
+        return EntrySelection("random", count=int(count))
+    listed = []
+    for item in filter(None, text.split(";")):
+        try:
+            listed.append(parse_entry(item))
+        except ValueError:
+            raise ValueError(
+                "expected an entry such as w[0,1], b[3], scale[] or (with --wrt) 0,1: "
+                f"non-negative integers; got {item!r}"
+            ) from None
+    if not listed:
+        raise ValueError(f"expected all, random:K or w[0,1];b[2];...; got {text!r}")
+    return EntrySelection("listed", listed=tuple(listed))
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """`w,b` (input names, dotted for a dict argument's arrays), or `both` (X and W);
+    ValueError else."""
+    text = text.strip()
+    if text == "both":
+        return ("X", "W")
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(INPUT_NAME.match(n) for n in names):
+        raise ValueError(f"expected input names separated by commas, e.g. w,b; got {text!r}")
+    return names
 
 
 def _entry_text(name: str | None, index: tuple[int, ...]) -> str:

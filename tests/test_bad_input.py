@@ -158,9 +158,24 @@ CSV_FILES = {
 }
 
 
+CONFIG_FILES = {
+    "unknown_key.toml": (
+        "[tool.gradcheck]\npoints = 2\n\n[[tool.gradcheck.checks]]\nmodel = 'naive.py'\n"
+        "rtoll = 1e-6\n"
+    ),
+    "wrong_type.toml": (
+        "[tool.gradcheck]\npoints = 'five'\n\n[[tool.gradcheck.checks]]\nmodel = 'naive.py'\n"
+    ),
+    "no_checks.toml": "[tool.gradcheck]\npoints = 2\n",
+    "broken.toml": "[tool.gradcheck\npoints = 2\n",
+    "no_table.toml": "[tool.other]\nx = 1\n",
+}
+"""Configs for `gradcheck check`, each wrong in one way (issue 26)."""
+
+
 def make_bad_inputs(directory: Path) -> None:
     """Write every file the catalogue refers to into `directory`."""
-    for name, text in {**CSV_FILES, **MODEL_FILES}.items():
+    for name, text in {**CSV_FILES, **MODEL_FILES, **CONFIG_FILES}.items():
         (directory / name).write_text(text, encoding="utf-8")
     (directory / "folder.csv").mkdir()
     (directory / "outdir").mkdir()
@@ -453,6 +468,28 @@ CONVENTION_CASES = [
     case("fewer-douts-than-outputs", "run --model twoout.py:step", "2 outputs", "step_backward"),
 ]
 
+PROJECT_CASES = [
+    case("only-unknown-layer", "run --model naive.py --only conv", "--only conv", "conv_naive"),
+    case("skip-every-layer", "run --model naive.py --skip conv_naive,conv_fast", "leaves no layer"),
+    case(
+        "only-with-a-layer-named",
+        "run --model naive.py:conv_naive --only conv_naive",
+        "--only",
+        "whole file",
+    ),
+    case("input-no-layer-takes", "run --model naive.py --input q=vector.npy", "--input q"),
+    case("x-in-a-whole-file", "run --model naive.py --x good.csv", "--x", "--input NAME=PATH"),
+    case("wrt-in-a-whole-file", "run --model naive.py --wrt x", "--wrt", "naive.py:NAME"),
+    case("plot-of-several-layers", "run --model naive.py --plot p.png", "--plot", "one layer"),
+    case("points-zero", "run --points 0", "--points"),
+    case("config-unknown-key", "check --config unknown_key.toml", "unknown_key.toml:6", "rtoll"),
+    case("config-wrong-type", "check --config wrong_type.toml", "wrong_type.toml:2", "points"),
+    case("config-without-checks", "check --config no_checks.toml", "no_checks.toml", "checks"),
+    case("config-not-toml", "check --config broken.toml", "broken.toml", "line 1"),
+    case("config-without-table", "check --config no_table.toml", "[tool.gradcheck]"),
+    case("config-missing", "check --config absent.toml", "--config absent.toml"),
+]
+
 OUTPUT_CASES = [
     *[
         case(
@@ -530,7 +567,15 @@ def assert_clean_usage_error(result: Result, names: tuple[str, ...]) -> str:
 
 
 @pytest.mark.parametrize(
-    "bad", [*FILE_CASES, *OPTION_CASES, *MODEL_CASES, *CONVENTION_CASES, *OUTPUT_CASES]
+    "bad",
+    [
+        *FILE_CASES,
+        *OPTION_CASES,
+        *MODEL_CASES,
+        *CONVENTION_CASES,
+        *PROJECT_CASES,
+        *OUTPUT_CASES,
+    ],
 )
 def test_bad_input_is_one_line_exit_2_and_output_untouched(
     runner: CliRunner, workdir: Path, bad: Case

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +15,10 @@ from typing import Any, TypeVar
 
 import click
 
+from gradcheck_cli import settings
 from gradcheck_cli.settings import METHODS, EntrySelection
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# A name may be dotted: parameters.W1 is the array W1 of the dict argument parameters.
-_INPUT_NAME = re.compile(r"^(?!\d)\w+(?:\.\w+)*$")
-_NAMED_ENTRY = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*\[([^\]]*)\]\s*$")
 
 
 @dataclass(frozen=True)
@@ -42,12 +37,7 @@ class EntryRef:
 def parse_entry(text: str) -> EntryRef:
     """`b[3]`, `kernel[1,0,2,2]`, `scale[]`, `parameters.W1[0,3]`, or `I,J` (any number of
     indices); ValueError else."""
-    match = _NAMED_ENTRY.match(text)
-    name, digits = (match.group(1), match.group(2)) if match else (None, text)
-    parts = [p.strip() for p in digits.split(",")] if digits.strip() else []
-    if not all(p.isdigit() for p in parts) or (name is None and not parts):
-        raise ValueError(text)
-    return EntryRef(name, tuple(int(p) for p in parts))
+    return EntryRef(*settings.parse_entry(text))
 
 
 class EntryType(click.ParamType):
@@ -77,18 +67,10 @@ class EntriesSpec(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, EntrySelection):
             return value
-        text = str(value).strip()
-        if text == "all":
-            return EntrySelection()
-        if text.startswith("random:"):
-            count = text.removeprefix("random:")
-            if not count.isdigit() or int(count) == 0:
-                self.fail(f"expected random:K with K a positive integer; got {value!r}", param, ctx)
-            return EntrySelection("random", count=int(count))
-        entries = [EntryType().convert(item, param, ctx) for item in filter(None, text.split(";"))]
-        if not entries:
-            self.fail(f"expected all, random:K or w[0,1];b[2];...; got {value!r}", param, ctx)
-        return EntrySelection("listed", listed=tuple((e.name, e.index) for e in entries))
+        try:
+            return settings.parse_entries(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 class PositiveFloat(click.ParamType):
@@ -151,14 +133,26 @@ class WrtSpec(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, tuple):
             return value
-        text = str(value).strip()
-        if text == "both":
-            return ("X", "W")
-        names = tuple(n.strip() for n in text.split(","))
-        # parameters.W1: one array of a dict argument.
-        if not all(_INPUT_NAME.match(n) for n in names):
+        try:
+            return settings.parse_names(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+class NamesSpec(click.ParamType):
+    """NAME[,NAME...]: layers of a whole file (--only, --skip)."""
+
+    name = "NAME[,NAME...]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        names = tuple(n.strip() for n in str(value).split(","))
+        if not all(n.isidentifier() for n in names):
             self.fail(
-                f"expected input names separated by commas, e.g. w,b; got {value!r}", param, ctx
+                f"expected layer names separated by commas, e.g. affine,relu; got {value!r}",
+                param,
+                ctx,
             )
         return names
 

@@ -76,6 +76,7 @@ def import_own_dependencies() -> None:
     if output_format == "table":
         import gradcheck_cli.render.errormap
         import gradcheck_cli.render.experiments
+        import gradcheck_cli.render.layers_table
         import gradcheck_cli.render.table
         import gradcheck_cli.render.terminal
     if output_format == "github" or params.get("junit_path") is not None:
@@ -228,7 +229,7 @@ _checked_outputs: dict[str, Path | None] = {}
 """The output paths of the running command once `prepare_outputs` has checked them: an error
 after that point may write its JUnit file there."""
 
-CI_COMMANDS = ("run", "perturb", "sweep")
+CI_COMMANDS = ("run", "perturb", "sweep", "check")
 """The commands whose outputs a CI job reads (--format json|github, --junit-xml)."""
 
 
@@ -255,7 +256,7 @@ def emit_failure(command: click.Command, args: Sequence[str], code: int, message
         context = command.make_context(str(command.name), list(args), resilient_parsing=True)
         params = context.params
         output_format = params.get("output_format") or "table"
-        junit = _safe_junit(params, args)
+        junit = _safe_junit(params, args, command.name == "check")
         from gradcheck_cli.report import error_document
 
         document = error_document(str(command.name), message, code)
@@ -285,13 +286,15 @@ def _model_file(params: dict[str, Any]) -> str | None:
     return path if path.endswith(".py") and Path(path).is_file() else None
 
 
-def _safe_junit(params: dict[str, Any], words: Sequence[str]) -> Path | None:
+def _safe_junit(params: dict[str, Any], words: Sequence[str], config: bool = False) -> Path | None:
     """The --junit-xml path to write the error to: as `prepare_outputs` checked it, or checked
-    now against every file the command line names (inputs, the model, the other outputs)."""
+    now against every file the command line names (inputs, the model, the other outputs). A
+    config's inputs are named in the config, which may not have been read: before the config's
+    files are known, only a file that does not exist yet is written."""
     if "--junit-xml" in _checked_outputs:
         return _checked_outputs["--junit-xml"]
     given = params.get("junit_path")
-    if not isinstance(given, Path):
+    if not isinstance(given, Path) or (config and given.exists()):
         return None
     from gradcheck_cli.render.output import OutputError, check_output_path, is_stdout
 
@@ -331,7 +334,8 @@ def _discard_quietly() -> None:
 
 class ProgressReporter:
     """A rich progress bar on stderr, shown only for checks that last more than about a second,
-    only on a terminal, and never in JSON mode."""
+    only on a terminal, and never in JSON mode. A run of several layers or points calls `step`
+    as each starts: the bar then counts steps, and says which layer and point it is on."""
 
     def __init__(self, enabled: bool, description: str) -> None:
         self.enabled = enabled and sys.stderr.isatty()
@@ -339,10 +343,26 @@ class ProgressReporter:
         self.started = time.monotonic()
         self.bar: Any = None
         self.task: Any = None
+        self.steps: tuple[int, int] | None = None
 
     def __call__(self, done: float, total: int) -> None:
         if not self.enabled:
             return
+        if self.steps is not None:
+            number, steps = self.steps
+            fraction = done / total if total else 0.0
+            self._show(number - 1 + min(fraction, 1.0), steps)
+        else:
+            self._show(done, total)
+
+    def step(self, number: int, steps: int, label: str) -> None:
+        """A layer (at a point) starts: step `number` of `steps`."""
+        self.steps = (number, steps)
+        self.description = label
+        if self.enabled:
+            self._show(number - 1, steps)
+
+    def _show(self, completed: float, total: int) -> None:
         if self.bar is None:
             if time.monotonic() - self.started < 1.0:
                 return
@@ -351,7 +371,7 @@ class ProgressReporter:
             self.bar = progress_bar()
             self.bar.start()
             self.task = self.bar.add_task(self.description, total=total)
-        self.bar.update(self.task, completed=done)
+        self.bar.update(self.task, completed=completed, total=total, description=self.description)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -9,6 +9,7 @@ import click
 
 from gradcheck_cli.commands.options import (
     EntriesSpec,
+    NamesSpec,
     PositiveFloat,
     WrtSpec,
     binding_options,
@@ -157,7 +158,29 @@ if TYPE_CHECKING:
     "junit_path",
     type=click.Path(dir_okay=False, path_type=Path),
     metavar="FILE",
-    help="Also write a JUnit XML report (one test case per checked input) for CI.",
+    help="Also write a JUnit XML report (one test case per checked input; one test suite per "
+    "layer) for CI.",
+)
+@click.option(
+    "--points",
+    type=click.IntRange(min=1, max=1000),
+    default=1,
+    show_default=True,
+    help="Check at the given inputs and K-1 more points drawn with --seed (the file's "
+    "sample_inputs(rng), else scaled like the given ones, of both signs); a failing point's "
+    "inputs are saved next to --output.",
+)
+@click.option(
+    "--only",
+    type=NamesSpec(),
+    metavar="NAME[,NAME...]",
+    help="With --model FILE.py (a whole file): check only these layers.",
+)
+@click.option(
+    "--skip",
+    type=NamesSpec(),
+    metavar="NAME[,NAME...]",
+    help="With --model FILE.py (a whole file): check every layer but these.",
 )
 @output_options
 def run(
@@ -184,6 +207,9 @@ def run(
     maps: str,
     plot_path: Path | None,
     junit_path: Path | None,
+    points: int,
+    only: tuple[str, ...] | None,
+    skip: tuple[str, ...] | None,
     output_format: str,
     output_path: Path | None,
     debug: bool,
@@ -199,11 +225,17 @@ def run(
       gradcheck run --x X.csv --w W.npy --wrt X --method five-point
       gradcheck run --model fixtures/models/dense_tanh.py --format json
       gradcheck run --model fixtures/models/layers.py:affine
+      gradcheck run --model fixtures/models/cs231n_layers.py --junit-xml layers.xml
+      gradcheck run --model fixtures/models/negative_branch.py:elu --points 5
       gradcheck run --model model.py --input x=x.npy --input b=b.npy --wrt b
     """
     from gradcheck_cli import session
+    from gradcheck_cli.commands.project_output import emit_project
+    from gradcheck_cli.errors import InputError
+    from gradcheck_cli.project import runner
+    from gradcheck_cli.project_report import ProjectReport
     from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
-    from gradcheck_cli.subject.options import InputOptions, load_subject, reference_loader
+    from gradcheck_cli.subject.options import InputOptions
 
     asked = CheckSettings(
         method=method,
@@ -256,18 +288,30 @@ def run(
             "process may use",
             err=True,
         )
+    request = runner.CheckRequest(options, asked, points=points, only=only, skip=skip or ())
     reporter = ProgressReporter(output_format == "table", "checking entries")
     try:
         with user_output_to_stderr():
-            subject, report = session.run(
-                lambda: load_subject(options),
-                asked,
-                naming=COMMAND_LINE,
-                progress=reporter,
-                reference=reference_loader(options),
-            )
+            plan = runner.plan_run(request, naming=COMMAND_LINE)
+            if plan.several and plot_path is not None:
+                raise InputError(
+                    "--plot draws the error maps of one layer at one point: name one layer "
+                    "with --model FILE.py:NAME, without --points"
+                )
+            outcome = runner.run_plan(plan, naming=COMMAND_LINE, progress=reporter)
     finally:
         reporter.close()
+    if isinstance(outcome, ProjectReport):
+        return emit_project(
+            outcome,
+            output_format,
+            paths["--output"],
+            junit_path=paths["--junit-xml"],
+            protected=options.protected_paths(),
+            top=top,
+            maps=maps,
+        )
+    subject, report = outcome
 
     figures = {}
     plot_target = paths["--plot"]

@@ -16,7 +16,7 @@ from types import ModuleType
 from gradcheck_cli.frameworks.adapted import Adapted, Param, Where
 from gradcheck_cli.frameworks.detection import framework_of, imported, own_framework
 
-__all__ = ["Adapted", "Param", "adapt"]
+__all__ = ["Adapted", "Param", "adapt", "forward_is_a_framework_model"]
 
 
 def adapt(
@@ -56,3 +56,17 @@ def adapt(
     from gradcheck_cli.frameworks.jax_model import adapt_jax
 
     return adapt_jax(value, where=where, entry=entry, example_inputs=examples, device_spec=device)
+
+
+def forward_is_a_framework_model(module: ModuleType) -> bool:
+    """Whether the file's `forward` is one framework model as it stands (a PyTorch or JAX
+    function whose backward is the framework's), as `adapt(module, path, None)` would take it."""
+    if not imported():
+        return False
+    value = vars(module).get("forward")
+    partner = vars(module).get("backward")
+    if not callable(value):
+        return False
+    if callable(partner) and own_framework(value) is None:
+        return False
+    return framework_of(value) is not None

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gradcheck_cli.render.ci_cases import ci_printable, interpret
+from gradcheck_cli.render.layer_cases import layer_suites
 
 GITHUB_ANNOTATIONS_PER_STEP = 10
 """GitHub shows at most 10 error and 10 warning annotations per step and drops the rest; the
@@ -28,6 +29,8 @@ def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
     `::warning title=gradcheck::INCONCLUSIVE: ...` or `::notice title=gradcheck::PASSED: ...`.
     `file` (the model file's path, when there is one) is attached to the per-case lines.
     """
+    if "layers" in document:
+        return _layer_annotations(document, file)
     reading = interpret(document)
     location = {"file": file} if file else {}
     errors: list[str] = []
@@ -54,6 +57,54 @@ def github_annotations(document: Mapping[str, Any], *, file: str | None) -> str:
     # The summary is never the annotation GitHub drops: the others of its level stop short.
     warnings = warnings[: GITHUB_ANNOTATIONS_PER_STEP - (level == "warning")]
     return "\n".join([*errors, *warnings, summary]) + "\n"
+
+
+def _layer_annotations(document: Mapping[str, Any], file: str | None) -> str:
+    """A document of several layers: one `::error` per layer with a wrong gradient or that
+    could not be checked (its line: the count, the point, the worst entry, the diagnosis), a
+    `::warning` per layer that could not be verified, then the summary line."""
+    suites, verdict, headline = layer_suites(document)
+    errors: list[str] = []
+    warnings: list[str] = []
+    for suite in suites:
+        layer = suite.layer
+        if layer.verdict == "passed":
+            continue
+        command, bucket = (
+            ("warning", warnings)
+            if layer.verdict == "inconclusive"
+            else (
+                "error",
+                errors,
+            )
+        )
+        message = layer.line
+        problems = [p for case in suite.reading.cases for p in case.problems]
+        wrong = [p for p in problems if p.kind == "wrong"]
+        if wrong:
+            message = f"{message} {wrong[0].message}"
+        details = [d for p in problems[:1] for d in p.details if d.startswith(("inputs", "point"))]
+        if details:
+            message = f"{message} {details[-1]}"
+        where = _layer_file(layer.model) or file
+        properties = {**({"file": where} if where else {}), "title": f"gradcheck: {layer.name}"}
+        properties["title"] += f" {layer.verdict}"
+        bucket.append(_workflow_command(command, properties, message))
+    room = GITHUB_ANNOTATIONS_PER_STEP - 1
+    if len(errors) > room:
+        headline = f"{headline.removesuffix('.')} ({len(errors) - room} more: see the report)."
+        errors = errors[:room]
+    level = {"passed": "notice", "inconclusive": "warning"}.get(verdict, "error")
+    warnings = warnings[: GITHUB_ANNOTATIONS_PER_STEP - (level == "warning")]
+    summary = _workflow_command(level, {"title": "gradcheck"}, headline)
+    return "\n".join([*errors, *warnings, summary]) + "\n"
+
+
+def _layer_file(model: str) -> str | None:
+    """The model file of a layer's `FILE.py:NAME`."""
+    head, colon, _ = model.rpartition(":")
+    path = head if colon and head.endswith(".py") else model
+    return path if path.endswith(".py") else None
 
 
 def _workflow_command(command: str, properties: Mapping[str, str], message: str) -> str:

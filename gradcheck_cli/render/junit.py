@@ -14,7 +14,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from gradcheck_cli.render.ci_cases import INCONCLUSIVE, as_text, ci_printable, interpret
+from gradcheck_cli.render.ci_cases import (
+    INCONCLUSIVE,
+    Interpretation,
+    as_text,
+    ci_printable,
+    interpret,
+)
+from gradcheck_cli.render.layer_cases import layer_suites
 from gradcheck_cli.render.story import as_mapping
 
 
@@ -28,12 +35,87 @@ def junit_xml(
     """The report `document` as JUnit XML text, in the form pytest's `--junit-xml` writes.
 
     One `<testsuite>` (named `suite_name`) inside `<testsuites>`; the test cases are described
-    in `ci_cases`'s docstring. `timestamp` (default: now, local time with its UTC offset, as
-    pytest writes it) and `elapsed_seconds` (the suite's `time`, left out when None) are the
-    only things the document does not hold.
+    in `ci_cases`'s docstring. A document of several layers has one `<testsuite>` per layer,
+    named as `--model` names the layer alone (`layer_cases`). `timestamp` (default: now, local
+    time with its UTC offset, as pytest writes it) and `elapsed_seconds` (the suite's `time`,
+    left out when None) are the only things the document does not hold.
     """
-    reading = interpret(document)
     when = timestamp if timestamp is not None else datetime.now().astimezone()
+    time = "" if elapsed_seconds is None else f' time="{elapsed_seconds:.3f}"'
+    if "layers" in document:
+        return _layer_suites(document, suite_name, when, time)
+    reading = interpret(document)
+    model = as_mapping(document.get("model"))
+    properties = [
+        ("command", document.get("command", "run")),
+        ("model", model.get("name")),
+        ("formula", model.get("formula")),
+        ("model_source", model.get("source")),
+        ("schema_version", document.get("schema_version")),
+        ("verdict", reading.verdict),
+        ("summary", reading.headline),
+    ]
+    counts, lines = _suite(reading, suite_name, properties, when, time)
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            f'<testsuites name="{_attr(suite_name)}" {_counts(counts)}{time}>',
+            *lines,
+            "</testsuites>",
+            "",
+        ]
+    )
+
+
+def _layer_suites(document: Mapping[str, Any], name: str, when: datetime, time: str) -> str:
+    suites, verdict, headline = layer_suites(document)
+    totals = [0, 0, 0, 0]
+    lines: list[str] = []
+    for suite in suites:
+        report = as_mapping(suite.layer.report)
+        model = as_mapping(report.get("model"))
+        properties = [
+            ("command", document.get("command", "run")),
+            ("layer", suite.layer.name),
+            ("model", model.get("name")),
+            ("formula", model.get("formula")),
+            ("model_source", model.get("source") or document.get("source")),
+            ("schema_version", document.get("schema_version")),
+            ("verdict", suite.reading.verdict),
+            ("summary", suite.reading.headline),
+        ]
+        counts, suite_lines = _suite(suite.reading, suite.name, properties, when, "")
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+        lines += suite_lines
+    summary = [("verdict", verdict), ("summary", headline)]
+    head = "\n".join(
+        f"  <!-- {key}: {_xml_text(value).replace('--', '- -')} -->" for key, value in summary
+    )
+    return "\n".join(
+        [
+            '<?xml version="1.0" encoding="utf-8"?>',
+            f'<testsuites name="{_attr(name)}" {_counts(totals)}{time}>',
+            head,
+            *lines,
+            "</testsuites>",
+            "",
+        ]
+    )
+
+
+def _counts(counts: list[int]) -> str:
+    tests, failures, errors, skipped = counts
+    return f'tests="{tests}" failures="{failures}" errors="{errors}" skipped="{skipped}"'
+
+
+def _suite(
+    reading: Interpretation,
+    suite_name: str,
+    properties: list[tuple[str, Any]],
+    when: datetime,
+    time: str,
+) -> tuple[list[int], list[str]]:
+    """One `<testsuite>`: its counts (tests, failures, errors, skipped) and its lines."""
     failures = errors = skipped = 0
     case_lines: list[str] = []
     for case in reading.cases:
@@ -63,40 +145,21 @@ def junit_xml(
             continue
         case_lines += [start + ">", f"      {body}", "    </testcase>"]
 
-    counts = (
-        f'tests="{len(reading.cases)}" failures="{failures}" errors="{errors}" skipped="{skipped}"'
-    )
-    time = "" if elapsed_seconds is None else f' time="{elapsed_seconds:.3f}"'
-    model = as_mapping(document.get("model"))
-    properties = [
-        ("command", document.get("command", "run")),
-        ("model", model.get("name")),
-        ("formula", model.get("formula")),
-        ("model_source", model.get("source")),
-        ("schema_version", document.get("schema_version")),
-        ("verdict", reading.verdict),
-        ("summary", reading.headline),
-    ]
+    counts = [len(reading.cases), failures, errors, skipped]
     property_lines = [
         f'      <property name="{name}" value="{_attr(as_text(value))}" />'
         for name, value in properties
         if value is not None
     ]
-    return "\n".join(
-        [
-            '<?xml version="1.0" encoding="utf-8"?>',
-            f'<testsuites name="{_attr(suite_name)}" {counts}{time}>',
-            f'  <testsuite name="{_attr(suite_name)}" {counts}{time} '
-            f'timestamp="{_attr(when.isoformat())}">',
-            "    <properties>",
-            *property_lines,
-            "    </properties>",
-            *case_lines,
-            "  </testsuite>",
-            "</testsuites>",
-            "",
-        ]
-    )
+    return counts, [
+        f'  <testsuite name="{_attr(suite_name)}" {_counts(counts)}{time} '
+        f'timestamp="{_attr(when.isoformat())}">',
+        "    <properties>",
+        *property_lines,
+        "    </properties>",
+        *case_lines,
+        "  </testsuite>",
+    ]
 
 
 def _result_element(tag: str, kind: str, message: str, lines: Iterable[str]) -> str:

@@ -412,9 +412,12 @@ def perturb_headline(document: Mapping[str, Any]) -> str:
 
 
 def story(document: Mapping[str, Any]) -> Story:
-    """The story of any document: a run, perturb, sweep, an error, or another command's."""
+    """The story of any document: a run, perturb, sweep, an error, several layers (its layers
+    are `project_story`'s), or another command's."""
     verdict = verdict_of(document)
     command = str(document.get("command", "run"))
+    if "layers" in document:
+        return Story(verdict, project_story(document).headline, ())
     if verdict == "error":
         message = str(document.get("error", "an error"))
         return Story(verdict, f"ERROR: {message}", ())
@@ -427,3 +430,138 @@ def story(document: Mapping[str, Any]) -> Story:
     if command == "sweep":
         return Story(verdict, sweep_headline(document), ())
     return Story(verdict, f"{verdict.upper()}: {command}", ())
+
+
+# --- Several layers (a whole file, a config, several points) ------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerStory:
+    """One layer of a document of several: its verdict and what the closing table shows."""
+
+    name: str
+    model: str
+    """How to check it alone (`layers.py:affine`)."""
+    verdict: str
+    """passed, failed, inconclusive or error (it could not be checked)."""
+    points: int
+    point: int | None
+    """The point its verdict comes from (the first that has it); None when none was checked."""
+    origin: str | None
+    """Where that point's inputs come from: given, sample_inputs or drawn."""
+    entries: int
+    """Entries checked, over every point."""
+    worst_error: float | None
+    """The largest |analytic - numerical| of any point."""
+    diagnosis: str | None
+    """The deciding point's first diagnosis: its kind and message."""
+    line: str
+    """The layer's own final line: its deciding point's, with the point when there are
+    several; `ERROR: ...` for a layer that could not be checked."""
+    inputs_file: str | None
+    """Where the deciding point's inputs were saved, if they were."""
+    report: Mapping[str, Any] | None
+    """The deciding point's report document."""
+
+
+@dataclass(frozen=True)
+class ProjectStory:
+    verdict: str
+    headline: str
+    layers: tuple[LayerStory, ...]
+
+
+def layer_story(layer: Mapping[str, Any]) -> LayerStory:
+    """One layer of a document of several, read as the closing table and CI tell it."""
+    points = [as_mapping(p) for p in as_sequence(layer.get("points"))]
+    verdict = str(layer.get("verdict", "error"))
+    number = layer.get("point")
+    deciding = next((p for p in points if p.get("point") == number), None)
+    report = as_mapping(deciding.get("report")) if deciding is not None else {}
+    entries = 0
+    errors: list[float] = []
+    for point in points:
+        summary = as_mapping(as_mapping(point.get("report")).get("summary"))
+        for counts in summary.values():
+            entries += count(as_mapping(counts).get("entries"))
+            value = as_float(as_mapping(counts).get("max_abs_error"))
+            if value is not None:
+                errors.append(value)
+    diagnoses = [as_mapping(d) for d in as_sequence(report.get("diagnosis"))]
+    diagnosis = f"{diagnoses[0].get('kind')}: {diagnoses[0].get('message')}" if diagnoses else None
+    origin = None if deciding is None else str(deciding.get("origin", "given"))
+    error = layer.get("error") or (deciding.get("error") if deciding is not None else None)
+    if error:
+        line = f"ERROR: {error}"
+    elif report:
+        line = story(report).headline
+        if len(points) > 1:
+            where = f"at point {number} of {len(points)} ({origin})"
+            if verdict == "passed":
+                where = f"at each of {len(points)} points"
+            line = f"{line.removesuffix('.')} {where}."
+    else:
+        line = f"{verdict.upper()}: the layer's verdict is {verdict}."
+    return LayerStory(
+        name=str(layer.get("name", "?")),
+        model=str(layer.get("model", layer.get("name", "?"))),
+        verdict=verdict,
+        points=len(points),
+        point=number if isinstance(number, int) else None,
+        origin=origin,
+        entries=entries,
+        worst_error=max(errors) if errors else None,
+        diagnosis=diagnosis,
+        line=line,
+        inputs_file=None if deciding is None else deciding.get("inputs_file"),
+        report=report or None,
+    )
+
+
+def project_story(document: Mapping[str, Any]) -> ProjectStory:
+    """The story of a document of several layers: each layer's, and the final line, which
+    names the layers that decide the verdict (failed > error > inconclusive > passed)."""
+    layers = tuple(layer_story(as_mapping(layer)) for layer in as_sequence(document.get("layers")))
+    verdict = verdict_of(document)
+    total = len(layers)
+    groups = {v: [layer for layer in layers if layer.verdict == v] for v in VERDICTS}
+
+    def named(items: list[LayerStory]) -> str:
+        shown = [
+            item.name if item.point in (None, 1) else f"{item.name} (at point {item.point})"
+            for item in items[:5]
+        ]
+        more = f" and {len(items) - 5} more" if len(items) > 5 else ""
+        return ", ".join(shown) + more
+
+    parts: list[str] = []
+    for verdict_of_layers, says in (
+        ("failed", ("has a wrong gradient", "have a wrong gradient")),
+        ("error", ("could not be checked", "could not be checked")),
+        (INCONCLUSIVE, ("could not be verified", "could not be verified")),
+    ):
+        items = groups[verdict_of_layers]
+        if not items:
+            continue
+        scope = "" if parts else f" of {plural(total, 'layer')}"
+        verb = says[0] if len(items) == 1 else says[1]
+        parts.append(f"{len(items)}{scope} {verb}: {named(items)}")
+    if total == 1 and verdict != "passed":
+        # One layer (one model at several points): its own line says it all.
+        return ProjectStory(verdict, layers[0].line, layers)
+    points = max((layer.points for layer in layers), default=1)
+    entries = sum(layer.entries for layer in layers)
+    at = "" if points <= 1 else f" at {plural(points, 'point')} each"
+    if verdict == "passed":
+        agree = "the one layer agrees" if total == 1 else f"all {total} layers agree"
+        headline = f"PASSED: {agree}{at} ({plural(entries, 'entry', 'entries')})."
+    elif verdict == "failed":
+        headline = f"FAILED: {'; '.join(parts)}."
+    elif verdict == "error":
+        # No layer is wrong: the ones that could not be checked decide (exit 2).
+        headline = f"ERROR: {'; '.join(parts)}."
+    elif verdict == INCONCLUSIVE:
+        headline = f"INCONCLUSIVE: no layer has a wrong gradient, but {'; '.join(parts)}."
+    else:
+        headline = f"{verdict.upper()}: {'; '.join(parts) or 'no layers'}."
+    return ProjectStory(verdict, headline, layers)

@@ -90,6 +90,8 @@ class ModelFile:
     convention: str = "plain"
     """plain, layer, loss, derivative or class (see the module docstring)."""
     example_inputs: UserFunction | None = None
+    sample_inputs: UserFunction | None = None
+    """`sample_inputs(rng)` (or NAME_sample_inputs): further input points for `--points`."""
     complex_safe: bool = False
     hvp: UserFunction | None = None
     jvp: UserFunction | None = None
@@ -158,6 +160,7 @@ def model_file_from_module(
     common: dict[str, Any] = {
         "path": path,
         "example_inputs": _optional_function(module, "example_inputs", path),
+        "sample_inputs": _optional_function(module, "sample_inputs", path),
         "complex_safe": complex_safe,
         "hvp": _optional_function(module, "hvp", path),
         "jvp": _optional_function(module, "jvp", path),
@@ -205,18 +208,18 @@ def _entry_model_file(module: ModuleType, entry: str, common: dict[str, Any]) ->
         raise UserCodeError(_ambiguous(path, ambiguous)) from None
     # A file of several layers gives each its own examples (their x, w, b differ in shape):
     # NAME_example_inputs() wins over the file's example_inputs(), NAME being the name given,
-    # the layer's or its forward's stem; likewise NAME_hvp and NAME_jvp.
+    # the layer's or its forward's stem; likewise NAME_sample_inputs, NAME_hvp and NAME_jvp.
     owners = [entry]
     if pair is not None:  # the layer's name, then its forward's (layernorm for layernorm_alt)
         owners += [pair.name, stem(pair.forward, FORWARD_MARKERS) or pair.forward]
-    for role in ("example_inputs", "hvp", "jvp"):
+    for role in ("example_inputs", "sample_inputs", "hvp", "jvp"):
         for owner in dict.fromkeys(owners):
             own = _optional_function(module, f"{owner}_{role}", path)
             if own is not None:
                 common = {**common, role: own}
                 break
     if pair is not None:
-        required, every = _parameter_names(namespace)
+        required, every = parameter_names(namespace)
         loss = loss_for(pair, required, every)
         if loss is not None:  # L_model_backward(AL, Y, caches) with compute_cost(AL, Y)
             label = f"{path.name}:{entry}"
@@ -320,7 +323,7 @@ def layer_model_file(
     )
 
 
-def _parameter_names(
+def parameter_names(
     namespace: dict[str, Any],
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Each function's parameters without a default, and all of them (those whose signature

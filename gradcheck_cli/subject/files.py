@@ -49,12 +49,19 @@ def load_model_file(
     the colon in `--model layers.py:NAME`); see `conventions`. `device`: a PyTorch or JAX
     model's (--device).
     """
+    path, module = import_model_file(path)
+    return model_file_from_module(module, path, entry, device=device)
+
+
+def import_model_file(path: Path) -> tuple[Path, ModuleType]:
+    """Import a model file once: its resolved path and the module (as `load_model_file` does,
+    for a caller that takes several layers out of one file)."""
     path = Path(path)
     _check_model_path(path)
     if path.suffix != ".py":
         raise UserCodeError(f"model file {path} is not a .py file")
     path = path.resolve()
-    return model_file_from_module(_import(path), path, entry, device=device)
+    return path, _import(path)
 
 
 def load_function(path: Path, names: Sequence[str], *, option: str) -> tuple[str, UserFunction]:

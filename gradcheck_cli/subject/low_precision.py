@@ -302,13 +302,20 @@ def reference_names(subject: Bound) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def check_dtype(dtype: str, *, option: str, what: str) -> None:
+def check_dtype(dtype: str, *, option: str, what: str | ModelFile) -> None:
     """numpy has float32 and float16, not bfloat16: a numpy model cannot run in it."""
-    if dtype == "bfloat16":
+    if dtype != "bfloat16":
+        return
+    if isinstance(what, ModelFile) and what.adapted is not None:
         raise InputError(
-            f"{option} bfloat16: numpy has no bfloat16, and {what} is numpy code; bfloat16 is for "
-            "PyTorch and JAX models (numpy's half precision is float16)"
+            f"{option} bfloat16: {what.label} is a PyTorch or JAX model, but its bfloat16 check "
+            "is not built yet; use --dtype float32 or float16"
         )
+    name = what if isinstance(what, str) else what.path.name
+    raise InputError(
+        f"{option} bfloat16: numpy has no bfloat16, and {name} is numpy code; bfloat16 is for "
+        "PyTorch and JAX models (numpy's half precision is float16)"
+    )
 
 
 def reference_loader(

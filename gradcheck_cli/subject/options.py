@@ -25,7 +25,7 @@ from gradcheck_cli.subject.arrays.loading import (
 )
 from gradcheck_cli.subject.binding import Bound, bind
 from gradcheck_cli.subject.builtin import BuiltinSubject, builtin_subject
-from gradcheck_cli.subject.conventions import signature_of
+from gradcheck_cli.subject.conventions import ModelFile, signature_of
 from gradcheck_cli.subject.files import load_function, load_model_file, split_model_spec
 from gradcheck_cli.subject.groups import member_name
 from gradcheck_cli.subject.low_precision import (
@@ -91,7 +91,6 @@ class InputOptions:
 def load_subject(options: InputOptions) -> Subject:
     """Load the model and its inputs named by the command line."""
     if options.is_model_file():
-        check_dtype(options.dtype, option="--dtype", what=split_model_spec(options.model_spec)[0])
         return _model_file_subject(options)
     if options.device not in (None, "cpu"):
         raise InputError(
@@ -147,14 +146,22 @@ def _builtin_subject(options: InputOptions) -> BuiltinSubject:
 def _model_file_subject(options: InputOptions) -> Bound:
     path_text, entry = split_model_spec(options.model_spec)
     model_file = load_model_file(Path(path_text), entry, device=options.device)
-    names = list(signature_of(model_file).parameters)
-    letters = {}
-    for letter in ("X", "W"):
-        for candidate in (letter, letter.lower()):
-            if candidate in names:
-                letters[letter] = candidate
-                break
-    supplied = _arrays_from_command_line(options, letters)
+    return model_file_subject(model_file, options)
+
+
+def model_file_subject(
+    model_file: ModelFile,
+    options: InputOptions,
+    *,
+    supplied: Mapping[str, Supplied] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Bound:
+    """`model_file` bound to the inputs and parameters the command line gives, or to
+    `supplied` arrays and `params` instead (a layer of a whole file takes the ones it names;
+    a further input point, its own arrays)."""
+    check_dtype(options.dtype, option="--dtype", what=model_file)
+    if supplied is None:
+        supplied = command_line_arrays(options, model_file)
     seed_X, seed_W = seed_matrices()
     # Files written for the two-matrix tool run on the seed's X and W, as before.
     fallback = {
@@ -164,7 +171,7 @@ def _model_file_subject(options: InputOptions) -> Bound:
     return bind(
         model_file,
         supplied,
-        dict(options.param_specs),
+        dict(options.param_specs) if params is None else dict(params),
         dtype=options.dtype,
         cotangents=options.cotangents,
         seed=options.seed,
@@ -174,6 +181,19 @@ def _model_file_subject(options: InputOptions) -> Bound:
         copy_inputs=False,
         side_effects=options.side_effects,
     )
+
+
+def command_line_arrays(options: InputOptions, model_file: ModelFile | None) -> dict[str, Supplied]:
+    """The arrays the command line gives, by input name; --x and --w name `model_file`'s input
+    X (or x) and W (or w), and are refused without a model file to name them in."""
+    letters = {}
+    names = list(signature_of(model_file).parameters) if model_file is not None else []
+    for letter in ("X", "W"):
+        for candidate in (letter, letter.lower()):
+            if candidate in names:
+                letters[letter] = candidate
+                break
+    return _arrays_from_command_line(options, letters)
 
 
 def _arrays_from_command_line(

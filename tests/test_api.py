@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
+from helpers import gradcheck
 from numpy.typing import NDArray
 
 from gradcheck_cli import assert_gradients_close, check_gradients, check_layer
@@ -22,7 +22,6 @@ from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.render.output import to_json_text
 from gradcheck_cli.report import RunReport
 
-Invoke = Callable[..., Result]
 Matrix = NDArray[np.float64]
 Seed = tuple[Matrix, Matrix]
 ModelPath = Callable[[str], str]
@@ -106,7 +105,6 @@ def test_assert_gradients_close_returns_the_report(seed_arrays: Seed) -> None:
 
 @pytest.mark.parametrize("stem", MODEL_FILES)
 def test_report_equals_the_cli_json(
-    invoke: Invoke,
     model_path: ModelPath,
     seed_arrays: Seed,
     report_validator: Any,
@@ -120,7 +118,7 @@ def test_report_equals_the_cli_json(
         module.forward, module.backward, X, W, name=module.name, formula=module.formula
     )
     api = json.loads(to_json_text(report.to_document()))
-    result = invoke("run", "--model", model_path(stem), "--format", "json")
+    result = gradcheck("run", "--model", model_path(stem), "--format", "json")
     cli = json.loads(result.stdout)
     assert result.exit_code == (0 if report.passed else 1)
     shared = set(api["settings"]) & set(cli["settings"])

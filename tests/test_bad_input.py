@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-
-from gradcheck_cli.cli import cli
+from click.testing import Result
+from helpers import gradcheck
 
 EXIT_USAGE = 2
 OUTPUT = "out.json"
@@ -548,10 +547,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def run_cli(runner: CliRunner, args: list[str]) -> Result:
-    return runner.invoke(cli, args, prog_name="gradcheck")
-
-
 def assert_clean_usage_error(result: Result, names: tuple[str, ...]) -> str:
     """Exit 2, one non-empty line on stderr naming every one of `names`, no traceback."""
     assert "Traceback" not in result.stdout + result.stderr
@@ -577,9 +572,7 @@ def assert_clean_usage_error(result: Result, names: tuple[str, ...]) -> str:
         *OUTPUT_CASES,
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_output_untouched(
-    runner: CliRunner, workdir: Path, bad: Case
-) -> None:
+def test_bad_input_is_one_line_exit_2_and_output_untouched(workdir: Path, bad: Case) -> None:
     """A bad input exits 2 with one line naming the culprit; no file is written or changed."""
     args = list(bad.args)
     if bad.output:
@@ -588,7 +581,7 @@ def test_bad_input_is_one_line_exit_2_and_output_untouched(
     with pytest.MonkeyPatch.context() as faults:  # undone before the files are compared
         if bad.patch is not None:
             bad.patch(faults, workdir)
-        result = run_cli(runner, args)
+        result = gradcheck(*args)
     assert_clean_usage_error(result, bad.names)
     assert (workdir / OUTPUT).read_text(encoding="utf-8") == OUTPUT_CONTENT
     assert listing(workdir) == before
@@ -596,28 +589,28 @@ def test_bad_input_is_one_line_exit_2_and_output_untouched(
 
 
 @pytest.mark.parametrize("spec", ["objects.npy", "pickle.npy", "objects.npz"])
-def test_pickles_are_refused_never_unpickled(runner: CliRunner, workdir: Path, spec: str) -> None:
+def test_pickles_are_refused_never_unpickled(workdir: Path, spec: str) -> None:
     """A pickle in a .npy/.npz is refused by name and its payload never runs."""
     pickle.loads(pickle.dumps(CreateMarker("control"))).close()
     assert (workdir / "control").exists()  # the payload does create its file when unpickled
     for option in ("--x", "--w"):
-        result = run_cli(runner, ["run", option, spec])
+        result = gradcheck("run", option, spec)
         message = assert_clean_usage_error(result, (spec, option))
         assert "pickle" in message
         assert not (workdir / MARKER).exists()
 
 
-def test_debug_shows_the_traceback(runner: CliRunner, workdir: Path) -> None:
+def test_debug_shows_the_traceback(workdir: Path) -> None:
     """--debug adds the traceback on stderr; the exit code and the last line stay the same."""
-    result = run_cli(runner, ["run", "--x", "missing.csv", "--output", OUTPUT, "--debug"])
+    result = gradcheck("run", "--x", "missing.csv", "--output", OUTPUT, "--debug")
     assert result.exit_code == EXIT_USAGE
     assert "Traceback (most recent call last)" in result.stderr
     assert "missing.csv" in result.stderr.splitlines()[-1]
     assert (workdir / OUTPUT).read_text(encoding="utf-8") == OUTPUT_CONTENT
 
 
-def test_good_input_in_the_same_directory_passes(runner: CliRunner, workdir: Path) -> None:
+def test_good_input_in_the_same_directory_passes(workdir: Path) -> None:
     """The scratch directory's good files do work: the failures above are the bad inputs'."""
-    result = run_cli(runner, ["run", "--x", "good.csv", "--output", OUTPUT, "--format", "json"])
+    result = gradcheck("run", "--x", "good.csv", "--output", OUTPUT, "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert (workdir / OUTPUT).read_text(encoding="utf-8") != OUTPUT_CONTENT

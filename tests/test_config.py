@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from helpers import gradcheck
 
-from gradcheck_cli.cli import cli
 from gradcheck_cli.project.config import find_config, read_config
 from gradcheck_cli.settings import EntrySelection
 
@@ -72,12 +72,12 @@ Check = Callable[..., Result]
 
 
 @pytest.fixture
-def check(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Check:
+def check(monkeypatch: pytest.MonkeyPatch) -> Check:
     """`gradcheck check ARGS` run from `cwd`."""
 
     def run(cwd: Path, *args: str) -> Result:
         monkeypatch.chdir(cwd)
-        return runner.invoke(cli, ["check", *args], prog_name="gradcheck")
+        return gradcheck("check", *args)
 
     return run
 

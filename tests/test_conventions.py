@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -30,9 +29,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from gradcheck_cli.cli import cli
+from helpers import gradcheck, gradcheck_json
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -207,21 +204,11 @@ CASES = [
 IDS = [f"{c.stem}:{c.name}" for c in CASES]
 
 
-@pytest.fixture(scope="module")
-def run_json() -> Callable[..., tuple[int, Document]]:
-    """run_json(*ARGS) -> (exit code, JSON report), memoised for the module."""
-    runner = CliRunner(env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1", "FORCE_COLOR": None})
-
-    @cache
-    def run(*args: str) -> tuple[int, Document]:
-        result = runner.invoke(cli, [*args, "--format", "json"], prog_name="gradcheck")
-        assert "Traceback" not in result.stdout + result.stderr, result.stderr
-        assert result.exit_code in (0, 1), (result.exit_code, result.stderr)
-        parsed = json.loads(result.stdout)
-        assert isinstance(parsed, dict)
-        return result.exit_code, parsed
-
-    return run
+@cache
+def run_json(*args: str) -> tuple[int, Document]:
+    """(exit code, JSON report) of `gradcheck ARGS... --format json`, memoised: several tests
+    read the same report."""
+    return gradcheck_json(*args, codes=(0, 1))
 
 
 def touched_entries(case: Case) -> set[Entry]:
@@ -242,9 +229,7 @@ def failed_entries(document: Document) -> set[Entry]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_correct_fixture_passes_with_its_inputs_checked(
-    case: Case, run_json: Callable[..., tuple[int, Document]], report_validator: Any
-) -> None:
+def test_correct_fixture_passes_with_its_inputs_checked(case: Case, report_validator: Any) -> None:
     """The correct file checks as written: exit 0, exactly the inputs its backward gives a
     gradient for checked (attributes and dict members by their names), none failed."""
     code, document = run_json(*case.args())
@@ -258,7 +243,7 @@ def test_correct_fixture_passes_with_its_inputs_checked(
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_bug_twin_fails_on_exactly_the_entries_its_bug_touches(
-    case: Case, run_json: Callable[..., tuple[int, Document]], report_validator: Any
+    case: Case, report_validator: Any
 ) -> None:
     """The twin exits 1, and its failed checks are exactly the entries where its gradient
     differs from the correct file's, computed here."""
@@ -270,9 +255,7 @@ def test_bug_twin_fails_on_exactly_the_entries_its_bug_touches(
     assert failed_entries(document) == touched
 
 
-def test_a_second_backward_is_its_own_layer_and_unit_axes_are_reported(
-    run_json: Callable[..., tuple[int, Document]],
-) -> None:
+def test_a_second_backward_is_its_own_layer_and_unit_axes_are_reported() -> None:
     """`:layernorm` is the exact pair; `:layernorm_alt` takes layernorm_backward_alt, whose
     dgamma and dbeta of shape (1, 5) for gamma and beta of shape (5,) are accepted and named in
     each input's gradient_shape (null where the shapes agree)."""
@@ -287,9 +270,9 @@ def test_a_second_backward_is_its_own_layer_and_unit_axes_are_reported(
     assert [i["shape"] for i in alt["inputs"].values()] == [[4, 5], [5], [5]]
 
 
-def test_the_table_says_which_gradient_came_with_unit_axes(runner: CliRunner) -> None:
+def test_the_table_says_which_gradient_came_with_unit_axes() -> None:
     """One line per input in the table's header: gamma's says how its gradient came."""
-    result = runner.invoke(cli, list(CASES[2].args()), prog_name="gradcheck")
+    result = gradcheck(*CASES[2].args())
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     gamma = "gamma  5 float64 from example_inputs()  (its gradient comes as 1x5: axes of length 1"
@@ -297,9 +280,7 @@ def test_the_table_says_which_gradient_came_with_unit_axes(runner: CliRunner) ->
     assert "x      4x5 float64 from example_inputs()" in lines
 
 
-def test_dict_members_are_named_in_the_json_and_diagnosed_apart(
-    run_json: Callable[..., tuple[int, Document]],
-) -> None:
+def test_dict_members_are_named_in_the_json_and_diagnosed_apart() -> None:
     """deep_network's two_layer twin: only parameters.b2 fails, by the factor 1/m (m = 5)."""
     _, document = run_json(*CASES[13].args(bug=True))
     assert list(document["inputs"]) == ["X", *PARAMETERS]

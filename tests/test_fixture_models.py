@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -22,10 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import gradcheck_json
 from numpy.typing import NDArray
-
-from gradcheck_cli.cli import cli
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -68,25 +65,11 @@ BY_ID = dict(zip(IDS, CASES, strict=True))
 # --- helpers ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def run_json() -> Callable[..., tuple[int, Document]]:
-    """run_json(*ARGS) -> (exit code, JSON report) of `gradcheck ARGS... --format json`.
-
-    Memoised for the module: several tests read the same report, and the naive convolution is
-    the slowest thing here. The runner is conftest's: stdout and stderr apart, a dumb terminal.
-    """
-    runner = CliRunner(env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1", "FORCE_COLOR": None})
-
-    @cache
-    def run(*args: str) -> tuple[int, Document]:
-        result = runner.invoke(cli, [*args, "--format", "json"], prog_name="gradcheck")
-        assert "Traceback" not in result.stdout + result.stderr, result.stderr
-        assert result.exit_code in (0, 1), (result.exit_code, result.stderr)
-        parsed = json.loads(result.stdout)
-        assert isinstance(parsed, dict)
-        return result.exit_code, parsed
-
-    return run
+@cache
+def run_json(*args: str) -> tuple[int, Document]:
+    """(exit code, JSON report) of `gradcheck ARGS... --format json`, memoised: several tests
+    read the same report."""
+    return gradcheck_json(*args, codes=(0, 1))
 
 
 def load_fixture(stem: str) -> ModuleType:
@@ -156,7 +139,7 @@ def example_shapes(case: Case) -> dict[str, list[int]]:
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_correct_fixture_passes_with_every_floating_input_checked(
-    case: Case, run_json: Callable[..., tuple[int, Document]], report_validator: Any
+    case: Case, report_validator: Any
 ) -> None:
     """The correct file checks as written: exit 0, every floating input checked at the shape
     example_inputs() gives it, every entry of it listed, none failed; labels are constants."""
@@ -183,7 +166,7 @@ def test_correct_fixture_passes_with_every_floating_input_checked(
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_bug_twin_fails_on_exactly_the_entries_its_bug_touches(
-    case: Case, run_json: Callable[..., tuple[int, Document]], report_validator: Any
+    case: Case, report_validator: Any
 ) -> None:
     """The twin exits 1; its failed checks are exactly the entries where its gradient differs
     from the correct file's (computed here), and those all lie in the one input it breaks."""
@@ -206,7 +189,8 @@ def test_bug_twin_fails_on_exactly_the_entries_its_bug_touches(
 @pytest.mark.parametrize("case", [c for c in CASES if c.constants], ids=lambda c: c.layer or c.stem)
 @pytest.mark.parametrize("bug", [False, True], ids=["correct", "twin"])
 def test_integer_labels_are_constants_never_perturbed(
-    case: Case, bug: bool, run_json: Callable[..., tuple[int, Document]]
+    case: Case,
+    bug: bool,
 ) -> None:
     """Integer labels appear in `inputs` as constants (checked false, why says so), keep their
     integer dtype, and appear in no check and no summary."""
@@ -225,7 +209,8 @@ def test_integer_labels_are_constants_never_perturbed(
 
 @pytest.mark.parametrize(("bug", "passed"), [(False, True), (True, False)])
 def test_zero_d_input_is_checked_at_index_empty(
-    bug: bool, passed: bool, run_json: Callable[..., tuple[int, Document]]
+    bug: bool,
+    passed: bool,
 ) -> None:
     """scale's alpha is a 0-D array: described with shape [], checked once per cotangent at
     index [], and its wrong gradient in the twin is caught."""
@@ -237,7 +222,7 @@ def test_zero_d_input_is_checked_at_index_empty(
     assert all(c["passed"] is passed for c in alpha)
 
 
-def test_bias_gradient_bug_alone_is_caught(run_json: Callable[..., tuple[int, Document]]) -> None:
+def test_bias_gradient_bug_alone_is_caught() -> None:
     """affine's twin gets only db wrong (the batch mean instead of the sum): every entry of b
     fails, x and w pass, and the diagnosis names the factor 1/N (N = 4 rows)."""
     code, document = run_json("run", "--model", BY_ID["affine"].spec(bug=True))
@@ -250,9 +235,7 @@ def test_bias_gradient_bug_alone_is_caught(run_json: Callable[..., tuple[int, Do
     assert diagnosis["parameters"]["simple_factor"] == "1/4"
 
 
-def test_softmax_loss_missing_one_over_n_is_diagnosed_as_scale_n(
-    run_json: Callable[..., tuple[int, Document]],
-) -> None:
+def test_softmax_loss_missing_one_over_n_is_diagnosed_as_scale_n() -> None:
     """softmax_loss's twin forgets dx /= N with N = 4 rows: the diagnosis is kind "scale" with
     factor 4 over every entry of x, named as the batch size of x (issue 24: a factor is named
     against the model's own dimensions, no longer as "a missing 1/N with N = 4")."""
@@ -285,7 +268,9 @@ def regression_arrays() -> dict[str, NDArray[Any]]:
 
 @pytest.mark.parametrize(("bug", "code"), [(False, 0), (True, 1)])
 def test_input_options_feed_a_plain_model(
-    bug: bool, code: int, tmp_path: Path, run_json: Callable[..., tuple[int, Document]]
+    bug: bool,
+    code: int,
+    tmp_path: Path,
 ) -> None:
     """--input NAME=PATH (one .npy per input) feeds softmax_regression.py: the arrays are the
     files' (shapes and sources), y stays an integer constant, and the twin fails on w alone."""
@@ -307,7 +292,9 @@ def test_input_options_feed_a_plain_model(
 
 @pytest.mark.parametrize(("bug", "code"), [(False, 0), (True, 1)])
 def test_inputs_npz_feeds_a_plain_model(
-    bug: bool, code: int, tmp_path: Path, run_json: Callable[..., tuple[int, Document]]
+    bug: bool,
+    code: int,
+    tmp_path: Path,
 ) -> None:
     """--inputs FILE.npz gives every input by its key, with the same verdicts as --input."""
     archive = tmp_path / "inputs.npz"
@@ -339,7 +326,6 @@ def test_perturb_one_entry_of_a_layer(
     index: list[int],
     bug: bool,
     code: int,
-    run_json: Callable[..., tuple[int, Document]],
 ) -> None:
     """perturb --entry on a layer's bias and on its 0-D input: the correct layer agrees, the
     twin (whose bug is in exactly that gradient) does not."""

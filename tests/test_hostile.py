@@ -21,15 +21,19 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
-
-from gradcheck_cli.cli import cli
+from helpers import (
+    gradcheck,
+    gradcheck_command,
+    gradcheck_process,
+    listing,
+    process_environment,
+    refusal,
+)
 
 EXIT_USAGE, EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE, EXIT_TERMINATED = 2, 129, 130, 141, 143
 OLD_REPORT = '{"report": "from an earlier run; this run must not touch it"}\n'
@@ -59,63 +63,6 @@ def backward(X, W):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def invoke(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, list(args), prog_name="gradcheck")
-
-
-def one_error_line(result: Result) -> str:
-    """Exit 2, exactly one `gradcheck: error:` line on stderr: that line. stdout holds nothing
-    but, under --format json, the error document of that line (issue 24)."""
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.exit_code == EXIT_USAGE, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    if result.stdout:
-        document = json.loads(result.stdout)
-        assert document["verdict"] == "error"
-        assert document["error"] == lines[0].removeprefix("gradcheck: error: ")
-    return lines[0]
-
-
-def listing(directory: Path) -> dict[str, bytes | str | None]:
-    """Every entry under `directory`: a file's bytes, a symlink's target, None for a directory."""
-    entries: dict[str, bytes | str | None] = {}
-    for path in sorted(directory.rglob("*")):
-        name = str(path.relative_to(directory))
-        if path.is_symlink():
-            entries[name] = f"-> {os.readlink(path)}"
-        elif path.is_dir():
-            entries[name] = None
-        else:
-            entries[name] = path.read_bytes()
-    return entries
-
-
-def environment(**extra: str) -> dict[str, str]:
-    """The test's environment for a gradcheck subprocess: a plain, wide, colourless terminal."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "FORCE_COLOR")}
-    env.update(TERM="dumb", COLUMNS="200", NO_COLOR="1", **extra)
-    return env
-
-
-def gradcheck_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "gradcheck_cli", *args]
-
-
-def run_gradcheck(
-    directory: Path, *args: str, env: Mapping[str, str] | None = None, **kw: Any
-) -> subprocess.CompletedProcess[str]:
-    """`gradcheck ARGS...` in a process of its own, in `directory`."""
-    return subprocess.run(
-        gradcheck_command(*args),
-        cwd=directory,
-        env=environment() if env is None else dict(env),
-        text=True,
-        timeout=60,
-        **kw,
-    )
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -210,19 +157,19 @@ SAME_FILE_CASES = [
     ],
 )
 def test_an_output_naming_an_input_is_refused_and_the_input_kept(
-    runner: CliRunner, inputs_dir: Path, args: str, message: str
+    inputs_dir: Path, args: str, message: str
 ) -> None:
     """An output that is an input, however spelled (./, symlink, hard link): exit 2, untouched."""
     before = listing(inputs_dir)
-    line = one_error_line(invoke(runner, *args.split()))
+    line = refusal(gradcheck(*args.split()))
     assert line == f"gradcheck: error: {message}; refusing to overwrite an input"
     assert listing(inputs_dir) == before
 
 
-def test_two_outputs_naming_one_file_are_refused(runner: CliRunner, inputs_dir: Path) -> None:
+def test_two_outputs_naming_one_file_are_refused(inputs_dir: Path) -> None:
     """--output and --junit-xml on one file: the second would replace the first; exit 2."""
     before = listing(inputs_dir)
-    line = one_error_line(invoke(runner, "run", "--output", "r.json", "--junit-xml", "./r.json"))
+    line = refusal(gradcheck("run", "--output", "r.json", "--junit-xml", "./r.json"))
     assert line == (
         "gradcheck: error: --junit-xml r.json: is also the file given to --output; each report "
         "needs a file of its own"
@@ -262,9 +209,7 @@ def test_writes_to_descriptor_1_and_subprocesses_go_to_stderr(tmp_path: Path, co
     """os.write(1, ...) and `echo` in a subprocess, at import and in forward/backward: stdout is
     exactly one JSON document, and the noise is on stderr."""
     (tmp_path / "noisy.py").write_text(NOISY_MODEL, encoding="utf-8")
-    done = run_gradcheck(
-        tmp_path, command, "--model", "noisy.py", "--format", "json", capture_output=True
-    )
+    done = gradcheck_process(command, "--model", "noisy.py", "--format", "json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["command"] == command  # one document, nothing around it
     noises = ("noise at import", "a subprocess at import", "noise from forward")
@@ -303,10 +248,10 @@ def write_npz_declaring(path: Path, key: str, data_bytes: int) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_npy_header_claiming_a_terabyte_is_refused(runner: CliRunner, inputs_dir: Path) -> None:
+def test_npy_header_claiming_a_terabyte_is_refused(inputs_dir: Path) -> None:
     """A tiny .npy whose header claims 1e6 x 1e6: exit 2 naming the claim, not exit 3."""
     write_forged_npy(inputs_dir / "forged.npy", (1_000_000, 1_000_000))
-    line = one_error_line(invoke(runner, "run", "--x", "forged.npy"))
+    line = refusal(gradcheck("run", "--x", "forged.npy"))
     assert line == (
         "gradcheck: error: forged.npy: not a valid .npy file: its header declares shape "
         "(1000000, 1000000) of float64, 8000000000000 bytes (7.28 TiB) of data, but the file "
@@ -315,13 +260,13 @@ def test_npy_header_claiming_a_terabyte_is_refused(runner: CliRunner, inputs_dir
 
 
 def test_npz_member_declaring_3_gib_is_refused_before_inflating(
-    runner: CliRunner, inputs_dir: Path, monkeypatch: pytest.MonkeyPatch
+    inputs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An .npz member that declares 3 GiB, against a 1 GiB budget: exit 2 naming the member."""
     write_npz_declaring(inputs_dir / "bomb.npz", "z", 3 << 30)
     monkeypatch.setenv("GRADCHECK_MEMORY_BUDGET", "1G")
     started = time.monotonic()
-    line = one_error_line(invoke(runner, "run", "--x", "bomb.npz"))
+    line = refusal(gradcheck("run", "--x", "bomb.npz"))
     assert line == (
         "gradcheck: error: bomb.npz:z: inflates to 3 GiB, more than the memory budget of 1 GiB; "
         "set GRADCHECK_MEMORY_BUDGET to allow more (given to --x)"
@@ -330,7 +275,7 @@ def test_npz_member_declaring_3_gib_is_refused_before_inflating(
 
 
 def test_memory_error_during_the_check_is_exit_2(
-    runner: CliRunner, inputs_dir: Path, monkeypatch: pytest.MonkeyPatch
+    inputs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Running out of memory in the middle of the check: one line naming the allocation, exit 2,
     and the old report kept."""
@@ -343,7 +288,7 @@ def test_memory_error_during_the_check_is_exit_2(
 
     monkeypatch.setattr("gradcheck_cli.session.run_check", out_of_memory)
     (inputs_dir / "out.json").write_text(OLD_REPORT, encoding="utf-8")
-    line = one_error_line(invoke(runner, "run", "--output", "out.json"))
+    line = refusal(gradcheck("run", "--output", "out.json"))
     assert line == (
         "gradcheck: error: out of memory: Unable to allocate 7.28 TiB for an array with shape "
         "(1000000, 1000000) and data type float64 (the inputs need more memory than this machine "
@@ -352,15 +297,13 @@ def test_memory_error_during_the_check_is_exit_2(
     assert (inputs_dir / "out.json").read_text(encoding="utf-8") == OLD_REPORT
 
 
-def test_memory_error_in_the_models_forward_names_the_file(
-    runner: CliRunner, inputs_dir: Path
-) -> None:
+def test_memory_error_in_the_models_forward_names_the_file(inputs_dir: Path) -> None:
     """A MemoryError raised by the user's forward is the model's failure: exit 2, file and line."""
     (inputs_dir / "hungry.py").write_text(
         "def forward(X, W):\n    raise MemoryError('Unable to allocate 8 TiB')\n" + BACKWARD,
         encoding="utf-8",
     )
-    line = one_error_line(invoke(runner, "run", "--model", "hungry.py"))
+    line = refusal(gradcheck("run", "--model", "hungry.py"))
     assert line == (
         "gradcheck: error: hungry.py:2: forward raised MemoryError: Unable to allocate 8 TiB"
     )
@@ -382,12 +325,12 @@ def test_stdout_on_a_full_disk_is_exit_2_with_one_line(
     with a truncated report, never 120 or 3. (github annotations go through the same write as
     JSON.)"""
     with open("/dev/full", "w", encoding="utf-8") as full:
-        done = run_gradcheck(
-            tmp_path,
+        done = gradcheck_process(
             "run",
             "--format",
             output_format,
-            env=environment(PYTHONUNBUFFERED=unbuffered),
+            cwd=tmp_path,
+            env=process_environment(PYTHONUNBUFFERED=unbuffered),
             stdout=full,
             stderr=subprocess.PIPE,
         )
@@ -395,7 +338,7 @@ def test_stdout_on_a_full_disk_is_exit_2_with_one_line(
 
 
 def test_a_full_disk_under_output_keeps_the_old_report(
-    runner: CliRunner, inputs_dir: Path, monkeypatch: pytest.MonkeyPatch
+    inputs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC while the report file is written: the catalogue's `--output` prefix, exit 2, the old
     report intact and no temporary file left."""
@@ -406,7 +349,7 @@ def test_a_full_disk_under_output_keeps_the_old_report(
     (inputs_dir / "out.json").write_text(OLD_REPORT, encoding="utf-8")
     before = listing(inputs_dir)
     monkeypatch.setattr(os, "fsync", disk_full)
-    line = one_error_line(invoke(runner, "run", "--format", "json", "--output", "out.json"))
+    line = refusal(gradcheck("run", "--format", "json", "--output", "out.json"))
     assert line == (
         "gradcheck: error: --output out.json: cannot write the report: No space left on device"
     )
@@ -414,16 +357,14 @@ def test_a_full_disk_under_output_keeps_the_old_report(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_outputs_are_written_all_together_or_not_at_all(
-    runner: CliRunner, inputs_dir: Path
-) -> None:
+def test_outputs_are_written_all_together_or_not_at_all(inputs_dir: Path) -> None:
     """--junit-xml on a full device with --output keep.json and --plot: exit 2 naming the JUnit
     file, and neither the existing report nor the plot is written: every output of one run is
     committed together, only once each has been written whole."""
     (inputs_dir / "keep.json").write_text(OLD_REPORT, encoding="utf-8")
     before = listing(inputs_dir)
     args = ["run", "--junit-xml", "/dev/full", "--output", "keep.json", "--plot", "map.png"]
-    line = one_error_line(invoke(runner, *args))
+    line = refusal(gradcheck(*args))
     assert line == (
         "gradcheck: error: --junit-xml /dev/full: cannot write the report: No space left on device"
     )
@@ -432,9 +373,9 @@ def test_outputs_are_written_all_together_or_not_at_all(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-def test_output_to_a_full_device_names_the_option(runner: CliRunner, inputs_dir: Path) -> None:
+def test_output_to_a_full_device_names_the_option(inputs_dir: Path) -> None:
     """--output /dev/full (a real ENOSPC): exit 2 with the `--output` prefix."""
-    line = one_error_line(invoke(runner, "run", "--output", "/dev/full"))
+    line = refusal(gradcheck("run", "--output", "/dev/full"))
     assert line == (
         "gradcheck: error: --output /dev/full: cannot write the report: No space left on device"
     )
@@ -497,7 +438,7 @@ def signal_when_ready(
     process = subprocess.Popen(
         command,
         cwd=work,
-        env=environment(),
+        env=process_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -605,7 +546,7 @@ def test_a_signal_while_the_report_is_written_leaves_no_temporary_file(
     process = subprocess.Popen(
         [sys.executable, "-c", SLOW_REPORT_WRITE, "run", "--output", "out.json"],
         cwd=work,
-        env=environment(WRITING_MARKER=str(marker)),
+        env=process_environment(WRITING_MARKER=str(marker)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -632,8 +573,8 @@ def test_a_broken_pipe_exits_141_quietly(tmp_path: Path, output_format: str) -> 
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        done = run_gradcheck(
-            tmp_path, "run", "--format", output_format, stdout=write_end, stderr=subprocess.PIPE
+        done = gradcheck_process(
+            "run", "--format", output_format, cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE
         )
     finally:
         os.close(write_end)
@@ -659,7 +600,7 @@ def test_ctrl_c_stops_every_worker_process_and_frees_shared_memory(tmp_path: Pat
             "run", "--model", "slow.py", "--x", "x.npy", "--w", "w.npy", "--jobs", "2"
         ),
         cwd=work,
-        env=environment(),
+        env=process_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -692,9 +633,7 @@ def test_ctrl_c_stops_every_worker_process_and_frees_shared_memory(tmp_path: Pat
 # --- 6. a model that changes directory does not move the report -----------------------------------
 
 
-def test_a_model_changing_directory_does_not_move_relative_outputs(
-    runner: CliRunner, inputs_dir: Path
-) -> None:
+def test_a_model_changing_directory_does_not_move_relative_outputs(inputs_dir: Path) -> None:
     """os.chdir at import (and in forward): --output and --junit-xml land where they were asked."""
     models = inputs_dir / "models"
     models.mkdir()
@@ -703,8 +642,7 @@ def test_a_model_changing_directory_does_not_move_relative_outputs(
         + TANH_MODEL.replace("def forward(X, W):\n", "def forward(X, W):\n    os.chdir('/')\n"),
         encoding="utf-8",
     )
-    result = invoke(
-        runner,
+    result = gradcheck(
         "run",
         "--model",
         "models/wanders.py",
@@ -726,7 +664,7 @@ def test_a_model_changing_directory_does_not_move_relative_outputs(
     ("entry", "dtype"), [("1e200", "float64"), ("1e20", "float32")], ids=["float64", "float32"]
 )
 def test_built_in_run_whose_product_overflows_is_exit_2(
-    runner: CliRunner, inputs_dir: Path, entry: str, dtype: str
+    inputs_dir: Path, entry: str, dtype: str
 ) -> None:
     """X @ W overflows (entries 1e200; 1e20 in float32, whose inputs are finite): exit 2 with one
     line saying so, in every command; no numpy warning, no step advice such as "use a delta
@@ -735,20 +673,20 @@ def test_built_in_run_whose_product_overflows_is_exit_2(
     (inputs_dir / "huge_w.csv").write_text(f"{entry},{entry}\n1,2\n4,5\n")
     for command in ("run", "perturb", "sweep"):
         args = [command, "--x", "huge_x.csv", "--w", "huge_w.csv", "--dtype", dtype]
-        assert one_error_line(invoke(runner, *args)) == (
+        assert refusal(gradcheck(*args)) == (
             "gradcheck: error: sigmoid-sum: X @ W overflows to inf at [0, 0] (X (3, 3), "
             f"W (3, 2) in {dtype}); it must be finite: scale the inputs down"
         )
 
 
-def test_a_model_whose_f_is_infinite_is_exit_2(runner: CliRunner, inputs_dir: Path) -> None:
+def test_a_model_whose_f_is_infinite_is_exit_2(inputs_dir: Path) -> None:
     """f = inf at the given point: nothing can be differenced there; exit 2, not 1."""
     (inputs_dir / "infinite.py").write_text(
         "def forward(X, W):\n    return float('inf')\n\n\ndef backward(X, W):\n    return X, W\n",
         encoding="utf-8",
     )
     for command in ("run", "perturb", "sweep"):
-        line = one_error_line(invoke(runner, command, "--model", "infinite.py"))
+        line = refusal(gradcheck(command, "--model", "infinite.py"))
         assert line == (
             "gradcheck: error: infinite.py: forward(X, W) = inf at the given X, W; it must be "
             "finite there"
@@ -761,39 +699,37 @@ ESCAPE = "\x1b[2J"
 SHOWN = "\\x1b[2J"
 
 
-def test_escapes_in_a_file_name_are_shown_not_sent(runner: CliRunner, inputs_dir: Path) -> None:
+def test_escapes_in_a_file_name_are_shown_not_sent(inputs_dir: Path) -> None:
     """A CSV named ESC[2Jx.csv in the table, and a missing one in the error: shown as \\x1b."""
     (inputs_dir / f"{ESCAPE}x.csv").write_text("1,2,3\n4,5,6\n7,8,9\n", encoding="utf-8")
-    result = invoke(runner, "run", "--x", f"{ESCAPE}x.csv")
+    result = gradcheck("run", "--x", f"{ESCAPE}x.csv")
     assert result.exit_code == 0, result.stderr
     assert f"from {SHOWN}x.csv" in result.stdout
     assert "\x1b" not in result.stdout + result.stderr
-    line = one_error_line(invoke(runner, "run", "--x", f"{ESCAPE}gone.csv"))
+    line = refusal(gradcheck("run", "--x", f"{ESCAPE}gone.csv"))
     assert line == f"gradcheck: error: {SHOWN}gone.csv: no such file (given to --x)"
 
 
-def test_escapes_in_a_models_exception_are_shown_not_sent(
-    runner: CliRunner, inputs_dir: Path
-) -> None:
+def test_escapes_in_a_models_exception_are_shown_not_sent(inputs_dir: Path) -> None:
     """forward raising ValueError('ESC[2J...'): the one line shows \\x1b, the terminal gets none."""
     (inputs_dir / "hostile.py").write_text(
         f"def forward(X, W):\n    raise ValueError('bad{SHOWN}thing')\n" + BACKWARD,
         encoding="utf-8",
     )
-    result = invoke(runner, "run", "--model", "hostile.py")
-    assert one_error_line(result) == (
+    result = gradcheck("run", "--model", "hostile.py")
+    assert refusal(result) == (
         f"gradcheck: error: hostile.py:2: forward raised ValueError: bad{SHOWN}thing"
     )
     assert "\x1b" not in result.stderr
 
 
-def test_escapes_in_a_models_name_are_shown_not_sent(runner: CliRunner, inputs_dir: Path) -> None:
+def test_escapes_in_a_models_name_are_shown_not_sent(inputs_dir: Path) -> None:
     """A model file's `name` and `formula` holding ESC sequences: the table shows them escaped."""
     (inputs_dir / "named.py").write_text(
         f"name = 'evil{SHOWN}name'\nformula = 'f{SHOWN}x'\n\n" + TANH_MODEL, encoding="utf-8"
     )
     for command in ("run", "perturb", "sweep"):
-        result = invoke(runner, command, "--model", "named.py")
+        result = gradcheck(command, "--model", "named.py")
         assert result.exit_code == 0, result.stderr
         assert f"evil{SHOWN}name" in result.stdout
         assert "\x1b" not in result.stdout + result.stderr
@@ -803,9 +739,9 @@ def test_escapes_in_a_models_name_are_shown_not_sent(runner: CliRunner, inputs_d
 
 
 @pytest.mark.parametrize("command", ["run", "perturb", "sweep"])
-def test_help_says_a_model_file_is_code_that_runs(runner: CliRunner, command: str) -> None:
+def test_help_says_a_model_file_is_code_that_runs(command: str) -> None:
     """`--help` says that a model file runs, as `python FILE.py` would."""
-    result = invoke(runner, command, "--help")
+    result = gradcheck(command, "--help")
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
     assert "A model file is code: gradcheck runs it, as 'python FILE.py' would." in text
@@ -814,21 +750,21 @@ def test_help_says_a_model_file_is_code_that_runs(runner: CliRunner, command: st
 # --- 10. the smaller ones ------------------------------------------------------------------------
 
 
-def test_output_dash_is_stdout_never_a_file(runner: CliRunner, inputs_dir: Path) -> None:
+def test_output_dash_is_stdout_never_a_file(inputs_dir: Path) -> None:
     """--output - writes the JSON report to stdout and creates no file named `-`."""
     before = listing(inputs_dir)
-    result = invoke(runner, "run", "--format", "json", "--output", "-")
+    result = gradcheck("run", "--format", "json", "--output", "-")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["passed"] is True
     assert listing(inputs_dir) == before
 
 
-def test_output_through_a_symlink_writes_its_target(runner: CliRunner, inputs_dir: Path) -> None:
+def test_output_through_a_symlink_writes_its_target(inputs_dir: Path) -> None:
     """--output link.json, a symlink: the target gets the report, the link stays a link."""
     (inputs_dir / "reports").mkdir()
     (inputs_dir / "reports" / "latest.json").write_text(OLD_REPORT, encoding="utf-8")
     (inputs_dir / "link.json").symlink_to("reports/latest.json")
-    result = invoke(runner, "run", "--output", "link.json")
+    result = gradcheck("run", "--output", "link.json")
     assert result.exit_code == 0, result.stderr
     assert os.readlink(inputs_dir / "link.json") == "reports/latest.json"
     written = json.loads((inputs_dir / "reports" / "latest.json").read_text(encoding="utf-8"))
@@ -847,7 +783,7 @@ def test_a_module_next_to_the_model_cannot_shadow_the_tools_own(
     project.mkdir()
     (project / f"{shadow}.py").write_text("HELPER = 'the user module'\n", encoding="utf-8")
     (project / "model.py").write_text(f"import {shadow}  # noqa: F401\n" + TANH_MODEL, "utf-8")
-    done = run_gradcheck(tmp_path, command, "--model", "project/model.py", capture_output=True)
+    done = gradcheck_process(command, "--model", "project/model.py", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().splitlines()[-1].startswith("PASSED")
 
@@ -859,9 +795,7 @@ def test_os_exit_in_forward_is_exit_2_not_0(tmp_path: Path) -> None:
     (tmp_path / "quits.py").write_text(
         "import os\n\n\ndef forward(X, W):\n    os._exit(0)\n" + BACKWARD, encoding="utf-8"
     )
-    done = run_gradcheck(
-        tmp_path, "run", "--model", "quits.py", "--format", "json", capture_output=True
-    )
+    done = gradcheck_process("run", "--model", "quits.py", "--format", "json", cwd=tmp_path)
     line = (
         "quits.py:5: forward raised ExitRefused: os._exit(0) would end gradcheck's process "
         "before it reports; a model must return a value or raise"
@@ -886,34 +820,32 @@ def test_os_exit_in_a_worker_process_is_exit_2(tmp_path: Path) -> None:
         "    return float(np.sum(np.tanh(X @ W)))\n" + BACKWARD,
         encoding="utf-8",
     )
-    done = run_gradcheck(
-        tmp_path,
-        *("run", "--model", "quits.py", "--x", "x.npy", "--w", "w.npy", "--jobs", "2"),
-        capture_output=True,
+    done = gradcheck_process(
+        *("run", "--model", "quits.py", "--x", "x.npy", "--w", "w.npy", "--jobs", "2"), cwd=tmp_path
     )
     assert (done.returncode, done.stdout) == (EXIT_USAGE, "")
     assert done.stderr.startswith("gradcheck: error: quits.py: a worker process ")
     assert len(done.stderr.splitlines()) == 1
 
 
-def test_a_symlink_loop_is_called_a_loop(runner: CliRunner, inputs_dir: Path) -> None:
+def test_a_symlink_loop_is_called_a_loop(inputs_dir: Path) -> None:
     """An input, a model file or an --output that is a symlink loop says so, not "not found"."""
     for name in ("loop.csv", "loop.py", "loop.json"):
         (inputs_dir / name).symlink_to(name)
-    assert one_error_line(invoke(runner, "run", "--x", "loop.csv")) == (
+    assert refusal(gradcheck("run", "--x", "loop.csv")) == (
         "gradcheck: error: loop.csv: is a symlink loop, it never reaches a file (given to --x)"
     )
-    assert one_error_line(invoke(runner, "run", "--model", "loop.py")) == (
+    assert refusal(gradcheck("run", "--model", "loop.py")) == (
         "gradcheck: error: model file loop.py is a symlink loop, it never reaches a file"
     )
-    assert one_error_line(invoke(runner, "run", "--output", "loop.json")) == (
+    assert refusal(gradcheck("run", "--output", "loop.json")) == (
         "gradcheck: error: --output loop.json: is a symlink loop; the report needs a file path"
     )
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="--plot needs matplotlib")
 @POSIX_ONLY
-def test_sweep_plot_follows_the_umask_like_output(runner: CliRunner, inputs_dir: Path) -> None:
+def test_sweep_plot_follows_the_umask_like_output(inputs_dir: Path) -> None:
     """sweep --plot: a new PNG gets 0o666 minus the umask, as --output does; an existing file
     keeps its own mode."""
     (inputs_dir / "kept.png").write_bytes(b"old")
@@ -921,7 +853,7 @@ def test_sweep_plot_follows_the_umask_like_output(runner: CliRunner, inputs_dir:
     old_umask = os.umask(0o027)
     try:
         for name in ("new.png", "kept.png"):
-            result = invoke(runner, "sweep", "--plot", name, "--output", f"{name}.json")
+            result = gradcheck("sweep", "--plot", name, "--output", f"{name}.json")
             assert result.exit_code == 0, result.stderr
     finally:
         os.umask(old_umask)
@@ -931,14 +863,14 @@ def test_sweep_plot_follows_the_umask_like_output(runner: CliRunner, inputs_dir:
     assert stat.S_IMODE((inputs_dir / "kept.png").stat().st_mode) == 0o600
 
 
-def test_jobs_beyond_the_cores_is_capped_and_said(runner: CliRunner, inputs_dir: Path) -> None:
+def test_jobs_beyond_the_cores_is_capped_and_said(inputs_dir: Path) -> None:
     """--jobs larger than any machine (2^64) neither overflows nor starts thousands of
     processes: it is capped at the cores this process may use, one line on stderr says so, and
     the report's jobs never exceeds that."""
     from gradcheck_cli.numerics.workers import default_jobs
 
     huge = str(2**64)
-    result = runner.invoke(cli, ["run", "--jobs", huge, "--format", "json"], prog_name="gradcheck")
+    result = gradcheck("run", "--jobs", huge, "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert result.stderr == (
         f"gradcheck: --jobs {huge} capped at {default_jobs()}, the cores this process may use\n"

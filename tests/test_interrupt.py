@@ -12,9 +12,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-
-from gradcheck_cli.cli import cli
+from helpers import gradcheck
 
 EXIT_INTERRUPTED = 130
 MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "dense_tanh.py"
@@ -80,7 +78,7 @@ def test_ctrl_c_during_a_long_check(tmp_path: Path) -> None:
 
 
 def test_keyboard_interrupt_in_the_check_exits_130(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A KeyboardInterrupt raised by the check becomes exit 130 and one line on stderr."""
 
@@ -90,14 +88,14 @@ def test_keyboard_interrupt_in_the_check_exits_130(
     monkeypatch.setattr("gradcheck_cli.session.run_check", interrupted)
     output = tmp_path / "out.json"
     output.write_text(OUTPUT_CONTENT, encoding="utf-8")
-    result = runner.invoke(cli, ["run", "--output", str(output)], prog_name="gradcheck")
+    result = gradcheck("run", "--output", str(output))
     assert_interrupted(result.exit_code, result.stdout, result.stderr)
     assert output.read_text(encoding="utf-8") == OUTPUT_CONTENT
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
 def test_keyboard_interrupt_while_writing_the_report(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C while the report is being written: the old file stays whole, the temp file goes."""
 
@@ -108,9 +106,7 @@ def test_keyboard_interrupt_while_writing_the_report(
     monkeypatch.setattr(os, "replace", interrupted)
     output = tmp_path / "out.json"
     output.write_text(OUTPUT_CONTENT, encoding="utf-8")
-    result = runner.invoke(
-        cli, ["run", "--output", str(output), "--format", "json"], prog_name="gradcheck"
-    )
+    result = gradcheck("run", "--output", str(output), "--format", "json")
     assert_interrupted(result.exit_code, result.stdout, result.stderr)
     assert output.read_text(encoding="utf-8") == OUTPUT_CONTENT
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

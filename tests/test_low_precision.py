@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from helpers import gradcheck, gradcheck_json
 
 from gradcheck_cli import check_layer
 from gradcheck_cli.checks.precision import LowPrecision
-from gradcheck_cli.cli import cli
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.models import Gradients
 from gradcheck_cli.subject.arguments import Supplied
@@ -34,16 +33,6 @@ LAYERS = {
     "layernorm": (("x", "gamma", "beta"), {"x"}),
     "attention": (("q", "k", "v"), {"q", "k"}),
 }
-
-
-def run(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, ["run", *args], prog_name="gradcheck")
-
-
-def run_json(runner: CliRunner, *args: str) -> tuple[int, dict[str, Any]]:
-    result = run(runner, *args, "--format", "json")
-    assert result.exit_code in (0, 1, 4), result.stderr
-    return result.exit_code, json.loads(result.stdout)
 
 
 def load(path: Path) -> ModuleType:
@@ -65,11 +54,11 @@ def failed_entries(document: dict[str, Any]) -> set[tuple[str, tuple[int, ...]]]
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("layer", sorted(LAYERS))
 def test_a_correct_layer_passes_in_low_precision(
-    runner: CliRunner, report_validator: Any, layer: str, dtype: str
+    report_validator: Any, layer: str, dtype: str
 ) -> None:
     """softmax, layer norm and attention in float32 and float16: exit 0 against the same code
     in float64 at the same quantised inputs; its float64 gradient was checked first."""
-    code, document = run_json(runner, "--model", f"{RIGHT}:{layer}", "--dtype", dtype)
+    code, document = gradcheck_json("run", "--model", f"{RIGHT}:{layer}", "--dtype", dtype)
     assert code == 0, [c for c in document["checks"] if not c["passed"]]
     settings = document["settings"]
     assert (settings["dtype"], settings["precision"]) == (dtype, dtype)
@@ -104,13 +93,11 @@ def _moved_by_the_bug(layer: str) -> set[tuple[str, tuple[int, ...]]]:
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("layer", sorted(LAYERS))
-def test_a_one_percent_error_in_one_term_fails_naming_its_entries(
-    runner: CliRunner, layer: str, dtype: str
-) -> None:
+def test_a_one_percent_error_in_one_term_fails_naming_its_entries(layer: str, dtype: str) -> None:
     """The twin's backward with one term off by 1%: exit 1 in float32 and float16 (far below
     what float16 resolves in the terms it moves, so the same code's float64 check finds it),
     failing on exactly the entries the error moves, of the inputs it touches only."""
-    code, document = run_json(runner, "--model", f"{WRONG}:{layer}", "--dtype", dtype)
+    code, document = gradcheck_json("run", "--model", f"{WRONG}:{layer}", "--dtype", dtype)
     assert code == 1
     _, touched = LAYERS[layer]
     assert {n for n, s in document["summary"].items() if s["failed"]} == touched
@@ -125,8 +112,8 @@ def test_a_one_percent_error_in_one_term_fails_naming_its_entries(
     assert first_cotangent == _moved_by_the_bug(layer)
 
 
-def test_the_table_says_the_formula_is_wrong_not_the_precision(runner: CliRunner) -> None:
-    result = run(runner, "--model", f"{WRONG}:layernorm", "--dtype", "float16")
+def test_the_table_says_the_formula_is_wrong_not_the_precision() -> None:
+    result = gradcheck("run", "--model", f"{WRONG}:layernorm", "--dtype", "float16")
     assert result.exit_code == 1
     assert "the formula is wrong, not the precision" in result.stdout
     assert "diagnosis (" in result.stdout
@@ -135,12 +122,12 @@ def test_the_table_says_the_formula_is_wrong_not_the_precision(runner: CliRunner
 # --- A kernel that only exists in low precision: judged by the precision alone ------------------
 
 
-def test_a_half_precision_kernel_passes_against_its_named_reference(runner: CliRunner) -> None:
+def test_a_half_precision_kernel_passes_against_its_named_reference() -> None:
     """softmax_half computes in float16 whatever it is given: its own forward is no float64
     reference, softmax_forward is; at --dtype float32 its float16 rounding is what counts."""
     for dtype in ("float16", "float32"):
-        code, document = run_json(
-            runner,
+        code, document = gradcheck_json(
+            "run",
             "--model",
             f"{RIGHT}:softmax_half",
             "--dtype",
@@ -155,13 +142,11 @@ def test_a_half_precision_kernel_passes_against_its_named_reference(runner: CliR
         assert "float64_check" not in document
 
 
-def test_a_half_precision_kernel_with_a_wrong_term_fails_where_float16_resolves_it(
-    runner: CliRunner,
-) -> None:
+def test_a_half_precision_kernel_with_a_wrong_term_fails_where_float16_resolves_it() -> None:
     """Against the reference alone, the 1% error shows on the entries where it exceeds what
     float16 rounds (the largest moves of the gradient), and on no entry it leaves alone."""
-    code, document = run_json(
-        runner,
+    code, document = gradcheck_json(
+        "run",
         "--model",
         f"{WRONG}:softmax_half",
         "--dtype",
@@ -177,17 +162,21 @@ def test_a_half_precision_kernel_with_a_wrong_term_fails_where_float16_resolves_
         assert check["abs_error"] > check["tolerance"] >= 10 * 2.0**-11 * abs(check["analytic"])
 
 
-def test_without_a_float64_forward_the_whole_check_runs_in_low_precision(
-    runner: CliRunner,
-) -> None:
+def test_without_a_float64_forward_the_whole_check_runs_in_low_precision() -> None:
     """No reference named and a forward that computes in float16 at float64 inputs: the check
     differences that forward in float16, as before, says so, and can vouch for nothing here."""
-    result = run(runner, "--model", f"{RIGHT}:softmax_half", "--dtype", "float16")
+    result = gradcheck("run", "--model", f"{RIGHT}:softmax_half", "--dtype", "float16")
     assert result.exit_code == 4
     assert "the whole check runs in float16" in result.stdout
     document = json.loads(
-        run(
-            runner, "--model", f"{RIGHT}:softmax_half", "--dtype", "float16", "--format", "json"
+        gradcheck(
+            "run",
+            "--model",
+            f"{RIGHT}:softmax_half",
+            "--dtype",
+            "float16",
+            "--format",
+            "json",
         ).stdout
     )
     assert document["settings"]["reference_forward"] == "none"
@@ -215,14 +204,12 @@ def example_inputs():
 """
 
 
-def test_a_bug_of_the_low_precision_path_alone_fails_there(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_bug_of_the_low_precision_path_alone_fails_there(tmp_path: Path) -> None:
     """Right in float64 (its float64 check passes), wrong in float16: the float16 gradient
     fails on dw alone, every entry."""
     path = tmp_path / "scaled.py"
     path.write_text(PRECISION_BUG, encoding="utf-8")
-    code, document = run_json(runner, "--model", f"{path}:scale", "--dtype", "float16")
+    code, document = gradcheck_json("run", "--model", f"{path}:scale", "--dtype", "float16")
     assert code == 1
     assert document["float64_check"]["verdict"] == "passed"
     assert {n: s["failed"] for n, s in document["summary"].items()} == {"x": 0, "w": 12}
@@ -244,18 +231,14 @@ def test_a_bug_of_the_low_precision_path_alone_fails_there(
         (["--dtype", "float16", "--mode", "fast", "--reference-model", "ref.py"], "--mode full"),
     ],
 )
-def test_what_cannot_run_is_refused_in_one_line(
-    runner: CliRunner, args: list[str], said: str
-) -> None:
-    result = run(runner, *args)
+def test_what_cannot_run_is_refused_in_one_line(args: list[str], said: str) -> None:
+    result = gradcheck("run", *args)
     assert result.exit_code == 2
     assert said in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_reference_that_is_not_there_or_not_float64_is_refused(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_reference_that_is_not_there_or_not_float64_is_refused(tmp_path: Path) -> None:
     """A reference file without the function, and one that computes in float32: exit 2 naming
     the file and what to do."""
     ref = tmp_path / "ref.py"
@@ -273,13 +256,19 @@ def test_a_reference_that_is_not_there_or_not_float64_is_refused(
         encoding="utf-8",
     )
     model = f"{RIGHT}:softmax_half"
-    result = run(runner, "--model", model, "--dtype", "float16", "--reference-model", str(ref))
+    result = gradcheck("run", "--model", model, "--dtype", "float16", "--reference-model", str(ref))
     assert result.exit_code == 2
     assert "--reference-model ref.py: no function softmax_half_forward or softmax_half" in (
         result.stderr
     )
-    result = run(
-        runner, "--model", model, "--dtype", "float16", "--reference-model", f"{ref}:softmax32"
+    result = gradcheck(
+        "run",
+        "--model",
+        model,
+        "--dtype",
+        "float16",
+        "--reference-model",
+        f"{ref}:softmax32",
     )
     assert result.exit_code == 2
     assert "ref.py:softmax32: the reference forward computes in float32 at float64 inputs" in (
@@ -346,15 +335,13 @@ def test_the_api_checks_a_layer_in_float16() -> None:
         )
 
 
-def test_cancellation_inside_the_code_is_inconclusive_in_float32_not_failed(
-    runner: CliRunner,
-) -> None:
+def test_cancellation_inside_the_code_is_inconclusive_in_float32_not_failed() -> None:
     """tanh(X @ W) at the seed saturates on row 1 of X: `1 - tanh(z)**2` loses three digits in
     float32 that no perturbation from outside shows. Those entries exceed their rounding
     estimate by less than 1024 units of the input's largest gradient: inconclusive (exit 4),
     while the same code passes in float64; nothing fails."""
-    code, document = run_json(
-        runner, "--model", str(MODELS / "dense_tanh_vector.py"), "--dtype", "float32"
+    code, document = gradcheck_json(
+        "run", "--model", str(MODELS / "dense_tanh_vector.py"), "--dtype", "float32"
     )
     assert code == 4
     assert document["float64_check"]["verdict"] == "passed"
@@ -405,14 +392,12 @@ def example_inputs():
 """
 
 
-def test_a_backward_that_computes_in_float32_is_not_checked_in_float64(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_backward_that_computes_in_float32_is_not_checked_in_float64(tmp_path: Path) -> None:
     """Its gradient at float64 inputs holds float32 values only: no float64 check of the same
     code (it would blame the formula for float32's rounding); at --dtype float32 it passes."""
     path = tmp_path / "single.py"
     path.write_text(FLOAT32_BACKWARD, encoding="utf-8")
-    code, document = run_json(runner, "--model", str(path), "--dtype", "float32")
+    code, document = gradcheck_json("run", "--model", str(path), "--dtype", "float32")
     assert code == 0
     assert "float64_check" not in document
     assert document["settings"]["reference_forward"] == "the model's own forward, in float64"
@@ -436,15 +421,13 @@ def example_inputs():
 """
 
 
-def test_code_that_fails_an_ulp_away_leaves_the_precision_unable_to_vouch(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_code_that_fails_an_ulp_away_leaves_the_precision_unable_to_vouch(tmp_path: Path) -> None:
     """The backward refuses inputs off its grid, as the rounding-level perturbations are: in
     float16 nothing near these inputs can be vouched for, so every entry is inconclusive (exit
     4), never passed, and the run is no error."""
     path = tmp_path / "grid.py"
     path.write_text(ON_A_GRID, encoding="utf-8")
-    code, document = run_json(runner, "--model", f"{path}:square", "--dtype", "float16")
+    code, document = gradcheck_json("run", "--model", f"{path}:square", "--dtype", "float16")
     assert code == 4
     assert document["float64_check"]["verdict"] == "passed"
     assert {c["reason"] for c in document["checks"]} == {"inconclusive"}

@@ -3,13 +3,11 @@ a newcomer makes fails with the diagnosis that names it, end to end through the 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
+from helpers import document_of, gradcheck
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -27,25 +25,21 @@ EXPECTED: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-def _document(result: Result) -> dict[str, Any]:
-    assert "Traceback" not in result.stderr, result.stderr
-    parsed: dict[str, Any] = json.loads(result.stdout)
-    return parsed
-
-
 @pytest.mark.parametrize("layer", sorted(EXPECTED))
-def test_the_correct_layer_passes(invoke: Callable[..., Result], layer: str) -> None:
-    result = invoke("run", "--model", f"{MODELS / 'mistakes.py'}:{layer}", "--format", "json")
+def test_the_correct_layer_passes(layer: str) -> None:
+    result = gradcheck("run", "--model", f"{MODELS / 'mistakes.py'}:{layer}", "--format", "json")
     assert result.exit_code == 0, result.stdout
-    assert _document(result)["diagnosis"] == []
+    assert document_of(result)["diagnosis"] == []
 
 
 @pytest.mark.parametrize("layer", sorted(EXPECTED))
-def test_the_bug_is_named(invoke: Callable[..., Result], layer: str) -> None:
+def test_the_bug_is_named(layer: str) -> None:
     """The bug fails, in the input it is in, and the diagnosis there is the kind it is."""
-    result = invoke("run", "--model", f"{MODELS / 'mistakes_bug.py'}:{layer}", "--format", "json")
+    result = gradcheck(
+        "run", "--model", f"{MODELS / 'mistakes_bug.py'}:{layer}", "--format", "json"
+    )
     assert result.exit_code == 1, result.stderr
-    document = _document(result)
+    document = document_of(result)
     wrt, kind, parameters = EXPECTED[layer]
     by_input = {d["wrt"]: d for d in document["diagnosis"]}
     assert wrt in by_input, document["diagnosis"]
@@ -56,7 +50,11 @@ def test_the_bug_is_named(invoke: Callable[..., Result], layer: str) -> None:
     assert document["summary"][wrt]["failed"] > 0
 
 
-def test_a_swap_is_named_from_both_sides(invoke: Callable[..., Result]) -> None:
-    result = invoke("run", "--model", f"{MODELS / 'mistakes_bug.py'}:multiply", "--format", "json")
-    kinds = {(d["wrt"], d["kind"], d["parameters"]["with"]) for d in _document(result)["diagnosis"]}
+def test_a_swap_is_named_from_both_sides() -> None:
+    result = gradcheck(
+        "run", "--model", f"{MODELS / 'mistakes_bug.py'}:multiply", "--format", "json"
+    )
+    kinds = {
+        (d["wrt"], d["kind"], d["parameters"]["with"]) for d in document_of(result)["diagnosis"]
+    }
     assert kinds == {("x", "swapped", "y"), ("y", "swapped", "x")}

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import xw
+from helpers import gradcheck, xw
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -24,7 +23,6 @@ from numpy.typing import NDArray
 
 from gradcheck_cli.checks.full import run_check
 from gradcheck_cli.checks.target import Target
-from gradcheck_cli.cli import cli
 from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
 from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.arrays.loading import load_array
@@ -199,16 +197,10 @@ def invocations(draw: st.DrawFn) -> tuple[str, list[str]]:
     return content, args
 
 
-@pytest.fixture(scope="module")
-def module_runner() -> CliRunner:
-    """One runner for all examples (hypothesis does not reset function-scoped fixtures)."""
-    return CliRunner()
-
-
 @PROPERTY_SETTINGS
 @given(invocation=invocations())
 def test_cli_exits_0_1_or_2_without_a_traceback(
-    module_runner: CliRunner, invocation: tuple[str, list[str]]
+    invocation: tuple[str, list[str]],
 ) -> None:
     """Whatever the X file holds and whatever the options say: exit 0, 1 or 2, no traceback."""
     content, args = invocation
@@ -216,7 +208,7 @@ def test_cli_exits_0_1_or_2_without_a_traceback(
         path = Path(directory) / "x.csv"
         path.write_text(content, encoding="utf-8")
         args = [str(path) if arg == "x.csv" else arg for arg in args]
-        result = module_runner.invoke(cli, args, prog_name="gradcheck")
+        result = gradcheck(*args)
     output: Any = result.stdout + result.stderr
     assert result.exit_code in (0, 1, 2), (args, content, result.exit_code, output)
     assert "Traceback" not in output, (args, content)

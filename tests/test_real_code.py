@@ -4,16 +4,14 @@ arguments, classes rebuilt in worker processes, Jacobians and derivatives by nam
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from helpers import gradcheck, gradcheck_json
 
-from gradcheck_cli.cli import cli
 from gradcheck_cli.numerics import workers
 from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.binding import bind
@@ -26,18 +24,6 @@ def write(directory: Path, name: str, source: str) -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(source), encoding="utf-8")
     return path
-
-
-def run(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, [*args], prog_name="gradcheck")
-
-
-def run_json(runner: CliRunner, *args: str) -> tuple[int, dict[str, Any]]:
-    result = run(runner, *args, "--format", "json")
-    assert result.exit_code in (0, 1), (result.exit_code, result.stderr)
-    document = json.loads(result.stdout)
-    assert isinstance(document, dict)
-    return result.exit_code, document
 
 
 SCALED = """
@@ -59,23 +45,21 @@ def example_inputs():
 """
 
 
-def test_a_backward_only_parameter_comes_from_param_by_name(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_backward_only_parameter_comes_from_param_by_name(tmp_path: Path) -> None:
     """backward(dout, cache, factor): --param factor=1 gives it (forward does not take it) and
     the check passes; factor=2 makes every gradient twice too large; without it, exit 2 says
     how to give it."""
     path = write(tmp_path, "scaled.py", SCALED)
-    code, document = run_json(runner, "run", "--model", f"{path}:scaled", "--param", "factor=1")
+    code, document = gradcheck_json("run", "--model", f"{path}:scaled", "--param", "factor=1")
     assert code == 0
     assert list(document["inputs"]) == ["x", "w"]
-    code, document = run_json(runner, "run", "--model", f"{path}:scaled", "--param", "factor=2")
+    code, document = gradcheck_json("run", "--model", f"{path}:scaled", "--param", "factor=2")
     assert code == 1
     assert {d["wrt"]: d["parameters"]["simple_factor"] for d in document["diagnosis"]} == {
         "x": "2",
         "w": "2",
     }
-    missing = run(runner, "run", "--model", f"{path}:scaled")
+    missing = gradcheck("run", "--model", f"{path}:scaled")
     assert missing.exit_code == 2
     assert missing.stderr == (
         "gradcheck: error: scaled.py:scaled: no value for factor in "
@@ -84,9 +68,7 @@ def test_a_backward_only_parameter_comes_from_param_by_name(
     )
 
 
-def test_a_whole_archive_fills_a_dict_argument_and_its_entries_are_named(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_whole_archive_fills_a_dict_argument_and_its_entries_are_named(tmp_path: Path) -> None:
     """--input parameters=params.npz gives the dict argument every array of the archive, each
     an input `parameters.KEY`; --entries and --wrt name them with the dot."""
     rng = np.random.default_rng(1)
@@ -105,14 +87,13 @@ def test_a_whole_archive_fills_a_dict_argument_and_its_entries_are_named(
         "--input",
         f"X={tmp_path / 'X.npy'}",
     )
-    code, document = run_json(runner, "run", "--model", model, *given)
+    code, document = gradcheck_json("run", "--model", model, *given)
     assert code == 0
     assert {n: i["source"] for n, i in document["inputs"].items()} == {
         "X": str(tmp_path / "X.npy"),
         **{f"parameters.{k}": f"{tmp_path / 'params.npz'}:{k}" for k in ("W1", "b1", "W2", "b2")},
     }
-    code, document = run_json(
-        runner,
+    code, document = gradcheck_json(
         "run",
         "--model",
         model,
@@ -124,13 +105,13 @@ def test_a_whole_archive_fills_a_dict_argument_and_its_entries_are_named(
     assert sorted((c["wrt"], tuple(c["index"])) for c in document["checks"]) == sorted(
         [("parameters.W1", (0, 3)), ("parameters.b2", (0, 0))] * 2  # two cotangents
     )
-    code, document = run_json(runner, "run", "--model", model, *given, "--wrt", "parameters")
+    code, document = gradcheck_json(
+        "run", "--model", model, *given, "--wrt", "parameters", codes=(0, 1)
+    )
     assert document["settings"]["wrt"] == [f"parameters.{k}" for k in ("W1", "b1", "W2", "b2")]
 
 
-def test_an_inputs_archive_may_hold_a_dict_arguments_arrays(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_an_inputs_archive_may_hold_a_dict_arguments_arrays(tmp_path: Path) -> None:
     """--inputs all.npz with keys parameters.W1, ...: the same dict argument; an array of it
     given alone overrides example_inputs()'s and the others stay the example's."""
     examples = _deep_network_examples()
@@ -140,14 +121,12 @@ def test_an_inputs_archive_may_hold_a_dict_arguments_arrays(
         **{f"parameters.{k}": v for k, v in examples["parameters"].items()},
     )
     model = f"{MODELS / 'deep_network.py'}:two_layer"
-    code, document = run_json(
-        runner, "run", "--model", model, "--inputs", str(tmp_path / "all.npz")
-    )
+    code, document = gradcheck_json("run", "--model", model, "--inputs", str(tmp_path / "all.npz"))
     assert code == 0
     assert document["inputs"]["parameters.W2"]["source"] == f"{tmp_path / 'all.npz'}:parameters.W2"
     np.save(tmp_path / "w1.npy", np.ones((3, 4)))
-    code, document = run_json(
-        runner, "run", "--model", model, "--input", f"parameters.W1={tmp_path / 'w1.npy'}"
+    code, document = gradcheck_json(
+        "run", "--model", model, "--input", f"parameters.W1={tmp_path / 'w1.npy'}"
     )
     assert code == 0
     sources = {n: i["source"] for n, i in document["inputs"].items()}
@@ -177,17 +156,15 @@ def example_inputs():
 """
 
 
-def test_npy_arrays_keep_their_shape_and_only_a_csv_line_flattens(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_npy_arrays_keep_their_shape_and_only_a_csv_line_flattens(tmp_path: Path) -> None:
     """For a 1-D example b, a .npy of shape (3, 1) stays (3, 1) (flattening it would change
     what x + b broadcasts to in other models), while a one-column CSV of 3 numbers is (3,)."""
     path = write(tmp_path, "squares.py", SQUARES)
     np.save(tmp_path / "b.npy", np.ones((3, 1)))
     (tmp_path / "b.csv").write_text("1\n2\n3\n", encoding="utf-8")
     for given, shape in (("b.npy", [3, 1]), ("b.csv", [3])):
-        code, document = run_json(
-            runner, "run", "--model", str(path), "--input", f"b={tmp_path / given}"
+        code, document = gradcheck_json(
+            "run", "--model", str(path), "--input", f"b={tmp_path / given}"
         )
         assert code == 0
         assert document["inputs"]["b"]["shape"] == shape
@@ -214,20 +191,20 @@ def example_inputs():
 
 
 def test_a_backward_writing_into_its_cache_and_dout_gets_fresh_copies_every_call(
-    runner: CliRunner, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """Every backward call sees the cache and dout as forward and the check made them, so a
     backward that writes into both is deterministic and its gradient checked as written (issue
     25): every entry agrees; and both writes are side effects that fail the run, named as the
     code names them (issue 23)."""
     path = write(tmp_path, "writes.py", WRITES)
-    code, document = run_json(runner, "run", "--model", f"{path}:relu")
+    code, document = gradcheck_json("run", "--model", f"{path}:relu")
     assert code == 1
     assert document["summary"]["x"]["entries"] == 20
     assert document["summary"]["x"]["failed"] == 0
     found = {e["kind"]: e["names"] for e in document["side_effects"] if not e["passed"]}
     assert found == {"dout-modified": ["dout"], "cache-modified": ["cache[1]"]}
-    code, document = run_json(runner, "run", "--model", f"{path}:relu", "--no-side-effects")
+    code, document = gradcheck_json("run", "--model", f"{path}:relu", "--no-side-effects")
     assert code == 0
     assert document["side_effects"] == []
     assert document["settings"]["side_effects"] is False
@@ -250,13 +227,11 @@ def example_inputs():
 """
 
 
-def test_a_backward_not_linear_in_what_it_takes_for_dout_is_refused(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_backward_not_linear_in_what_it_takes_for_dout_is_refused(tmp_path: Path) -> None:
     """square_backward(out, cache): `out` does not read as a gradient, and twice out does not
     give twice the result: exit 2 says it is not the output's gradient, not a wrong verdict."""
     path = write(tmp_path, "notlinear.py", NOT_LINEAR)
-    result = run(runner, "run", "--model", f"{path}:square")
+    result = gradcheck("run", "--model", f"{path}:square")
     assert result.exit_code == 2
     assert result.stderr.startswith(
         "gradcheck: error: notlinear.py:square: square_backward is not linear in out (twice out "
@@ -292,7 +267,7 @@ def example_inputs():
 
 
 def test_worker_processes_build_the_same_instance(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A class's recipe imports the file again and builds the instance with the same seeded
     global generator: its models give the parent's numbers, and --jobs 2 the report of
@@ -304,9 +279,9 @@ def test_worker_processes_build_the_same_instance(
     rebuilt, _ = bound.recipe({n: np.array(a) for n, a in bound.inputs.items()})
     for parent, child in zip(bound.models, rebuilt, strict=True):
         assert child.value(bound.inputs) == parent.value(bound.inputs)
-    one = run_json(runner, "run", "--model", f"{path}:Noisy", "--jobs", "1")
+    one = gradcheck_json("run", "--model", f"{path}:Noisy", "--jobs", "1")
     monkeypatch.setattr(workers, "WORTH_SECONDS", 0.0)
-    two = run_json(runner, "run", "--model", f"{path}:Noisy", "--jobs", "2")
+    two = gradcheck_json("run", "--model", f"{path}:Noisy", "--jobs", "2")
     assert two[1]["settings"]["jobs"] == 2
     assert one[0] == two[0] == 0
     assert one[1]["checks"] == two[1]["checks"]
@@ -340,13 +315,11 @@ def example_inputs():
 
 
 @pytest.mark.parametrize("name", ["Softmax", "cube"])
-def test_a_jacobian_and_a_derivative_by_name_are_checked(
-    runner: CliRunner, tmp_path: Path, name: str
-) -> None:
+def test_a_jacobian_and_a_derivative_by_name_are_checked(tmp_path: Path, name: str) -> None:
     """gradient(x) of shape (output, input) is a Jacobian (v contracted with it); cube with
     cube_prime is an elementwise derivative."""
     path = write(tmp_path, "jacobian.py", JACOBIAN)
-    code, document = run_json(runner, "run", "--model", f"{path}:{name}")
+    code, document = gradcheck_json("run", "--model", f"{path}:{name}")
     assert code == 0, document["summary"]
     assert document["summary"]["x"]["entries"] == 4
 
@@ -397,11 +370,11 @@ def _load(stem: str) -> Any:
     return module
 
 
-def test_wrt_names_a_dict_arguments_arrays_one_by_one(runner: CliRunner) -> None:
+def test_wrt_names_a_dict_arguments_arrays_one_by_one() -> None:
     """--wrt parameters.W1,parameters.b2 checks those two arrays alone."""
     model = f"{MODELS / 'deep_network.py'}:two_layer"
     wrt = "parameters.W1,parameters.b2"
-    code, document = run_json(runner, "run", "--model", model, "--wrt", wrt)
+    code, document = gradcheck_json("run", "--model", model, "--wrt", wrt)
     assert code == 0
     assert document["settings"]["wrt"] == ["parameters.W1", "parameters.b2"]
     assert {c["wrt"] for c in document["checks"]} == {"parameters.W1", "parameters.b2"}
@@ -492,7 +465,7 @@ def example_inputs():
     ids=["loss-of-output", "cost-and-cache"],
 )
 def test_deeplearning_ai_backwards_of_a_cost_are_checked_as_written(
-    runner: CliRunner, tmp_path: Path, source: str, name: str, wrong: str
+    tmp_path: Path, source: str, name: str, wrong: str
 ) -> None:
     """backward_propagation(parameters, cache, X, Y) differentiates compute_cost(A2, Y,
     parameters) (the one function named a cost that takes Y and forward's output; not
@@ -500,19 +473,17 @@ def test_deeplearning_ai_backwards_of_a_cost_are_checked_as_written(
     cost forward_propagation_n returns. Each passes, and a factor planted in one gradient
     fails that input alone; X and Y are listed, not checked; dZ is ignored."""
     path = write(tmp_path, "network.py", source.replace("FACTOR", "1.0"))
-    code, document = run_json(runner, "run", "--model", f"{path}:{name}")
+    code, document = gradcheck_json("run", "--model", f"{path}:{name}")
     assert code == 0, document["summary"]
     unchecked = [n for n, i in document["inputs"].items() if not i["checked"]]
     assert sorted(unchecked) == ["X", "Y"]
     path = write(tmp_path, "network.py", source.replace("FACTOR", "2.0"))
-    code, document = run_json(runner, "run", "--model", f"{path}:{name}")
+    code, document = gradcheck_json("run", "--model", f"{path}:{name}")
     assert code == 1
     assert [n for n, s in document["summary"].items() if s["failed"]] == [wrong]
 
 
-def test_a_loss_holding_one_number_in_a_matrix_is_that_number(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_loss_holding_one_number_in_a_matrix_is_that_number(tmp_path: Path) -> None:
     """A cost left unsqueezed, of shape (1, 1), is the loss it holds: checked, not refused."""
     source = """
     import numpy as np
@@ -528,6 +499,6 @@ def test_a_loss_holding_one_number_in_a_matrix_is_that_number(
         return {"w": np.random.default_rng(0).standard_normal((3, 1))}
     """
     path = write(tmp_path, "cost.py", source)
-    code, document = run_json(runner, "run", "--model", f"{path}:cost")
+    code, document = gradcheck_json("run", "--model", f"{path}:cost")
     assert code == 0
     assert document["output_shape"] is None

@@ -4,16 +4,14 @@ roundoff and the size of the terms; the same code's float64 gradient is checked 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import textwrap
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import gradcheck, gradcheck_json
+from helpers import gradcheck, gradcheck_json, load_module
 
 from gradcheck_cli import check_layer
 from gradcheck_cli.checks.precision import LowPrecision
@@ -33,15 +31,6 @@ LAYERS = {
     "layernorm": (("x", "gamma", "beta"), {"x"}),
     "attention": (("q", "k", "v"), {"q", "k"}),
 }
-
-
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def failed_entries(document: dict[str, Any]) -> set[tuple[str, tuple[int, ...]]]:
@@ -72,7 +61,7 @@ def test_a_correct_layer_passes_in_low_precision(
 def _moved_by_the_bug(layer: str) -> set[tuple[str, tuple[int, ...]]]:
     """The entries whose float64 gradient the planted 1% moves (by more than round-off), for
     the run's first cotangent: the known answer."""
-    right, wrong = load(RIGHT), load(WRONG)
+    right, wrong = load_module(RIGHT), load_module(WRONG)
     inputs = right.example_inputs()
     names, _ = LAYERS[layer]
     args = [inputs[n] for n in names]
@@ -310,7 +299,7 @@ def test_the_rounding_estimate_is_u_times_the_largest_of_its_sizes() -> None:
 def test_the_api_checks_a_layer_in_float16() -> None:
     """check_layer(dtype="float16"): the correct layer norm passes, the twin fails; a kernel
     that only computes in float16 passes against reference_forward."""
-    right, wrong = load(RIGHT), load(WRONG)
+    right, wrong = load_module(RIGHT), load_module(WRONG)
     inputs = {k: right.example_inputs()[k] for k in ("x", "gamma", "beta")}
     report = check_layer(right.layernorm_forward, right.layernorm_backward, inputs, dtype="float16")
     assert report.passed

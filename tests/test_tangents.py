@@ -5,15 +5,13 @@ entries it touches."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import gradcheck, gradcheck_json
+from helpers import gradcheck, gradcheck_json, load_module
 from numpy.typing import NDArray
 
 from gradcheck_cli.api import check_hvp, check_jvp
@@ -32,16 +30,6 @@ Entry = tuple[str, tuple[int, ...], int | None]
 EPS = float(np.finfo(np.float64).eps)
 FIRST_ORDER_PASSED = {"verdict": "passed", "entries": 15, "failed": 0, "inconclusive": 0}
 """`gradient_check` after the seed's 15 gradient entries of sigmoid-sum all passed."""
-
-
-def load_model(path: str) -> ModuleType:
-    """Import a fixtures/models file as a user's own module would be imported."""
-    spec = importlib.util.spec_from_file_location(f"fixture_{Path(path).stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def failed_in_document(doc: Mapping[str, Any]) -> set[Entry]:
@@ -347,7 +335,10 @@ def test_each_hvp_bug_fails_exactly_the_entries_it_touches(
     """A missing term (x's part), a transposed product (x[1] and x[3]: A is symmetric but for
     that pair) and a wrong factor (A's part) each fail those entries through both tangents,
     and nothing else: exit 1."""
-    correct, buggy = load_model(model_path("quadratic_hvp")), load_model(model_path(stem))
+    correct, buggy = (
+        load_module(Path(model_path("quadratic_hvp"))),
+        load_module(Path(model_path(stem))),
+    )
     inputs = correct.example_inputs()
     assert touched(correct.hvp, buggy.hvp, inputs, ["x", "A", "b"]) == wrong
     code, doc = gradcheck_json("run", "--model", model_path(stem), "--order", "2")
@@ -395,7 +386,7 @@ def test_jvp_passes_and_its_bug_fails_exactly_the_elements_it_touches(
 ) -> None:
     """`--mode jvp` passes the correct jvp and fails the twin's missing term in exactly the
     output elements it changes (dense: the rows of x that are not padding)."""
-    correct, buggy = load_model(model_path(stem)), load_model(model_path(bug))
+    correct, buggy = load_module(Path(model_path(stem))), load_module(Path(model_path(bug)))
     assert touched(correct.jvp, buggy.jvp, correct.example_inputs(), parts) == wrong
     code, doc = gradcheck_json("run", "--model", model_path(stem), "--mode", "jvp")
     assert code == 0
@@ -515,7 +506,7 @@ def test_check_hvp_and_check_jvp_on_model_file_functions(
 ) -> None:
     """The API checks a file's functions over named inputs as the CLI does: the correct ones
     pass, jvp's missing term fails f through each of 3 tangents, with rtol/atol applied."""
-    module = load_model(model_path("quadratic_hvp"))
+    module = load_module(Path(model_path("quadratic_hvp")))
     inputs = module.example_inputs()
     report = check_hvp(module.forward, module.backward, module.hvp, inputs, wrt="x,b")
     assert report.passed
@@ -525,7 +516,7 @@ def test_check_hvp_and_check_jvp_on_model_file_functions(
     assert report.passed
     assert sorted((c.wrt, c.tangent) for c in report.checks) == [("f", 1), ("f", 2), ("f", 3)]
     assert list(report_validator.iter_errors(report.to_document())) == []
-    buggy = load_model(model_path("quadratic_jvp_bug"))
+    buggy = load_module(Path(model_path("quadratic_jvp_bug")))
     report = check_jvp(module.forward, buggy.jvp, inputs, tangents=3)
     assert failed_in_report(report) == every("f", (), tangents=3)
     loose = check_jvp(module.forward, buggy.jvp, inputs, rtol=10.0, atol=10.0)
@@ -535,7 +526,10 @@ def test_check_hvp_and_check_jvp_on_model_file_functions(
 
 def test_check_jvp_of_an_array_forward(model_path: ModelPath) -> None:
     """check_jvp needs no backward: an array forward's J v is checked element by element."""
-    correct, buggy = load_model(model_path("dense_jvp")), load_model(model_path("dense_jvp_bug"))
+    correct, buggy = (
+        load_module(Path(model_path("dense_jvp"))),
+        load_module(Path(model_path("dense_jvp_bug"))),
+    )
     inputs = correct.example_inputs()
     report = check_jvp(correct.forward, correct.jvp, inputs)
     assert report.passed

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
@@ -90,7 +91,7 @@ def test_numpy_written_file_loads_back_bit_for_bit(tmp_path: Path, fmt: str) -> 
     assert loaded.array.tobytes() == matrix.tobytes()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     matrix=arrays(
         np.float64,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from helpers import gradient_pair, xw
+from helpers import examples, gradient_pair, xw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -314,7 +314,7 @@ def test_wrong_gradient_fails(name: str, bug: str, dtype: str) -> None:
             assert "mismatch" in reasons(report)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(30), deadline=None)
 @given(
     n=st.integers(1, 12),
     k=st.integers(1, 12),

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import gradcheck, xw
+from helpers import examples, gradcheck, xw
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -28,7 +28,7 @@ from gradcheck_cli.settings import CheckSettings
 from gradcheck_cli.subject.arrays.loading import load_array
 
 PROPERTY_SETTINGS = settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 SANE = 10.0
 """|x| <= SANE: X @ W stays within a few hundred, where every activation is well behaved."""

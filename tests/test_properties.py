@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from helpers import examples, gradcheck, xw
+from helpers import examples, xw
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -134,83 +133,3 @@ def test_numpy_files_load_back_bit_for_bit(matrix: NDArray[np.float64], fmt: str
     assert loaded.dtype == np.float64
     assert loaded.shape == matrix.shape
     assert loaded.tobytes() == matrix.tobytes()
-
-
-# --- the CLI exits 0, 1 or 2, never with a traceback ------------------------------------------
-
-OPTION_TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
-"""What a shell can pass as one argument: any text without NUL."""
-NUMBER_TEXT = st.one_of(
-    st.floats().map(repr),
-    st.floats().map(str),
-    st.integers(-(10**6), 10**6).map(str),
-    OPTION_TEXT,
-)
-ENTRY_TEXT = st.one_of(
-    st.tuples(st.integers(-3, 8), st.integers(-3, 8)).map(lambda ij: f"{ij[0]},{ij[1]}"),
-    st.integers(0, 20).map(lambda k: f"random:{k}"),
-    OPTION_TEXT,
-)
-
-COMMAND_OPTIONS = {
-    "run": {
-        "--delta": NUMBER_TEXT,
-        "--rtol": NUMBER_TEXT,
-        "--atol": NUMBER_TEXT,
-        "--entries": ENTRY_TEXT,
-        "--method": st.sampled_from(["central", "five-point", "complex-step", "forward", "x"]),
-        "--top": NUMBER_TEXT,
-    },
-    "perturb": {
-        "--delta": NUMBER_TEXT,
-        "--entry": ENTRY_TEXT,
-        "--rtol": NUMBER_TEXT,
-        "--wrt": st.sampled_from(["X", "W", "both"]),
-    },
-    "sweep": {
-        "--entry": ENTRY_TEXT,
-        "--largest": NUMBER_TEXT,
-        "--smallest": NUMBER_TEXT,
-        "--wrt": st.sampled_from(["X", "W"]),
-    },
-}
-
-
-@st.composite
-def invocations(draw: st.DrawFn) -> tuple[str, list[str]]:
-    """(content of the X CSV, arguments): a command with some of its options, any values."""
-    content = draw(
-        st.one_of(
-            st.text(max_size=80),
-            st.lists(
-                st.lists(st.sampled_from(["1", "-2.5", "0", "1e3", "nan", "x", ""]), max_size=4),
-                max_size=4,
-            ).map(lambda rows: "\n".join(",".join(row) for row in rows)),
-        )
-    )
-    command = draw(st.sampled_from(sorted(COMMAND_OPTIONS)))
-    options = COMMAND_OPTIONS[command]
-    chosen = draw(st.lists(st.sampled_from(sorted(options)), unique=True, max_size=3))
-    args = [command, "--x", "x.csv", "--format", "json"]
-    for option in chosen:
-        args.append(f"{option}={draw(options[option])}")
-    return content, args
-
-
-@PROPERTY_SETTINGS
-@given(invocation=invocations())
-def test_cli_exits_0_1_or_2_without_a_traceback(
-    invocation: tuple[str, list[str]],
-) -> None:
-    """Whatever the X file holds and whatever the options say: exit 0, 1 or 2, no traceback."""
-    content, args = invocation
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "x.csv"
-        path.write_text(content, encoding="utf-8")
-        args = [str(path) if arg == "x.csv" else arg for arg in args]
-        result = gradcheck(*args)
-    output: Any = result.stdout + result.stderr
-    assert result.exit_code in (0, 1, 2), (args, content, result.exit_code, output)
-    assert "Traceback" not in output, (args, content)
-    if result.exit_code == 2:
-        assert len(result.stderr.splitlines()) == 1, (args, content, result.stderr)

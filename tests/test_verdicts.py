@@ -157,8 +157,6 @@ def _arrays() -> dict[str, Matrix]:
         "vector_W.npy": vector.standard_normal((6, 2)),
         "big_X.npy": big.standard_normal((n, n)) * n**-0.25,
         "big_W.npy": big.standard_normal((n, n)) * n**-0.25,
-        "overflow_X.npy": np.full((3, 3), 1e200),
-        "overflow_W.npy": np.full((3, 2), 1e200),
     }
 
 
@@ -496,29 +494,6 @@ def test_sweep_at_a_relu_kink_passes_as_a_kink_as_run_does() -> None:
     run_code, run = gradcheck_json("run", *args, "--entries", "X[0,0]")
     assert run_code == 0
     assert [(c["reason"], c["passed"]) for c in run["checks"]] == [("kink", True)]
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        ("run",),
-        ("run", "--model", "relu-sum"),
-        ("run", "--model", "tanh-sum"),
-        ("run", "--mode", "fast"),
-        ("perturb",),
-        ("sweep",),
-    ],
-    ids=["run", "run-relu", "run-tanh", "fast", "perturb", "sweep"],
-)
-def test_inputs_whose_product_overflows_are_bad_input(command: tuple[str, ...]) -> None:
-    """X and W of 1e200, whose product overflows: bad input, exit 2, with one line that
-    mentions no nan, and no numpy warning (pytest turns warnings into errors)."""
-    result = gradcheck(*command, "--x", "overflow_X.npy", "--w", "overflow_W.npy")
-    assert result.exit_code == 2, (result.exit_code, result.stderr, result.stdout[-300:])
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "nan" not in lines[0].lower()
-    assert "Warning" not in result.stderr
 
 
 def test_perturb_in_float32_steps_by_a_float32_delta() -> None:

@@ -35,6 +35,23 @@ Document = dict[str, Any]
 EXIT_CODE = {"passed": 0, "failed": 1, "error": 2, "inconclusive": 4}
 """The exit code of each verdict a report can hold."""
 
+TANH_BACKWARD = """
+
+def backward(X, W):
+    d = 1.0 - np.tanh(X @ W) ** 2
+    return d @ W.T, X.T @ d
+"""
+"""The correct backward of sum(tanh(X @ W)), to follow a forward written for one test."""
+
+TANH_MODEL = f"""\
+import numpy as np
+
+
+def forward(X, W):
+    return float(np.sum(np.tanh(X @ W)))
+{TANH_BACKWARD}"""
+"""A correct model file of X and W: sum(tanh(X @ W))."""
+
 
 # --- running gradcheck -------------------------------------------------------------------------
 

@@ -653,25 +653,6 @@ def test_json_mode_stdout_is_one_document(model_path: ModelPath, args: list[str]
     json.loads(text)  # raises "Extra data" on anything after the document
 
 
-def test_json_mode_stdout_stays_clean_when_the_model_prints(tmp_path: Path) -> None:
-    """A model file that print()s while debugging must not corrupt the JSON on stdout."""
-    model = tmp_path / "chatty.py"
-    model.write_text(
-        "import numpy as np\n"
-        "def forward(X, W):\n"
-        "    print('forward called')\n"
-        "    return float(np.sum(np.tanh(X @ W)))\n"
-        "def backward(X, W):\n"
-        "    print('backward called')\n"
-        "    d = 1.0 - np.tanh(X @ W) ** 2\n"
-        "    return d @ W.T, X.T @ d\n",
-        encoding="utf-8",
-    )
-    result = gradcheck("run", "--model", str(model), "--format", "json")
-    assert result.exit_code == 0, result.stderr
-    assert document_of(result)["passed"] is True
-
-
 # --- sweep ----------------------------------------------------------------------------------------
 
 
@@ -766,6 +747,15 @@ def test_help_says_what_each_command_does(args: list[str], phrases: list[str], f
         assert phrase in result.stdout
 
 
+@pytest.mark.parametrize("command", ["run", "perturb", "sweep"])
+def test_help_says_a_model_file_is_code_that_runs(command: str) -> None:
+    """`--help` says that a model file runs, as `python FILE.py` would."""
+    result = gradcheck(command, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "A model file is code: gradcheck runs it, as 'python FILE.py' would." in text
+
+
 @pytest.mark.parametrize("flag", ["--version", "-V"])
 def test_version_prints_the_package_version(flag: str) -> None:
     """--version prints gradcheck_cli.__version__ and exits 0."""
@@ -832,3 +822,18 @@ def test_forward_calls_are_counted_in_the_report(model_path: ModelPath) -> None:
     assert document_of(gradcheck("run", "--format", "json"))["forward_calls"] is None
     table = gradcheck("run", "--model", model_path("dense_tanh"))
     assert "forward calls:" in table.stdout
+
+
+def test_jobs_beyond_the_cores_is_capped_and_said() -> None:
+    """--jobs larger than any machine (2^64) neither overflows nor starts thousands of
+    processes: it is capped at the cores this process may use, one line on stderr says so, and
+    the report's jobs never exceeds that."""
+    from gradcheck_cli.numerics.workers import default_jobs
+
+    huge = str(2**64)
+    result = gradcheck("run", "--jobs", huge, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == (
+        f"gradcheck: --jobs {huge} capped at {default_jobs()}, the cores this process may use\n"
+    )
+    assert json.loads(result.stdout)["settings"]["jobs"] <= default_jobs()

@@ -80,31 +80,6 @@ def test_no_correct_fixture_is_flagged(model: str) -> None:
     assert document["settings"]["side_effects"] is True
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        "layers.py:affine",
-        "layers.py:batchnorm",
-        "layers.py:softmax_loss",
-        "conv_layers.py:conv",
-        "rnn_layers.py:lstm_step",
-        "suffixed_layers.py:layernorm_alt",
-        "activation_cache.py:sigmoid",
-        "activation_classes.py:Sigmoid",
-        "layer_classes.py:Dense",
-        "layer_classes.py:TwoLayerNet",
-        "deep_network.py:L_model",
-        "softmax_regression.py",
-        "dense_tanh_vector.py",
-    ],
-)
-def test_the_other_fixtures_have_no_side_effect(model: str) -> None:
-    """Every convention's fixture (layers, losses, classes, dicts, derivatives) is clean."""
-    result = gradcheck("run", "--model", str(MODELS / model), "--format", "json")
-    document = json.loads(result.stdout)
-    assert failed(document) == {}, document["side_effects"]
-
-
 def test_which_checks_run_follows_the_convention() -> None:
     """A layer gets all five kinds (input-modified and uninitialised-memory for forward too);
     a loss function returning (loss, dx) has no backward of its own: forward's checks only."""

@@ -101,9 +101,11 @@ def test_numpy_written_file_loads_back_bit_for_bit(tmp_path: Path, fmt: str) -> 
     fmt=st.sampled_from(["csv", "npy", "npz"]),
 )
 def test_any_finite_matrix_round_trips(matrix: NDArray[np.float64], fmt: str) -> None:
-    """Any finite float64 matrix of any 2-D shape survives save-then-load exactly."""
+    """Any finite float64 matrix (subnormals and -0.0 included) of any 2-D shape survives
+    save-then-load exactly, as float64."""
     with tempfile.TemporaryDirectory() as directory:
         loaded = load_array(save(matrix, Path(directory), fmt), option="--w")
+    assert loaded.array.dtype == np.float64
     assert loaded.array.shape == matrix.shape
     assert np.ascontiguousarray(loaded.array).tobytes() == np.ascontiguousarray(matrix).tobytes()
 

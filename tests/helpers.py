@@ -15,16 +15,19 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 from click.testing import CliRunner, Result
 from hypothesis import settings
+from numpy.typing import NDArray
 
 from gradcheck_cli.cli import cli
 from gradcheck_cli.numerics.models import Array, Model
+from gradcheck_cli.subject.arguments import Supplied
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
@@ -208,3 +211,35 @@ def gradient_pair(model: Model, X: Array, W: Array) -> tuple[Array, Array]:
     assert dX is not None
     assert dW is not None
     return dX, dW
+
+
+# --- model files, checked independently of gradcheck -------------------------------------------
+
+
+def supplied(**arrays: Array) -> dict[str, Supplied]:
+    """Arrays given from outside a model file, as the API gives them."""
+    return {name: Supplied(array, "array") for name, array in arrays.items()}
+
+
+def central_differences(
+    f: Callable[[Mapping[str, Array]], float], inputs: Mapping[str, Array], step: float = 1e-6
+) -> dict[str, NDArray[np.float64]]:
+    """df/d(input) for every floating input, by central differences of `f`, one entry at a
+    time: the reference a gradient is compared with here, independently of gradcheck's
+    numerics. Integer inputs (labels) are left alone."""
+    grads: dict[str, NDArray[np.float64]] = {}
+    for name, array in inputs.items():
+        if array.dtype.kind != "f":
+            continue
+        args = {n: np.array(a, copy=True) for n, a in inputs.items()}
+        grad = np.zeros_like(args[name], dtype=np.float64)
+        for index in np.ndindex(grad.shape):
+            base = args[name][index]
+            args[name][index] = base + step
+            up = f(args)
+            args[name][index] = base - step
+            down = f(args)
+            args[name][index] = base
+            grad[index] = (up - down) / (2 * step)
+        grads[name] = grad
+    return grads

@@ -320,14 +320,17 @@ def test_the_property_reaches_every_verdict_and_mode() -> None:
 # --- The contradictions issue 24 found, one by one ---------------------------------------------
 
 
-def test_an_inconclusive_sweep_is_a_warning_everywhere(tmp_path: Any) -> None:
+def test_an_inconclusive_sweep_is_a_warning_everywhere() -> None:
     """sweep --largest 1e-12 --smallest 1e-16: INCONCLUSIVE (exit 4) in the table, and so in
-    the GitHub annotations (no ::error, no FAILED) and the JSON."""
+    the GitHub annotations (no ::error, no FAILED) and the JSON, which is the verdict's report,
+    not an error document: exit 4 is a verdict, and stderr stays empty."""
     args = ("sweep", "--largest", "1e-12", "--smallest", "1e-16")
     table = gradcheck(*args)
     github = gradcheck(*args, "--format", "github")
-    document = json.loads(gradcheck(*args, "--format", "json").stdout)
-    assert table.exit_code == github.exit_code == 4
+    json_run = gradcheck(*args, "--format", "json")
+    document = json.loads(json_run.stdout)
+    assert table.exit_code == github.exit_code == json_run.exit_code == 4
+    assert json_run.stderr == ""
     assert table.stdout.strip().splitlines()[-1].startswith("INCONCLUSIVE:")
     assert document["verdict"] == "inconclusive"
     assert "::error" not in github.stdout

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import gradient_pair, xw
+from helpers import central_differences, gradient_pair, supplied, xw
 from numpy.typing import NDArray
 
 from gradcheck_cli.checks.full import run_check
@@ -29,7 +29,6 @@ from gradcheck_cli.subject.files import load_model_file
 FloatArray = NDArray[np.float64]
 Forward = Callable[[Mapping[str, Array]], float]
 MODELS = Path(__file__).resolve().parent.parent / "fixtures" / "models"
-STEP = 1e-6
 
 
 @pytest.fixture
@@ -48,11 +47,6 @@ def write_model(directory: Path, source: str, filename: str = "model.py") -> Pat
     return path
 
 
-def supplied(**arrays: Array) -> dict[str, Supplied]:
-    """Arrays given from outside the file, as the API gives them."""
-    return {name: Supplied(array, "array") for name, array in arrays.items()}
-
-
 def bind_xw(model_file: ModelFile, X: Array, W: Array, **settings: Any) -> Bound:
     """A file written for the two-matrix tool, bound to X and W by name."""
     return bind(model_file, supplied(X=X, W=W), **settings)
@@ -62,27 +56,6 @@ def bind_source(
     directory: Path, source: str, X: FloatArray, W: FloatArray, **settings: Any
 ) -> list[Model]:
     return bind_xw(load_model_file(write_model(directory, source)), X, W, **settings).models
-
-
-def central_difference(f: Forward, inputs: Mapping[str, Array]) -> dict[str, FloatArray]:
-    """df/d(input) for every floating input, by central differences with step STEP, one entry
-    at a time. Integer inputs (labels) are left alone."""
-    grads: dict[str, FloatArray] = {}
-    for name, array in inputs.items():
-        if array.dtype.kind != "f":
-            continue
-        args = {n: np.array(a, copy=True) for n, a in inputs.items()}
-        grad = np.zeros_like(args[name], dtype=np.float64)
-        for index in np.ndindex(grad.shape):
-            base = args[name][index]
-            args[name][index] = base + STEP
-            up = f(args)
-            args[name][index] = base - STEP
-            down = f(args)
-            args[name][index] = base
-            grad[index] = (up - down) / (2 * STEP)
-        grads[name] = grad
-    return grads
 
 
 def scalar_forward(model_file: ModelFile) -> Forward:
@@ -118,7 +91,7 @@ def test_correct_scalar_model_matches_central_differences(X: FloatArray, W: Floa
     assert isinstance(model, FileModel)
     assert model.value(xw(X, W)) == pytest.approx(np.sum(np.tanh(X @ W)), rel=1e-15)
     dX, dW = gradient_pair(model, X, W)
-    fd = central_difference(scalar_forward(model_file), xw(X, W))
+    fd = central_differences(scalar_forward(model_file), xw(X, W))
     assert dX.dtype == np.float64
     assert dW.dtype == np.float64
     assert close(dX, fd["X"])
@@ -130,7 +103,7 @@ def test_buggy_scalar_model_differs_from_central_differences(X: FloatArray, W: F
     model_file = load_model_file(MODELS / "dense_tanh_bug.py")
     (model,) = bind_xw(model_file, X, W).models
     dX, dW = gradient_pair(model, X, W)
-    fd = central_difference(scalar_forward(model_file), xw(X, W))
+    fd = central_differences(scalar_forward(model_file), xw(X, W))
     assert not close(dX, fd["X"])
     assert not close(dW, fd["W"])
 
@@ -146,7 +119,7 @@ def test_correct_vector_model_matches_central_differences(X: FloatArray, W: Floa
         assert v.shape == (4, 2)
         assert model.value(xw(X, W)) == pytest.approx(np.sum(np.tanh(X @ W) * v), rel=1e-15)
         dX, dW = gradient_pair(model, X, W)
-        fd = central_difference(contracted_forward(model_file, v), xw(X, W))
+        fd = central_differences(contracted_forward(model_file, v), xw(X, W))
         assert close(dX, fd["X"])
         assert close(dW, fd["W"])
 
@@ -156,7 +129,7 @@ def test_buggy_vector_model_is_wrong_in_dW_only(X: FloatArray, W: FloatArray) ->
     model_file = load_model_file(MODELS / "dense_tanh_vector_bug.py")
     for model in bind_xw(model_file, X, W).models:
         dX, dW = gradient_pair(model, X, W)
-        fd = central_difference(contracted_forward(model_file, only_cotangent(model)), xw(X, W))
+        fd = central_differences(contracted_forward(model_file, only_cotangent(model)), xw(X, W))
         assert close(dX, fd["X"])
         assert not close(dW, fd["W"])
 
@@ -871,7 +844,7 @@ def test_named_inputs_of_any_shape_match_central_differences(
     (model,) = bound.models
     gradients = model.gradient(bound.inputs)
     assert gradients["y"] is None
-    fd = central_difference(scalar_forward(bound.model_file), bound.inputs)
+    fd = central_differences(scalar_forward(bound.model_file), bound.inputs)
     assert set(fd) == {"x", "w", "b", "scale"}
     for name, expected in fd.items():
         assert close(gradients[name], expected), name

@@ -669,13 +669,13 @@ def test_a_small_gradient_bug_at_integer_inputs_fails() -> None:
     assert {n: s.failed for n, s in report.summary.items()} == {"x": 4, "w": 0}
 
 
-# --- the report as a test reads it (issue 24) -------------------------------------------------
+# --- the report as a test reads it -----------------------------------------------------------
 
 
 def test_str_is_the_table_and_repr_one_line(xwb: dict[str, Matrix]) -> None:
     """str(report) is the terminal table without colour, ending in the verdict line; repr is one
-    short line naming the verdict (a failing `assert report.passed` no longer prints a dataclass
-    of 23,000 characters)."""
+    short line naming the verdict (so that a failing `assert report.passed` prints one line,
+    not a dataclass of 23,000 characters)."""
     report = check_layer(affine_forward, affine_db_bug_backward, xwb)
     text = str(report)
     assert text.startswith("model  affine: f(x, w, b)")

@@ -1,4 +1,4 @@
-"""CI formats on every exit (issue 24): when a run ends in bad usage or input (exit 2) or a bug
+"""CI formats on every exit: when a run ends in bad usage or input (exit 2) or a bug
 in gradcheck (exit 3), before or during the check, `--format json` prints an error document in
 the schema, `--format github` an ::error with the one-line reason, `--junit-xml FILE` a file
 with one <error> test case; stderr keeps its one line; never for --help or --version, never over

@@ -1,5 +1,6 @@
-"""The command line, end to end through CliRunner: the seed's numbers, every option, the JSON
-contract (schema, --output, stdout holding JSON alone), exit codes and one-line errors."""
+"""The command line, end to end: the seed's numbers, what every option does, the JSON contract
+(schema, --output, stdout holding JSON alone), the exit code of each verdict, --help and
+--version. (What it refuses, with exit 2 and one line, is test_bad_input's.)"""
 
 from __future__ import annotations
 

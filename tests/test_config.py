@@ -1,6 +1,7 @@
-"""A config for CI (issue 26): `[tool.gradcheck]` in pyproject.toml lists a project's checks,
-and `gradcheck check` runs them all with the outputs of a whole-file run; what the table holds
-wrong is exit 2 naming the key, the file and the line."""
+"""A config for CI: `[tool.gradcheck]` in pyproject.toml lists a project's checks, and
+`gradcheck check` runs them all with the outputs of a whole-file run; how the config is found
+and read. (What a config holds wrong is exit 2 naming the key, the file and the line:
+test_bad_input.)"""
 
 from __future__ import annotations
 

@@ -112,7 +112,8 @@ def test_a_correct_gradient_gets_no_diagnosis(wrt: str, shape: tuple[int, ...]) 
 
 
 def test_a_missing_one_over_n_is_a_scale_of_n() -> None:
-    """The issue's loss without its 1/N: analytic = 5 x numerical on all 27 entries of dW."""
+    """A mean loss's gradient without its 1/N: analytic = 5 x numerical on all 27 entries of
+    dW."""
     true = gradient((9, 3))
     diagnosis = diagnose_one("W", planted(true, 5 * true))
     assert diagnosis.kind == "scale"
@@ -194,7 +195,7 @@ def test_a_sign_error_on_one_row_names_the_row() -> None:
 
 
 def test_a_backward_returning_zeros_is_zero() -> None:
-    """The issue's backward that returns zeros for one input: zero on all of b."""
+    """A backward that returns zeros for one input: zero on all of b."""
     true = gradient((7,))
     diagnosis = diagnose_one("b", planted(true, np.zeros(7)))
     assert diagnosis.kind == "zero"
@@ -227,7 +228,7 @@ def test_zeros_on_scattered_entries_are_zero_on_those_entries() -> None:
 
 
 def test_one_wrong_column_scaled_is_confined_with_its_factor() -> None:
-    """The issue's lost repeated index: only column 2 of a 12x9 W, here x2."""
+    """A repeated index counted once: only column 2 of a 12x9 W is wrong, here x2."""
     true = gradient((12, 9))
     analytic = true.copy()
     analytic[:, 2] *= 2
@@ -242,7 +243,7 @@ def test_one_wrong_column_scaled_is_confined_with_its_factor() -> None:
 
 
 def test_conv_rows_wrong_without_a_factor_are_confined_to_the_slice() -> None:
-    """The issue's convolution skipping its last output row: only x[:, :, 3:5, :] is wrong."""
+    """A convolution's backward skipping its last output row: only x[:, :, 3:5, :] is wrong."""
     true = gradient((2, 3, 5, 5))
     analytic = true.copy()
     analytic[:, :, 3:5, :] += gradient((2, 3, 2, 5), seed=7)
@@ -255,7 +256,8 @@ def test_conv_rows_wrong_without_a_factor_are_confined_to_the_slice() -> None:
 
 
 def test_half_an_input_twice_too_large_names_the_half() -> None:
-    """The issue's VAE: only the log-variance half of h (columns 5-9) is exactly x2."""
+    """A VAE's backward doubling the log-variance half of h (columns 5-9) alone: exactly x2
+    there."""
     true = gradient((4, 10))
     analytic = true.copy()
     analytic[:, 5:] *= 2
@@ -318,7 +320,7 @@ def test_fortran_order_of_a_kernel_is_found() -> None:
 
 
 def test_a_regulariser_missing_its_two_is_input_proportional() -> None:
-    """The issue's SVM: reg * W where 2 * reg * W was meant, so the error is -reg x W."""
+    """An SVM's regulariser: reg * W where 2 * reg * W was meant, so the error is -reg x W."""
     rng = np.random.default_rng(4)
     weights = rng.standard_normal((6, 5))
     reg = 0.05

@@ -1,4 +1,5 @@
-"""--mode fast: random directional checks, and bisection down to the wrong entries."""
+"""Fast mode (--mode fast): random directional checks, and bisection down to the wrong
+entries; what it finds agrees with a full check, and where it stops it says so."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def test_planted_entries_are_localised(factor: float) -> None:
 
 def test_a_single_entry_off_by_one_in_a_thousand_is_named_on_every_seed() -> None:
     """At 64^3 (8192 entries) an error of 1e-3 relative in one entry of W is caught and named
-    by fast mode on every one of 10 seeds (the issue asks for 9 of 10)."""
+    by fast mode on every one of 10 seeds (9 of 10 is the target fast mode is held to)."""
     n = 64
     rng = np.random.default_rng(0)
     xw = {name: rng.standard_normal((n, n)) * n**-0.25 for name in ("X", "W")}
@@ -143,7 +144,7 @@ def test_localising_stops_at_the_limit() -> None:
 def test_a_stopped_localisation_is_a_lower_bound_and_the_diagnosis_speaks_of_checked_entries() -> (
     None
 ):
-    """Issue 24: X wrong everywhere (x 2), W right. Localising stops at the limit: X's count is
+    """X wrong everywhere (x 2), W right. Localising stops at the limit: X's count is
     marked a lower bound (`failed_at_least`), W's is not; X's diagnosis is about the entries
     checked one by one ("all 24 entries of X checked one by one"), names no region and never
     says the rest of X agrees; the JSON says the same."""

@@ -513,7 +513,7 @@ def test_os_exit_in_forward_is_exit_2_not_0(tmp_path: Path) -> None:
         "before it reports; a model must return a value or raise"
     )
     assert (done.returncode, done.stderr) == (EXIT_USAGE, f"gradcheck: error: {line}\n")
-    # --format json: the error document, as on every exit 2 (issue 24), not an empty stdout.
+    # --format json: the error document, as on every exit 2, not an empty stdout.
     assert json.loads(done.stdout)["error"] == line
 
 

@@ -394,7 +394,7 @@ def example_inputs():
 
 def test_a_numpy_backward_keeps_the_numpy_convention(tmp_path: Path) -> None:
     """A file whose forward uses torch but whose backward is its own numpy function is a
-    numpy model file as before (what --reference torch checks), not an adapted one."""
+    numpy model file (what --reference torch checks), not an adapted one."""
     path = tmp_path / "mixed.py"
     path.write_text(TORCH_NUMPY_MODEL, encoding="utf-8")
     code, document = gradcheck_json("run", "--model", str(path), "--reference", "torch")

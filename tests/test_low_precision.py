@@ -1,4 +1,4 @@
-"""Low precision, honestly (issue 23): a gradient computed in float32 or float16 is judged
+"""Low precision, honestly: a gradient computed in float32 or float16 is judged
 against a float64 forward at the same quantised inputs, with a tolerance from the format's
 roundoff and the size of the terms; the same code's float64 gradient is checked first."""
 
@@ -152,7 +152,7 @@ def test_a_half_precision_kernel_with_a_wrong_term_fails_where_float16_resolves_
 
 def test_without_a_float64_forward_the_whole_check_runs_in_low_precision() -> None:
     """No reference named and a forward that computes in float16 at float64 inputs: the check
-    differences that forward in float16, as before, says so, and can vouch for nothing here."""
+    differences that very forward in float16, says so, and can vouch for nothing here."""
     result = gradcheck("run", "--model", f"{RIGHT}:softmax_half", "--dtype", "float16")
     assert result.exit_code == 4
     assert "the whole check runs in float16" in result.stdout

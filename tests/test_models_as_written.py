@@ -743,9 +743,9 @@ def test_a_backward_writing_into_its_cache_and_dout_gets_fresh_copies_every_call
     tmp_path: Path,
 ) -> None:
     """Every backward call sees the cache and dout as forward and the check made them, so a
-    backward that writes into both is deterministic and its gradient checked as written (issue
-    25): every entry agrees; and both writes are side effects that fail the run, named as the
-    code names them (issue 23)."""
+    backward that writes into both is deterministic and its gradient checked as written: every
+    entry agrees; and both writes are side effects that fail the run, named as the code names
+    them."""
     path = write(tmp_path, "writes.py", WRITES)
     code, document = gradcheck_json("run", "--model", f"{path}:relu")
     assert code == 1

@@ -1,6 +1,8 @@
-"""Finite differences, their error estimates and the verdicts built on them (schemes.py,
-estimates.py, checks/core.py): accuracy per method, estimates that bound the observed error,
-every reason from a constructed case, and the seed's perturbation and Taylor sweep."""
+"""The numbers a verdict is built on: finite differences, their steps and error estimates.
+Each method's accuracy, estimates that bound the observed error (for any input, too), correct
+gradients passing and wrong ones failing in float64 and float32, every reason from a
+constructed case (a step too small or too large, a kink, saturation, a non-finite value), and
+perturb and the Taylor sweep on the seed."""
 
 from __future__ import annotations
 
@@ -51,7 +53,8 @@ ACCURACY = {
 }
 """max |numerical - exact| / max |exact| in float64 at default steps, any built-in model."""
 SEED_TARGETS = {"central": 1e-9, "five-point": 1e-11, "complex-step": 1e-14}
-"""Issue 3's float64 targets, on the seed (benchmarks/accuracy.py also checks 64^3 inputs)."""
+"""The float64 accuracy each method is held to on the seed (benchmarks/accuracy.py checks the same
+targets on 64^3 inputs)."""
 
 
 def methods_for(model: Model) -> list[str]:
@@ -179,8 +182,9 @@ def test_each_method_matches_the_closed_form(method: str) -> None:
 
 
 @pytest.mark.parametrize("method", sorted(SEED_TARGETS))
-def test_seed_meets_the_issue_targets(method: str) -> None:
-    """On the seed, central, five-point and complex-step meet issue 3's float64 targets."""
+def test_each_method_meets_its_accuracy_target_on_the_seed(method: str) -> None:
+    """On the seed, central, five-point and complex-step meet their float64 targets: what a
+    user can expect of each method's numbers."""
     found = estimates(builtin_model("sigmoid-sum"), *seed_matrices(), method)
     error = max(float(np.max(np.abs(e.numerical - x))) for e, x in found.values())
     size = max(float(np.max(np.abs(x))) for _, x in found.values())

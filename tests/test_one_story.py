@@ -1,4 +1,4 @@
-"""One story everywhere (issue 24): the table, the JSON, JUnit, the GitHub annotations and the
+"""One story everywhere: the table, the JSON, JUnit, the GitHub annotations and the
 exit code of any report agree on the verdict, the counts and the worst entry. A property test
 renders all four formats from random reports (random mixes of passing, failing, inconclusive
 and doubtful entries, cotangents, fast mode with localising stopped early and blocks it could
@@ -51,7 +51,7 @@ def _numbers(outcome: str, value: float) -> tuple[float, float, str]:
 
 @st.composite
 def reports(draw: Any) -> RunReport:
-    """A run report with side-effect checks, passed or not (issue 23), around `gradients`."""
+    """A run report with side-effect checks, passed or not, around `gradients`."""
     made: RunReport = draw(gradients())
     effects = draw(
         st.lists(st.tuples(st.sampled_from(sorted(SIDE_EFFECT_KINDS)), st.booleans()), max_size=3)
@@ -317,7 +317,7 @@ def test_the_property_reaches_every_verdict_and_mode() -> None:
     }
 
 
-# --- The contradictions issue 24 found, one by one ---------------------------------------------
+# --- Where formats could contradict each other, one by one -------------------------------------
 
 
 def test_an_inconclusive_sweep_is_a_warning_everywhere() -> None:

@@ -1,4 +1,4 @@
-"""Side effects of the user's code (issue 23): what forward and backward write into, whether
+"""Side effects of the user's code: what forward and backward write into, whether
 backward is re-entrant, whether a result reads memory np.empty left unwritten. Each is a named
 verdict that fails the run (exit 1) in every format, alongside the gradient's own verdicts."""
 
@@ -302,10 +302,9 @@ def test_a_backward_that_drifts_is_not_reentrant_beyond_nondet_tol(tmp_path: Pat
     assert failed(document) == {}
 
 
-def test_without_side_effect_checks_a_drifting_backward_is_refused_as_before(
-    tmp_path: Path,
-) -> None:
-    """--no-side-effects: backward's determinism is the probe's again, exit 2 with one line."""
+def test_without_side_effect_checks_a_drifting_backward_is_refused(tmp_path: Path) -> None:
+    """--no-side-effects: backward's determinism is left to the determinism probe, which
+    refuses a drifting backward with exit 2 and one line."""
     path = write(tmp_path, NOT_REENTRANT.format(noise="1e-9"))
     result = gradcheck("run", "--model", path, "--no-side-effects")
     assert result.exit_code == 2

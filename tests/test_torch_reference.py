@@ -173,10 +173,10 @@ def example_inputs():
 
 @pytest.mark.torch
 def test_the_reference_is_per_cotangent_and_compared_like_with_like(tmp_path: Any) -> None:
-    """Issue 24: a correct array forward checked through 3 cotangents. Autograd's gradient of
+    """A correct array forward checked through 3 cotangents. Autograd's gradient of
     <forward, v_k> is computed for each k, every listed row (v1, v2, v3) carries its own
     cotangent's reference equal to its analytic value, and max |torch - analytic| is at
-    rounding for every input (it was 2.44 when v2's values were compared with v1's torch)."""
+    rounding for every input (comparing v2's values with v1's torch would give 2.44)."""
     path = tmp_path / "torch_vector.py"
     path.write_text(TORCH_VECTOR_MODEL, encoding="utf-8")
     result = gradcheck(

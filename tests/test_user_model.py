@@ -1,4 +1,8 @@
-"""Loading and binding `--model path/to/model.py` files (gradcheck_cli.subject: files, binding)."""
+"""Model files loaded and bound to their inputs, checked against central differences of the
+file's own forward: gradients of any number of inputs of any shape, cotangents of an array
+output, example_inputs() and parameters, determinism and the precision forward computes in,
+user code writing into its arguments, loading that leaves no trace, and the one-line error for
+each way a file or its functions can be wrong."""
 
 from __future__ import annotations
 
@@ -664,7 +668,7 @@ def test_nan_at_a_perturbed_input_is_returned_not_raised(
     """Away from the given X, W a NaN from forward reaches the numerics as a NaN value.
 
     The numerics call value() with numpy's floating-point errors silenced (value() is their
-    hot path and no longer silences them itself), so this calls it the same way."""
+    hot path and does not silence them itself), so this calls it the same way."""
     source = """
         import numpy as np
 

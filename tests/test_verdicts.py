@@ -1,10 +1,11 @@
-"""Verdicts you can trust (issue 11): no false pass, and the table, the JSON and the exit code
-tell the same story in every mode.
+"""Verdicts you can trust: what passes, fails or is inconclusive, and why. No false pass, no
+false alarm where the numbers cannot tell, and the table, the JSON and the exit code tell the
+same story in every mode.
 
-Every case runs through the CLI on small model files written here (a module-scoped directory),
-with the models the issue tried: |X @ W| at an exact kink, dropout left on, a forward that
-computes in float32, planted errors for fast mode, a vector-valued forward, and a gradient
-below what finite differences of a black box can see.
+Every case runs through the command line on small model files written here (a module-scoped
+directory), each a way a check can be fooled: |X @ W| at an exact kink, dropout left on, a
+forward that computes in float32, planted errors for fast mode, a vector-valued forward, and a
+gradient below what finite differences of a black box can see.
 """
 
 from __future__ import annotations
@@ -204,7 +205,7 @@ FAST_INPUTS = ("--x", "fast_X.npy", "--w", "fast_W.npy")
 VECTOR_INPUTS = ("--x", "vector_X.npy", "--w", "vector_W.npy")
 
 
-# --- 1. kinks are judged, not waved through ----------------------------------------------------
+# --- kinks are judged, not waved through -------------------------------------------------------
 
 
 def test_a_gradient_outside_a_kinks_one_sided_slopes_fails() -> None:
@@ -283,7 +284,7 @@ def test_relu_sum_at_an_exact_kink_passes_as_a_kink_between_the_slopes() -> None
         assert min(right, left) - slack <= check["analytic"] <= max(right, left) + slack, key
 
 
-# --- 2. a noisy forward is caught before any verdict --------------------------------------------
+# --- a noisy forward is caught before any verdict -----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -337,7 +338,7 @@ def test_nondet_tol_never_passes_an_entry_on_an_absurd_tolerance() -> None:
             assert check["reason"] == "inconclusive", check
 
 
-# --- 3. a forward that computes in float32 --------------------------------------------------------
+# --- a forward that computes in float32 ---------------------------------------------------------
 
 
 def test_a_float32_forward_passes_with_steps_for_its_precision() -> None:
@@ -363,7 +364,7 @@ def test_a_float32_forward_with_a_ten_percent_wrong_dx_fails_in_x() -> None:
     assert {name for name, _ in failed_entries(document)} == {"X"}
 
 
-# --- 4. fast mode: the report and the exit code agree -------------------------------------------
+# --- fast mode: the report and the exit code agree ----------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -415,9 +416,10 @@ def test_fast_mode_report_and_exit_code_agree(model: str, verdict: str, wrong: s
 
 
 def test_fast_mode_names_one_entry_off_by_one_in_a_thousand_at_64_cubed() -> None:
-    """The issue's case through the CLI: a model file at 64x64x64 (8192 entries) with
-    dW[3,5] 1e-3 too large. On at least 9 of 10 seeds fast mode exits 1 and names W[3,5] alone;
-    on every seed the summary counts the failures it names, and the table ends FAILED."""
+    """Fast mode's target, through the command line on a model file (the black-box path): at
+    64x64x64 (8192 entries) with dW[3,5] 1e-3 too large, on at least 9 of 10 seeds fast mode
+    exits 1 and names W[3,5] alone; on every seed the summary counts the failures it names, and
+    the table ends FAILED."""
     args: tuple[str, ...] = ("run", "--mode", "fast", "--model", "tanh_one_in_a_thousand.py")
     args += ("--x", "big_X.npy", "--w", "big_W.npy")
     named = 0
@@ -433,7 +435,7 @@ def test_fast_mode_names_one_entry_off_by_one_in_a_thousand_at_64_cubed() -> Non
     assert last_line(table).startswith("FAILED: 1 of 1 random direction disagrees; 1 wrong")
 
 
-# --- 5. vector-valued models ---------------------------------------------------------------------
+# --- vector-valued models -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("cotangents", [1, 2, 3])
@@ -479,7 +481,7 @@ def test_a_wrong_vector_model_counts_each_failing_entry_once() -> None:
     assert last_line(table) == f"FAILED: {failed} of 42 entries disagree."
 
 
-# --- 6. the smaller points ------------------------------------------------------------------------
+# --- sweeps, perturb in float32, what cannot be verified ------------------------------------------
 
 
 def test_sweep_at_a_relu_kink_passes_as_a_kink_as_run_does() -> None:

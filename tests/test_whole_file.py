@@ -1,4 +1,4 @@
-"""A whole file in one command (issue 26): `gradcheck run --model layers.py` checks every layer
+"""A whole file in one command: `gradcheck run --model layers.py` checks every layer
 the file defines, each with its own examples, one section per layer, one JSON document, one
 JUnit suite per layer, one annotation per failing layer; the exit code is the worst verdict."""
 
@@ -277,16 +277,17 @@ def test_inputs_and_params_go_to_the_layers_that_take_them(
     )
 
 
-def test_single_layer_runs_are_as_they_were(ten: Path) -> None:
-    """FILE.py:NAME and a plain forward/backward file are one report, not a document of
-    layers, exactly as before."""
+def test_a_named_layer_is_one_report_not_a_document_of_layers(ten: Path) -> None:
+    """FILE.py:NAME checks that layer alone: one report, as any single model's, not a
+    document of layers."""
     layer = document_of(gradcheck("run", "--model", f"{ten}:affine", "--format", "json"))
     assert "layers" not in layer
     assert layer["model"]["name"] == "affine"
     assert sum(s["entries"] for s in layer["summary"].values()) == 46
 
 
-def test_a_plain_model_file_is_still_one_model(model_path: Callable[[str], str]) -> None:
+def test_a_plain_model_file_is_one_model_not_a_whole_file(model_path: Callable[[str], str]) -> None:
+    """A file with forward and backward is one model, checked as one report."""
     result = gradcheck("run", "--model", model_path("dense_tanh"), "--format", "json")
     assert result.exit_code == 0
     assert "layers" not in document_of(result)

@@ -1,5 +1,6 @@
 """Shared fixtures (the seed's matrices, the fixture files, the report schema), the hypothesis
-profiles, and the rule of the `torch` and `jax` markers.
+profiles, the order tests start in (the slow ones first), and the rule of the `torch` and `jax`
+markers.
 
 A test marked `torch` skips when PyTorch is missing, one marked `jax` when JAX is, except in CI
 (CI=true), where a missing framework is a broken install and fails the test instead.
@@ -38,6 +39,13 @@ def in_ci() -> bool:
 settings.register_profile("ci", max_examples=100)
 settings.register_profile("dev", max_examples=20)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci() else "dev"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, in their order, then the rest in theirs: with one worker per core
+    the long ones start at once and the many short ones fill in around them, instead of one
+    long test starting last and keeping the run waiting for it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -248,8 +248,10 @@ def test_a_worker_process_adapts_the_same_function() -> None:
             np.testing.assert_array_equal(theirs.gradient(bound.inputs)[name], gradient)
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_in_process_report(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--jobs 2 with workers forced to start: the same checks, number for number."""
+    """--jobs 2 with workers forced to start: the same checks, number for number. (Slow: each
+    worker process imports PyTorch.)"""
     from gradcheck_cli.numerics import workers
 
     spec = model("torch_softplus_affine_bug", "SoftplusAffine")

@@ -7,7 +7,7 @@ For f = sum(sigmoid(X @ W)) (the seed's model) on the seed's matrices and on see
 over every entry of X and W with each method at its default steps, in float64 and in float32,
 and prints max |numerical - exact| / max |exact|, where "exact" is the closed-form gradient
 computed in float64 from the float64 inputs. Alongside: the entries that failed or passed with
-a doubt (a reason other than "ok"). Then the float64 targets of issue 3, PASS or MISS.
+a doubt (a reason other than "ok"). Then each method's float64 target, PASS or MISS.
 A correct gradient is checked, so "failed" should read 0 everywhere.
 """
 
@@ -32,7 +32,7 @@ SIZE = 64
 SEED = 0
 DTYPES = ("float64", "float32")
 TARGETS = {"central": 1e-9, "five-point": 1e-11, "complex-step": 1e-14}
-"""Issue 3's float64 targets for max |numerical - exact| / max |exact|."""
+"""The float64 accuracy each method is held to: max |numerical - exact| / max |exact|."""
 
 
 def inputs() -> dict[str, tuple[Matrix, Matrix]]:

@@ -1,4 +1,4 @@
-"""PyTorch and JAX custom gradients (issue 22): gradcheck against torch.autograd.gradcheck
+"""PyTorch and JAX custom gradients: gradcheck against torch.autograd.gradcheck
 (default and fast_mode) and jax.test_util.check_grads on the same functions, in one process.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/frameworks.py [--sizes 1e3,1e4,1e5]

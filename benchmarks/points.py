@@ -1,4 +1,4 @@
-"""Several input points (issue 26): how often `--points 5` catches a backward wrong only for
+"""Several input points: how often `--points 5` catches a backward wrong only for
 negative inputs whose examples are all positive, how often it flags a correct layer, and how
 long one command takes over a ten-layer file.
 
@@ -6,7 +6,7 @@ Run: .venv/bin/python benchmarks/points.py [--seeds 20] [--points 5]
 
 - caught: fixtures/models/negative_branch.py:elu (ELU whose backward uses alpha where
   alpha * exp(x) belongs, for x < 0; examples uniform in [0.5, 2]) at --points P, for each seed:
-  does the run fail? The issue's target: at least 19 of 20 seeds.
+  does the run fail? Target: at least 19 of 20 seeds.
 - false alarms: every layer of fixtures/models/cs231n_layers.py (ten correct layers) and the
   correct ELU (negative_branch_fixed.py), at --points P for each seed: any layer at any point
   that does not pass (failed, inconclusive or an error) is a false alarm. Target: none.

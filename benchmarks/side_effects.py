@@ -1,15 +1,16 @@
-"""What the side-effect checks cost (issue 23's target: at most 10% of a full check's time).
+"""What the side-effect checks cost (target: at most 10% of a full check's time).
 
 Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/side_effects.py [--repeat 3]
 
 For each model, a full `gradcheck run` (in this process, --jobs 1) is timed with the checks on,
 and the checks themselves are timed inside it (`side_effects.side_effect_checks`, wrapped); the
 share is their time over the whole run's. The checks replace the two backward calls (each with a
-forward call of its own, for a layer) the determinism probe made before, timed the same way with
---no-side-effects (`probes.check_deterministic`'s backward part): "net" is what the checks add
-over that. The fastest of --repeat runs counts for each figure. The models: the fixtures' layers
-(a few dozen entries each) and a bigger one, a two-layer tanh MLP layer (x 64x128, w 128x64,
-forward about a millisecond), where a full check is thousands of forward calls.
+forward call of its own, for a layer) the determinism probe makes without them, timed the same
+way with --no-side-effects (`probes.check_deterministic`'s backward part): "net" is what the
+checks add over that. The fastest of --repeat runs counts for each figure. The models: the
+fixtures' layers (a few dozen entries each) and a bigger one, a two-layer tanh MLP layer (x
+64x128, w 128x64, forward about a millisecond), where a full check is thousands of forward
+calls.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""User-model benchmark (issue 12): full checks of a model file's own numpy forward/backward.
+"""User-model benchmark: full checks of a model file's own numpy forward/backward.
 
 Run: OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/user_models.py
          [--sizes 64,128,256] [--quick] [--csv] [--jobs N] [--budget 60]
@@ -23,11 +23,11 @@ The cases:
   X @ W ~ N(0, 1)); X and W are checked.
 - mlp: the mean softmax cross-entropy of a 2-layer tanh MLP, batch n, n -> n/2 -> 10, fixed
   integer labels; the data X (n x n) is a constant, the weights W1, b1, W2, b2 are checked.
-  n = 256 is issue 12's MLP (batch 256, 256 -> 128 -> 10); smaller n scale it down.
+  n = 256 is a typical course MLP (batch 256, 256 -> 128 -> 10); smaller n scale it down.
 
 For each: wall time, forward calls per checked entry, the verdict, the time against gradcheck's,
 the forward's mean time per call, and the overhead: what the tool adds around the user's forward,
-(time - calls x forward time) / calls, in µs per call and as a % of the forward time (issue 12's
+(time - calls x forward time) / calls, in µs per call and as a % of the forward time (the
 target for gradcheck: under 5 µs per call, 5% of a 100 µs forward). The forward is wrapped to
 count its calls and time them, in worker processes too, so "fwd µs" is its mean time inside the
 tool's run, under the same load as the tool: on a shared machine a forward timed at another
@@ -71,7 +71,7 @@ NAIVE_STEP = 1e-5
 NAIVE_PASS = 1e-4
 """CS231n: a relative error below 1e-4 is "usually okay"; above 1e-2 the gradient is wrong."""
 TARGET_US = 5.0
-"""Issue 12: the tool adds under 5% of a 100 µs forward per call."""
+"""The target: the tool adds under 5% of a 100 µs forward per call."""
 CLASSES = 10
 BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 

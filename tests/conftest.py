@@ -1,8 +1,15 @@
-"""Shared fixtures: a CLI runner, the seed's matrices, the fixture files, the report schema.
+"""Shared fixtures (the seed's matrices, the fixture files, the report schema), the hypothesis
+profiles, the order tests start in (the slow ones first), and the rule of the `torch` and `jax`
+markers.
 
-Also the rule of the `torch` and `jax` markers (see .ci/): a test marked `torch` skips when
-PyTorch is missing, one marked `jax` when JAX is, except in CI (CI=true), where a missing
-framework is a broken install and fails the test instead.
+A test marked `torch` skips when PyTorch is missing, one marked `jax` when JAX is, except in CI
+(CI=true), where a missing framework is a broken install and fails the test instead.
+
+Hypothesis profiles: "ci" (loaded when CI=true) draws as many examples as CI always has, so CI
+keeps its strength; "dev", the default elsewhere, draws a fifth of them so that a local run
+stays fast. HYPOTHESIS_PROFILE=ci (or pytest's --hypothesis-profile ci) runs CI's counts
+locally. A test that draws more or fewer than the default says how many it draws in CI with
+helpers.examples().
 """
 
 from __future__ import annotations
@@ -16,47 +23,41 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from helpers import FIXTURES, gradcheck
+from hypothesis import settings
 from jsonschema import Draft202012Validator
 from numpy.typing import NDArray
 
-from gradcheck_cli.cli import cli
-
-ROOT = Path(__file__).resolve().parents[1]
-
-Invoke = Callable[..., Result]
-"""invoke("run", "--format", "json") -> the CliRunner result of `gradcheck run --format json`."""
-
-
 FRAMEWORKS = {"torch": "PyTorch", "jax": "JAX"}
+
+
+def in_ci() -> bool:
+    """Whether this run is CI's (CI=true, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+settings.register_profile("ci", max_examples=100)
+settings.register_profile("dev", max_examples=20)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if in_ci() else "dev"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first, in their order, then the rest in theirs: with one worker per core
+    the long ones start at once and the many short ones fill in around them, instead of one
+    long test starting last and keeping the run waiting for it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for module, name in FRAMEWORKS.items():
         if item.get_closest_marker(module) is None or importlib.util.find_spec(module) is not None:
             continue
-        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
+        if in_ci():
             pytest.fail(
                 f"{name} is not installed, and CI must run the {module} tests "
                 f"(pip install {module})"
             )
         pytest.skip(f"needs {name} (the {module} extra)")
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    """A CliRunner with stdout and stderr apart (click 8.2+) and a wide, colourless terminal."""
-    return CliRunner(env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1", "FORCE_COLOR": None})
-
-
-@pytest.fixture
-def invoke(runner: CliRunner) -> Invoke:
-    """Run `gradcheck ARGS...` in-process through the group's own main (so exit codes apply)."""
-
-    def run(*args: str) -> Result:
-        return runner.invoke(cli, list(args), prog_name="gradcheck")
-
-    return run
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def seed_arrays() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """The repository's fixtures/ directory (seed CSVs, models/)."""
-    return ROOT / "fixtures"
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +88,7 @@ def model_path(fixtures_dir: Path) -> Callable[[str], str]:
 @pytest.fixture(scope="session")
 def report_validator() -> Any:
     """A Draft 2020-12 validator for the schema that `gradcheck schema` prints."""
-    result = CliRunner().invoke(cli, ["schema"], prog_name="gradcheck")
+    result = gradcheck("schema")
     assert result.exit_code == 0, result.stderr
     schema = json.loads(result.stdout)
     Draft202012Validator.check_schema(schema)

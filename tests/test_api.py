@@ -4,17 +4,15 @@ and their agreement with the CLI's JSON report for the same model and matrices."
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
+from helpers import gradcheck, load_module
 from numpy.typing import NDArray
 
 from gradcheck_cli import assert_gradients_close, check_gradients, check_layer
@@ -22,22 +20,11 @@ from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.render.output import to_json_text
 from gradcheck_cli.report import RunReport
 
-Invoke = Callable[..., Result]
 Matrix = NDArray[np.float64]
 Seed = tuple[Matrix, Matrix]
 ModelPath = Callable[[str], str]
 
 MODEL_FILES = ["dense_tanh", "dense_tanh_bug", "dense_tanh_vector", "dense_tanh_vector_bug"]
-
-
-def load_model(path: str) -> ModuleType:
-    """Import a fixtures/models file as a user's own module would be imported."""
-    spec = importlib.util.spec_from_file_location(f"fixture_{Path(path).stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def tanh_forward(X: Matrix, W: Matrix) -> float:
@@ -106,7 +93,6 @@ def test_assert_gradients_close_returns_the_report(seed_arrays: Seed) -> None:
 
 @pytest.mark.parametrize("stem", MODEL_FILES)
 def test_report_equals_the_cli_json(
-    invoke: Invoke,
     model_path: ModelPath,
     seed_arrays: Seed,
     report_validator: Any,
@@ -114,13 +100,13 @@ def test_report_equals_the_cli_json(
 ) -> None:
     """The API's report document equals `gradcheck run --model FILE --format json` for the same
     model and matrices: the same checks, numbers, summary and verdict (sources apart)."""
-    module = load_model(model_path(stem))
+    module = load_module(Path(model_path(stem)))
     X, W = seed_arrays
     report = check_gradients(
         module.forward, module.backward, X, W, name=module.name, formula=module.formula
     )
     api = json.loads(to_json_text(report.to_document()))
-    result = invoke("run", "--model", model_path(stem), "--format", "json")
+    result = gradcheck("run", "--model", model_path(stem), "--format", "json")
     cli = json.loads(result.stdout)
     assert result.exit_code == (0 if report.passed else 1)
     shared = set(api["settings"]) & set(cli["settings"])
@@ -160,7 +146,7 @@ def test_float32_and_list_inputs(seed_arrays: Seed) -> None:
 
 def test_planted_bug_names_the_worst_entry(model_path: ModelPath, seed_arrays: Seed) -> None:
     """assert_gradients_close on dense_tanh_bug raises, naming dX[0, 2] (the worst) first."""
-    module = load_model(model_path("dense_tanh_bug"))
+    module = load_module(Path(model_path("dense_tanh_bug")))
     X, W = seed_arrays
     report = check_gradients(module.forward, module.backward, X, W)
     worst = max(report.checks, key=lambda c: c.abs_error / c.tolerance)
@@ -179,7 +165,7 @@ def test_vector_forward_is_checked_through_cotangents(
     model_path: ModelPath, seed_arrays: Seed
 ) -> None:
     """A forward returning an array is checked via backward(X, W, v) for each cotangent v."""
-    module = load_model(model_path("dense_tanh_vector"))
+    module = load_module(Path(model_path("dense_tanh_vector")))
     X, W = seed_arrays
     report = assert_gradients_close(module.forward, module.backward, X, W, cotangents=3)
     assert {c.cotangent for c in report.checks} == {1, 2, 3}
@@ -191,7 +177,7 @@ def test_vector_forward_is_checked_through_cotangents(
 
 def test_vector_bug_blames_only_dw(model_path: ModelPath, seed_arrays: Seed) -> None:
     """The vector model whose dW is wrong fails naming dW entries only, never dX."""
-    module = load_model(model_path("dense_tanh_vector_bug"))
+    module = load_module(Path(model_path("dense_tanh_vector_bug")))
     X, W = seed_arrays
     with pytest.raises(AssertionError) as caught:
         assert_gradients_close(module.forward, module.backward, X, W)
@@ -205,7 +191,7 @@ def test_vector_bug_message_tells_cotangents_apart(
 ) -> None:
     """Each listed failure is identifiable: one entry failing for two cotangents is not printed
     as two identical labels (the CLI writes "W[2,1] v1" and "W[2,1] v2")."""
-    module = load_model(model_path("dense_tanh_vector_bug"))
+    module = load_module(Path(model_path("dense_tanh_vector_bug")))
     X, W = seed_arrays
     with pytest.raises(AssertionError) as caught:
         assert_gradients_close(module.forward, module.backward, X, W)
@@ -683,13 +669,13 @@ def test_a_small_gradient_bug_at_integer_inputs_fails() -> None:
     assert {n: s.failed for n, s in report.summary.items()} == {"x": 4, "w": 0}
 
 
-# --- the report as a test reads it (issue 24) -------------------------------------------------
+# --- the report as a test reads it -----------------------------------------------------------
 
 
 def test_str_is_the_table_and_repr_one_line(xwb: dict[str, Matrix]) -> None:
     """str(report) is the terminal table without colour, ending in the verdict line; repr is one
-    short line naming the verdict (a failing `assert report.passed` no longer prints a dataclass
-    of 23,000 characters)."""
+    short line naming the verdict (so that a failing `assert report.passed` prints one line,
+    not a dataclass of 23,000 characters)."""
     report = check_layer(affine_forward, affine_db_bug_backward, xwb)
     text = str(report)
     assert text.startswith("model  affine: f(x, w, b)")

@@ -1,4 +1,4 @@
-"""checks/assembly.py: how batches of verdicts become a report (issue 24): `--details auto`
+"""How the verdicts of every entry become a report: `--details auto`
 counts entries, not rows; doubtful entries are always listed; the diagnosis names the
 summary's worst entry, through the cotangent that holds it; maps keep inconclusive entries
 apart."""

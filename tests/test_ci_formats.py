@@ -587,7 +587,7 @@ def test_github_no_file_property_without_a_file() -> None:
 
 def test_github_inconclusive_is_a_warning() -> None:
     """Inconclusive entries are a ::warning, and so is the summary: the verdict is inconclusive
-    (exit 4), as the table and the JSON say, not FAILED (issue 24)."""
+    (exit 4), as the table and the JSON say, not FAILED."""
     checks = [
         _entry("X", [0, 0], 0.5, 0.5),
         _entry("X", [1, 2], 0.5, 0.5 + 1e-3, reason="inconclusive"),

@@ -1,4 +1,4 @@
-"""CI formats on every exit (issue 24): when a run ends in bad usage or input (exit 2) or a bug
+"""CI formats on every exit: when a run ends in bad usage or input (exit 2) or a bug
 in gradcheck (exit 3), before or during the check, `--format json` prints an error document in
 the schema, `--format github` an ::error with the one-line reason, `--junit-xml FILE` a file
 with one <error> test case; stderr keeps its one line; never for --help or --version, never over
@@ -12,13 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-
-from gradcheck_cli.cli import cli
-
-
-def invoke(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, list(args), prog_name="gradcheck")
+from click.testing import Result
+from helpers import gradcheck
 
 
 def one_line(result: Result) -> str:
@@ -37,7 +32,6 @@ BAD = {
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_json_is_an_error_document_in_the_schema(
-    runner: CliRunner,
     report_validator: Any,
     case: str,
     tmp_path: Path,
@@ -46,7 +40,7 @@ def test_json_is_an_error_document_in_the_schema(
     """Exit 2 with --format json: stdout is one JSON document, valid against the schema, whose
     `error` is stderr's line without its prefix."""
     monkeypatch.chdir(tmp_path)
-    result = invoke(runner, *BAD[case], "--format", "json")
+    result = gradcheck(*BAD[case], "--format", "json")
     assert result.exit_code == 2
     line = one_line(result)
     document = json.loads(result.stdout)
@@ -62,9 +56,9 @@ def test_json_is_an_error_document_in_the_schema(
 
 
 @pytest.mark.parametrize("command", ["run", "perturb", "sweep"])
-def test_github_is_one_error_annotation(runner: CliRunner, command: str) -> None:
+def test_github_is_one_error_annotation(command: str) -> None:
     """Exit 2 with --format github: one ::error line, the reason, for every CI command."""
-    result = invoke(runner, command, "--x", "missing.csv", "--format", "github")
+    result = gradcheck(command, "--x", "missing.csv", "--format", "github")
     assert result.exit_code == 2
     line = one_line(result)
     assert result.stdout == (
@@ -72,10 +66,10 @@ def test_github_is_one_error_annotation(runner: CliRunner, command: str) -> None
     )
 
 
-def test_junit_is_a_file_with_one_error_case(runner: CliRunner, tmp_path: Path) -> None:
+def test_junit_is_a_file_with_one_error_case(tmp_path: Path) -> None:
     """Exit 2 with --junit-xml: the file exists, parses, and holds one <error> test case."""
     report = tmp_path / "gradcheck.xml"
-    result = invoke(runner, "run", "--entries", "9,9", "--junit-xml", str(report))
+    result = gradcheck("run", "--entries", "9,9", "--junit-xml", str(report))
     assert result.exit_code == 2
     line = one_line(result).removeprefix("gradcheck: error: ")
     suite = ET.parse(report).getroot().find("testsuite")
@@ -93,7 +87,7 @@ def test_junit_is_a_file_with_one_error_case(runner: CliRunner, tmp_path: Path) 
 
 
 def test_an_internal_error_is_exit_3_in_every_format(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug in gradcheck during the check (simulated): exit 3, its line in the JSON, the
     annotation and the JUnit file alike."""
@@ -103,7 +97,7 @@ def test_an_internal_error_is_exit_3_in_every_format(
 
     monkeypatch.setattr("gradcheck_cli.session.run_check", broken)
     report = tmp_path / "r.xml"
-    result = invoke(runner, "run", "--format", "json", "--junit-xml", str(report))
+    result = gradcheck("run", "--format", "json", "--junit-xml", str(report))
     assert result.exit_code == 3
     line = one_line(result)
     assert line.startswith("gradcheck: internal error: RuntimeError: simulated bug")
@@ -112,20 +106,20 @@ def test_an_internal_error_is_exit_3_in_every_format(
     assert document["error"] == line.removeprefix("gradcheck: ")
     error = ET.parse(report).getroot().find("testsuite/testcase/error")
     assert error is not None
-    github = invoke(runner, "run", "--format", "github")
+    github = gradcheck("run", "--format", "github")
     assert github.exit_code == 3
     assert github.stdout.startswith("::error title=gradcheck::ERROR: internal error: RuntimeError")
 
 
-def test_help_and_version_print_no_error_document(runner: CliRunner) -> None:
+def test_help_and_version_print_no_error_document() -> None:
     for args in (("run", "--help", "--format", "json"), ("--version",)):
-        result = invoke(runner, *args)
+        result = gradcheck(*args)
         assert result.exit_code == 0
         assert "verdict" not in result.stdout
 
 
 def test_the_junit_path_the_error_is_about_is_never_written(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--junit-xml naming an input: refused (exit 2), the input untouched, no JUnit anywhere;
     the JSON error document still on stdout."""
@@ -133,17 +127,17 @@ def test_the_junit_path_the_error_is_about_is_never_written(
     x = tmp_path / "x.csv"
     x.write_text("1,2\n3,4\n", encoding="utf-8")
     before = x.read_bytes()
-    result = invoke(runner, "run", "--x", "x.csv", "--junit-xml", "x.csv", "--format", "json")
+    result = gradcheck("run", "--x", "x.csv", "--junit-xml", "x.csv", "--format", "json")
     assert result.exit_code == 2
     assert x.read_bytes() == before
     assert json.loads(result.stdout)["verdict"] == "error"
-    dash = invoke(runner, "run", "--junit-xml", "-", "--format", "json")
+    dash = gradcheck("run", "--junit-xml", "-", "--format", "json")
     assert dash.exit_code == 2
     assert not (tmp_path / "-").exists()
 
 
 def test_an_error_before_the_paths_are_checked_never_writes_over_an_input(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A parse error comes before any path is checked: the JUnit path is checked then, against
     every file on the command line, so naming an input there writes nothing over it."""
@@ -151,29 +145,29 @@ def test_an_error_before_the_paths_are_checked_never_writes_over_an_input(
     w = tmp_path / "w.csv"
     w.write_text("1,2\n3,4\n5,6\n", encoding="utf-8")
     before = w.read_bytes()
-    result = invoke(runner, "run", "--w", "w.csv", "--cotangents", "0", "--junit-xml", "./w.csv")
+    result = gradcheck("run", "--w", "w.csv", "--cotangents", "0", "--junit-xml", "./w.csv")
     assert result.exit_code == 2
     assert w.read_bytes() == before
-    fresh = invoke(runner, "run", "--w", "w.csv", "--cotangents", "0", "--junit-xml", "j.xml")
+    fresh = gradcheck("run", "--w", "w.csv", "--cotangents", "0", "--junit-xml", "j.xml")
     assert fresh.exit_code == 2
     assert ET.parse(tmp_path / "j.xml").getroot().find("testsuite/testcase/error") is not None
 
 
 def test_an_existing_output_file_is_left_as_it_was(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--output FILE is written only when a check completes (docs/errors.md): an error leaves
     it as it was, while --format json and --junit-xml say what happened."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out.json").write_text("old", encoding="utf-8")
-    result = invoke(runner, "run", "--entries", "9,9", "--output", "out.json", "--format", "json")
+    result = gradcheck("run", "--entries", "9,9", "--output", "out.json", "--format", "json")
     assert result.exit_code == 2
     assert (tmp_path / "out.json").read_text(encoding="utf-8") == "old"
     assert json.loads(result.stdout)["exit_code"] == 2
 
 
 def test_a_failure_to_write_the_ci_outputs_keeps_exit_2(
-    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """stdout and the JUnit file both refuse the error (simulated disk full): exit 2 with the
     one line, no temporary file left, nothing half-written."""
@@ -185,18 +179,7 @@ def test_a_failure_to_write_the_ci_outputs_keeps_exit_2(
     monkeypatch.setattr(output, "write_stdout", full)
     monkeypatch.setattr(output, "write_atomically", full)
     monkeypatch.chdir(tmp_path)
-    result = invoke(runner, "run", "--entries", "9,9", "--format", "json", "--junit-xml", "r.xml")
+    result = gradcheck("run", "--entries", "9,9", "--format", "json", "--junit-xml", "r.xml")
     assert result.exit_code == 2
     one_line(result)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_an_inconclusive_run_prints_its_verdict_document(runner: CliRunner) -> None:
-    """Exit 4 is a verdict, not an error: --format json prints the report, verdict
-    inconclusive, and stderr stays empty."""
-    result = invoke(
-        runner, "sweep", "--largest", "1e-12", "--smallest", "1e-16", "--format", "json"
-    )
-    assert result.exit_code == 4
-    assert json.loads(result.stdout)["verdict"] == "inconclusive"
-    assert result.stderr == ""

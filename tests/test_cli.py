@@ -1,25 +1,23 @@
-"""The command line, end to end through CliRunner: the seed's numbers, every option, the JSON
-contract (schema, --output, stdout holding JSON alone), exit codes and one-line errors."""
+"""The command line, end to end: the seed's numbers, what every option does, the JSON contract
+(schema, --output, stdout holding JSON alone), the exit code of each verdict, --help and
+--version. (What it refuses, with exit 2 and one line, is test_bad_input's.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from collections.abc import Callable
-from importlib.machinery import ModuleSpec
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
+from helpers import document_of, gradcheck, refusal
 from numpy.typing import NDArray
 
 import gradcheck_cli
 
-Invoke = Callable[..., Result]
 Matrix = NDArray[np.float64]
 Seed = tuple[Matrix, Matrix]
 ModelPath = Callable[[str], str]
@@ -39,25 +37,6 @@ EPS = float(np.finfo(np.float64).eps)
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def document(result: Result) -> dict[str, Any]:
-    """stdout as the one JSON document it must hold (json.loads refuses anything after it)."""
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    parsed = json.loads(result.stdout)
-    assert isinstance(parsed, dict)
-    return parsed
-
-
-def usage_error(result: Result) -> str:
-    """Exit 2, nothing on stdout, one `gradcheck: error:` line on stderr and no traceback."""
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    assert "Traceback" not in result.stdout + result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gradcheck: error: "), lines[0]
-    return lines[0]
 
 
 def closed_form(name: str, X: Matrix, W: Matrix) -> tuple[float, Matrix, Matrix]:
@@ -97,11 +76,11 @@ def without_sources(doc: dict[str, Any]) -> dict[str, Any]:
 # --- perturb: the seed's experiment -------------------------------------------------------------
 
 
-def test_perturb_reproduces_the_seed_numbers(invoke: Invoke) -> None:
+def test_perturb_reproduces_the_seed_numbers() -> None:
     """perturb X[0,0] by 1e-4 gives the seed's f, perturbed f and gradient, and passes."""
-    result = invoke("perturb", "--entry", "0,0", "--delta", "1e-4", "--format", "json")
+    result = gradcheck("perturb", "--entry", "0,0", "--delta", "1e-4", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert doc["passed"] is True
     assert doc["f"] == pytest.approx(SEED_F, rel=1e-12)
     (p,) = doc["perturbations"]
@@ -116,9 +95,9 @@ def test_perturb_reproduces_the_seed_numbers(invoke: Invoke) -> None:
     assert p["reason"] == "ok"
 
 
-def test_perturb_table_shows_the_seed_numbers(invoke: Invoke) -> None:
+def test_perturb_table_shows_the_seed_numbers() -> None:
     """The table prints f and perturbed f in full, both changes and the gradient as the seed."""
-    result = invoke("perturb", "--entry", "0,0", "--delta", "1e-4")
+    result = gradcheck("perturb", "--entry", "0,0", "--delta", "1e-4")
     assert result.exit_code == 0, result.stderr
     for text in ("5.833329393581208", "5.833349179920838", "1.97863e-05", "1.97877e-05"):
         assert text in result.stdout
@@ -126,12 +105,14 @@ def test_perturb_table_shows_the_seed_numbers(invoke: Invoke) -> None:
     assert "PASSED" in result.stdout
 
 
-def test_perturb_w_entries_match_closed_form(invoke: Invoke, seed_arrays: Seed) -> None:
+def test_perturb_w_entries_match_closed_form(seed_arrays: Seed) -> None:
     """Repeated --entry on W: each perturbation's f(W + delta e_ij) and dF/dW match numpy."""
     X, W = seed_arrays
-    result = invoke("perturb", "--wrt", "W", "--entry", "2,1", "--entry", "0,0", "--format", "json")
+    result = gradcheck(
+        "perturb", "--wrt", "W", "--entry", "2,1", "--entry", "0,0", "--format", "json"
+    )
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     _, _, dW = closed_form("sigmoid-sum", X, W)
     assert [p["index"] for p in doc["perturbations"]] == [[2, 1], [0, 0]]
     for p in doc["perturbations"]:
@@ -147,12 +128,12 @@ def test_perturb_w_entries_match_closed_form(invoke: Invoke, seed_arrays: Seed) 
 # --- run: the seed against the closed form ------------------------------------------------------
 
 
-def test_run_seed_matches_closed_form(invoke: Invoke, seed_arrays: Seed) -> None:
+def test_run_seed_matches_closed_form(seed_arrays: Seed) -> None:
     """run on the seed checks all 15 entries; analytic = s(1-s) closed form, numerical near it."""
     X, W = seed_arrays
-    result = invoke("run", "--format", "json")
+    result = gradcheck("run", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert doc["passed"] is True
     assert doc["f"] == pytest.approx(SEED_F, rel=1e-12)
     assert len(doc["checks"]) == 15
@@ -180,11 +161,11 @@ def test_run_seed_matches_closed_form(invoke: Invoke, seed_arrays: Seed) -> None
     ],
 )
 def test_run_summary_agrees_with_the_checks(
-    invoke: Invoke, model_path: ModelPath, args: list[str], code: int
+    model_path: ModelPath, args: list[str], code: int
 ) -> None:
     """summary's entries/failed/doubtful/max errors/worst entry/listed follow from the checks."""
-    result = invoke("run", *expand(args, model_path), "--details", "all", "--format", "json")
-    doc = document(result)
+    result = gradcheck("run", *expand(args, model_path), "--details", "all", "--format", "json")
+    doc = document_of(result)
     assert result.exit_code == code
     assert doc["passed"] is (code == 0)
     assert doc["omitted"] == 0
@@ -212,12 +193,12 @@ def test_run_summary_agrees_with_the_checks(
 
 
 @pytest.mark.parametrize("name", BUILTIN_MODELS)
-def test_builtin_model_matches_closed_form(invoke: Invoke, seed_arrays: Seed, name: str) -> None:
+def test_builtin_model_matches_closed_form(seed_arrays: Seed, name: str) -> None:
     """--model NAME: every built-in model's f and analytic gradient equal the closed form."""
     X, W = seed_arrays
-    result = invoke("run", "--model", name, "--format", "json")
+    result = gradcheck("run", "--model", name, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     activation, reduction = name.split("-")
     assert doc["model"]["name"] == name
     assert doc["model"]["formula"] == f"{reduction}({activation}(X @ W))"
@@ -233,9 +214,9 @@ def test_builtin_model_matches_closed_form(invoke: Invoke, seed_arrays: Seed, na
 
 
 @pytest.mark.parametrize(("wrt", "count"), [("X", 9), ("W", 6), ("both", 15)])
-def test_wrt_chooses_the_matrices(invoke: Invoke, wrt: str, count: int) -> None:
+def test_wrt_chooses_the_matrices(wrt: str, count: int) -> None:
     """--wrt X|W|both checks the entries of that matrix only, and summarises only it."""
-    doc = document(invoke("run", "--wrt", wrt, "--format", "json"))
+    doc = document_of(gradcheck("run", "--wrt", wrt, "--format", "json"))
     names = {"X", "W"} if wrt == "both" else {wrt}
     assert {c["wrt"] for c in doc["checks"]} == names
     assert set(doc["summary"]) == names
@@ -253,14 +234,12 @@ def test_wrt_chooses_the_matrices(invoke: Invoke, wrt: str, count: int) -> None:
         ("complex-step", 1e-20, 1e-14),
     ],
 )
-def test_method_sets_scheme_step_and_accuracy(
-    invoke: Invoke, method: str, step: float, bound: float
-) -> None:
+def test_method_sets_scheme_step_and_accuracy(method: str, step: float, bound: float) -> None:
     """--method: each scheme's default step (eps^(1/(p+1)) x max(1,|x|), rounded down to a power of
     two) and its accuracy."""
-    result = invoke("run", "--method", method, "--format", "json")
+    result = gradcheck("run", "--method", method, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert doc["settings"]["method"] == method
     checks = by_entry(doc)
 
@@ -274,44 +253,32 @@ def test_method_sets_scheme_step_and_accuracy(
     assert all(c["passed"] for c in doc["checks"])
 
 
-@pytest.mark.parametrize("command", ["run", "perturb"])
-@pytest.mark.parametrize("model", ["relu-sum", "relu-mean", "{dense_tanh}", "{dense_tanh_vector}"])
-def test_complex_step_refused_for_non_analytic_models(
-    invoke: Invoke, model_path: ModelPath, command: str, model: str
-) -> None:
-    """complex-step on a kink (relu) or a user model file is a usage error naming the method."""
-    (spec,) = expand([model], model_path)
-    message = usage_error(invoke(command, "--model", spec, "--method", "complex-step"))
-    assert "complex-step" in message
-    assert "--method central" in message
-
-
-def test_delta_fixes_every_step(invoke: Invoke) -> None:
+def test_delta_fixes_every_step() -> None:
     """--delta 1e-5: every entry uses that step and settings record it."""
-    result = invoke("run", "--delta", "1e-5", "--format", "json")
+    result = gradcheck("run", "--delta", "1e-5", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert doc["settings"]["delta"] == 1e-5
     assert "--delta" in doc["settings"]["step_rule"]
     assert {c["step"] for c in doc["checks"]} == {1e-5}
     assert all(c["passed"] and c["reason"] == "ok" for c in doc["checks"])
 
 
-def test_delta_does_not_hide_a_wrong_gradient(invoke: Invoke, model_path: ModelPath) -> None:
+def test_delta_does_not_hide_a_wrong_gradient(model_path: ModelPath) -> None:
     """A chosen step still fails a planted bug as a mismatch, not as a step problem."""
-    result = invoke("run", "--model", model_path("dense_tanh_bug"), "--delta", "1e-3")
+    result = gradcheck("run", "--model", model_path("dense_tanh_bug"), "--delta", "1e-3")
     assert result.exit_code == 1
-    doc = document(
-        invoke(
+    doc = document_of(
+        gradcheck(
             "run", "--model", model_path("dense_tanh_bug"), "--delta", "1e-3", "--format", "json"
         )
     )
     assert {c["reason"] for c in doc["checks"]} == {"mismatch"}
 
 
-def test_default_tolerance_is_the_error_estimate(invoke: Invoke) -> None:
+def test_default_tolerance_is_the_error_estimate() -> None:
     """Without --rtol/--atol the tolerance is atol + rtol|numerical| + safety x estimate."""
-    doc = document(invoke("run", "--format", "json"))
+    doc = document_of(gradcheck("run", "--format", "json"))
     settings = doc["settings"]
     assert settings["tolerance"] == "estimate"
     for c in doc["checks"]:
@@ -331,24 +298,24 @@ def test_default_tolerance_is_the_error_estimate(invoke: Invoke) -> None:
         (["--rtol", "1e-4", "--atol", "1e-7"], 1e-4, 1e-7),
     ],
 )
-def test_rtol_atol_fix_the_tolerance(
-    invoke: Invoke, options: list[str], rtol: float, atol: float
-) -> None:
+def test_rtol_atol_fix_the_tolerance(options: list[str], rtol: float, atol: float) -> None:
     """--rtol/--atol switch to a fixed tolerance atol + rtol|numerical| (the other defaulted)."""
-    result = invoke("run", *options, "--format", "json")
+    result = gradcheck("run", *options, "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert doc["settings"]["tolerance"] == "fixed"
     assert (doc["settings"]["rtol"], doc["settings"]["atol"]) == (rtol, atol)
     for c in doc["checks"]:
         assert c["tolerance"] == pytest.approx(atol + rtol * abs(c["numerical"]), rel=1e-12)
 
 
-def test_impossible_tolerance_fails_as_mismatch(invoke: Invoke) -> None:
+def test_impossible_tolerance_fails_as_mismatch() -> None:
     """--rtol 0 --atol 0 with forward differences: nothing is exact, so exit 1, mismatch."""
-    result = invoke("run", "--rtol", "0", "--atol", "0", "--method", "forward", "--format", "json")
+    result = gradcheck(
+        "run", "--rtol", "0", "--atol", "0", "--method", "forward", "--format", "json"
+    )
     assert result.exit_code == 1
-    doc = document(result)
+    doc = document_of(result)
     assert doc["passed"] is False
     assert doc["settings"]["tolerance"] == "fixed"
     failed = [c for c in doc["checks"] if not c["passed"]]
@@ -356,19 +323,19 @@ def test_impossible_tolerance_fails_as_mismatch(invoke: Invoke) -> None:
     assert {c["reason"] for c in failed} == {"mismatch"}
 
 
-def test_top_limits_the_table(invoke: Invoke) -> None:
+def test_top_limits_the_table() -> None:
     """--top 3 shows the 3 worst of the 15 entries in the table."""
-    result = invoke("run", "--top", "3")
+    result = gradcheck("run", "--top", "3")
     assert result.exit_code == 0, result.stderr
     assert "Worst 3 of 15 entries" in result.stdout
     assert "PASSED: all 15 entries agree." in result.stdout
 
 
 @pytest.mark.parametrize("top", [1, 4])
-def test_details_worst_lists_the_top_worst(invoke: Invoke, top: int) -> None:
+def test_details_worst_lists_the_top_worst(top: int) -> None:
     """--details worst --top K lists the K entries furthest past their tolerance."""
-    everything = document(invoke("run", "--details", "all", "--format", "json"))["checks"]
-    doc = document(invoke("run", "--details", "worst", "--top", str(top), "--format", "json"))
+    everything = document_of(gradcheck("run", "--details", "all", "--format", "json"))["checks"]
+    doc = document_of(gradcheck("run", "--details", "worst", "--top", str(top), "--format", "json"))
     ranked = sorted(everything, key=lambda c: -c["abs_error"] / c["tolerance"])
     assert doc["checks"] == ranked[:top]
     assert doc["omitted"] == 15 - top
@@ -387,38 +354,38 @@ def test_details_worst_lists_the_top_worst(invoke: Invoke, top: int) -> None:
     ],
 )
 def test_details_chooses_the_listed_entries(
-    invoke: Invoke, model_path: ModelPath, details: str, model: str | None, listed: int
+    model_path: ModelPath, details: str, model: str | None, listed: int
 ) -> None:
     """--details all|auto|worst: how many of the 15 checked entries the JSON lists."""
     extra = [] if model is None else ["--model", model_path(model)]
-    doc = document(invoke("run", *extra, "--details", details, "--top", "1", "--format", "json"))
+    doc = document_of(
+        gradcheck("run", *extra, "--details", details, "--top", "1", "--format", "json")
+    )
     assert len(doc["checks"]) == listed
     assert doc["omitted"] == 15 - listed
 
 
-def test_details_auto_lists_only_the_worst_beyond_1000_entries(
-    invoke: Invoke, tmp_path: Path
-) -> None:
+def test_details_auto_lists_only_the_worst_beyond_1000_entries(tmp_path: Path) -> None:
     """--details auto with 1280 entries lists the --top worst and counts the rest as omitted."""
     rng = np.random.default_rng(0)
     np.save(tmp_path / "X.npy", rng.standard_normal((30, 40)) * 0.1)
     np.save(tmp_path / "W.npy", rng.standard_normal((40, 2)) * 0.1)
-    result = invoke(
+    result = gradcheck(
         "run", "--x", str(tmp_path / "X.npy"), "--w", str(tmp_path / "W.npy"), "--format", "json"
     )
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert sum(s["entries"] for s in doc["summary"].values()) == 1280
     assert len(doc["checks"]) == 10
     assert doc["omitted"] == 1270
 
 
-def test_entries_list_checks_those_entries_in_each_matrix(invoke: Invoke) -> None:
+def test_entries_list_checks_those_entries_in_each_matrix() -> None:
     """--entries "0,0;2,1" checks exactly X[0,0], X[2,1], W[0,0], W[2,1], with the numbers of a
     full check: the same analytic values and verdicts, numerical values within the two error
     estimates (a full check of a built-in model takes the dense path, a selection does not)."""
-    everything = by_entry(document(invoke("run", "--format", "json")))
-    doc = document(invoke("run", "--entries", "0,0;2,1", "--format", "json"))
+    everything = by_entry(document_of(gradcheck("run", "--format", "json")))
+    doc = document_of(gradcheck("run", "--entries", "0,0;2,1", "--format", "json"))
     chosen = by_entry(doc)
     assert set(chosen) == {
         ("X", 0, 0, None),
@@ -437,11 +404,13 @@ def test_entries_list_checks_those_entries_in_each_matrix(invoke: Invoke) -> Non
     assert doc["omitted"] == 0
 
 
-def test_entries_random_is_seeded_and_reproducible(invoke: Invoke) -> None:
+def test_entries_random_is_seeded_and_reproducible() -> None:
     """--entries random:3 picks 3 distinct entries per matrix, the same ones for the same seed."""
-    first = document(invoke("run", "--entries", "random:3", "--format", "json"))
-    again = document(invoke("run", "--entries", "random:3", "--format", "json"))
-    other = document(invoke("run", "--entries", "random:3", "--seed", "1", "--format", "json"))
+    first = document_of(gradcheck("run", "--entries", "random:3", "--format", "json"))
+    again = document_of(gradcheck("run", "--entries", "random:3", "--format", "json"))
+    other = document_of(
+        gradcheck("run", "--entries", "random:3", "--seed", "1", "--format", "json")
+    )
     assert first["checks"] == again["checks"]
     assert first["settings"]["entries"] == "random:3"
     for doc in (first, other):
@@ -453,10 +422,10 @@ def test_entries_random_is_seeded_and_reproducible(invoke: Invoke) -> None:
 
 
 @pytest.mark.parametrize("command", ["run", "perturb", "sweep"])
-def test_float32_passes_on_the_seed(invoke: Invoke, command: str) -> None:
+def test_float32_passes_on_the_seed(command: str) -> None:
     """--dtype float32: inputs are float32 in the report and the seed's correct gradient passes."""
-    result = invoke(command, "--dtype", "float32", "--format", "json")
-    doc = document(result)
+    result = gradcheck(command, "--dtype", "float32", "--format", "json")
+    doc = document_of(result)
     assert {info["dtype"] for info in doc["inputs"].values()} == {"float32"}
     assert doc["settings"]["dtype"] == "float32"
     assert doc["passed"] is True, doc.get("reason")
@@ -466,11 +435,11 @@ def test_float32_passes_on_the_seed(invoke: Invoke, command: str) -> None:
 # --- inputs --------------------------------------------------------------------------------------
 
 
-def test_csv_inputs_equal_the_builtin_seed(invoke: Invoke, fixtures_dir: Path) -> None:
+def test_csv_inputs_equal_the_builtin_seed(fixtures_dir: Path) -> None:
     """--x/--w from fixtures/seed_*.csv give the builtin run's report, sources apart."""
     x_path, w_path = str(fixtures_dir / "seed_X.csv"), str(fixtures_dir / "seed_W.csv")
-    builtin = document(invoke("run", "--format", "json"))
-    loaded = document(invoke("run", "--x", x_path, "--w", w_path, "--format", "json"))
+    builtin = document_of(gradcheck("run", "--format", "json"))
+    loaded = document_of(gradcheck("run", "--x", x_path, "--w", w_path, "--format", "json"))
     assert builtin["inputs"]["X"]["source"] == "builtin:seed"
     assert (loaded["inputs"]["X"]["source"], loaded["inputs"]["W"]["source"]) == (x_path, w_path)
     assert without_sources(loaded) == without_sources(builtin)
@@ -478,7 +447,7 @@ def test_csv_inputs_equal_the_builtin_seed(invoke: Invoke, fixtures_dir: Path) -
 
 @pytest.mark.parametrize("fmt", ["npy", "npz", "npz:key"])
 def test_npy_and_npz_inputs_equal_the_builtin_seed(
-    invoke: Invoke, seed_arrays: Seed, tmp_path: Path, fmt: str
+    seed_arrays: Seed, tmp_path: Path, fmt: str
 ) -> None:
     """.npy, single-array .npz and .npz:KEY inputs load the seed exactly; the source says which."""
     X, W = seed_arrays
@@ -493,8 +462,8 @@ def test_npy_and_npz_inputs_equal_the_builtin_seed(
     else:
         np.savez(tmp_path / "both.npz", X=X, W=W)
         x_spec, w_spec = f"{tmp_path / 'both.npz'}:X", f"{tmp_path / 'both.npz'}:W"
-    builtin = document(invoke("run", "--format", "json"))
-    loaded = document(invoke("run", "--x", x_spec, "--w", w_spec, "--format", "json"))
+    builtin = document_of(gradcheck("run", "--format", "json"))
+    loaded = document_of(gradcheck("run", "--x", x_spec, "--w", w_spec, "--format", "json"))
     sources = (loaded["inputs"]["X"]["source"], loaded["inputs"]["W"]["source"])
     if fmt == "npz":
         assert sources == (f"{x_spec}:arr_0", f"{w_spec}:arr_0")
@@ -503,17 +472,17 @@ def test_npy_and_npz_inputs_equal_the_builtin_seed(
     assert without_sources(loaded) == without_sources(builtin)
 
 
-def test_other_shapes_from_files_match_closed_form(invoke: Invoke, tmp_path: Path) -> None:
+def test_other_shapes_from_files_match_closed_form(tmp_path: Path) -> None:
     """A 4x5 X and a 5x3 W from .npy: shapes reported, f and gradient equal the closed form."""
     rng = np.random.default_rng(0)
     X, W = rng.standard_normal((4, 5)), rng.standard_normal((5, 3))
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "W.npy", W)
-    result = invoke(
+    result = gradcheck(
         "run", "--x", str(tmp_path / "X.npy"), "--w", str(tmp_path / "W.npy"), "--format", "json"
     )
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert (doc["inputs"]["X"]["shape"], doc["inputs"]["W"]["shape"]) == ([4, 5], [5, 3])
     f, dX, dW = closed_form("sigmoid-sum", X, W)
     assert doc["f"] == pytest.approx(f, rel=1e-12)
@@ -531,13 +500,13 @@ def test_other_shapes_from_files_match_closed_form(invoke: Invoke, tmp_path: Pat
     [("dense_tanh", 0, "PASSED"), ("dense_tanh_bug", 1, "FAIL")],
 )
 def test_model_file_verdict_and_exit_code(
-    invoke: Invoke, model_path: ModelPath, stem: str, code: int, verdict: str
+    model_path: ModelPath, stem: str, code: int, verdict: str
 ) -> None:
     """A correct model file exits 0 and says PASSED; the planted bug exits 1 and shows FAIL."""
-    table = invoke("run", "--model", model_path(stem))
+    table = gradcheck("run", "--model", model_path(stem))
     assert table.exit_code == code, table.stderr
     assert verdict in table.stdout
-    doc = document(invoke("run", "--model", model_path(stem), "--format", "json"))
+    doc = document_of(gradcheck("run", "--model", model_path(stem), "--format", "json"))
     assert doc["passed"] is (code == 0)
     assert doc["model"]["source"] == model_path(stem)
     assert doc["model"]["name"] == stem.replace("_", "-")
@@ -545,36 +514,36 @@ def test_model_file_verdict_and_exit_code(
         assert all(not c["passed"] and c["reason"] == "mismatch" for c in doc["checks"])
 
 
-def test_vector_model_passes_with_two_cotangents(invoke: Invoke, model_path: ModelPath) -> None:
+def test_vector_model_passes_with_two_cotangents(model_path: ModelPath) -> None:
     """A correct vector model is checked through 2 cotangents by default and exits 0."""
-    result = invoke("run", "--model", model_path("dense_tanh_vector"), "--format", "json")
+    result = gradcheck("run", "--model", model_path("dense_tanh_vector"), "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert {c["cotangent"] for c in doc["checks"]} == {1, 2}
     assert len(doc["checks"]) == 30
     assert all(c["passed"] for c in doc["checks"])
 
 
-def test_vector_model_bug_fails_only_in_w(invoke: Invoke, model_path: ModelPath) -> None:
+def test_vector_model_bug_fails_only_in_w(model_path: ModelPath) -> None:
     """The vector model whose dW forgets tanh' fails every W entry and no X entry (exit 1)."""
-    result = invoke("run", "--model", model_path("dense_tanh_vector_bug"), "--format", "json")
+    result = gradcheck("run", "--model", model_path("dense_tanh_vector_bug"), "--format", "json")
     assert result.exit_code == 1
-    doc = document(result)
+    doc = document_of(result)
     assert doc["summary"]["X"]["failed"] == 0
     # 6 entries of W, each failing through both cotangents (12 rows of checks).
     assert doc["summary"]["W"]["failed"] == doc["summary"]["W"]["entries"] == 6
     assert sum(not c["passed"] for c in doc["checks"]) == 12
     assert {c["wrt"] for c in doc["checks"] if not c["passed"]} == {"W"}
-    table = invoke("run", "--model", model_path("dense_tanh_vector_bug"))
+    table = gradcheck("run", "--model", model_path("dense_tanh_vector_bug"))
     assert table.exit_code == 1
     assert "FAIL" in table.stdout
     assert "W[2,0] v" in table.stdout
 
 
-def test_cotangents_option_sets_their_number(invoke: Invoke, model_path: ModelPath) -> None:
+def test_cotangents_option_sets_their_number(model_path: ModelPath) -> None:
     """--cotangents 3 checks each entry once per cotangent, numbered 1..3."""
-    doc = document(
-        invoke(
+    doc = document_of(
+        gradcheck(
             "run",
             "--model",
             model_path("dense_tanh_vector"),
@@ -613,11 +582,11 @@ REPORT_IDS = [" ".join(args) for args, _ in REPORT_CASES]
 
 @pytest.mark.parametrize(("args", "code"), REPORT_CASES, ids=REPORT_IDS)
 def test_json_report_is_valid_against_the_schema(
-    invoke: Invoke, model_path: ModelPath, report_validator: Any, args: list[str], code: int
+    model_path: ModelPath, report_validator: Any, args: list[str], code: int
 ) -> None:
     """Every report, passing or failing, validates against `gradcheck schema`."""
-    result = invoke(*expand(args, model_path), "--format", "json")
-    doc = document(result)
+    result = gradcheck(*expand(args, model_path), "--format", "json")
+    doc = document_of(result)
     assert result.exit_code == code
     assert doc["passed"] is (code == 0)
     assert doc["command"] == args[0]
@@ -628,22 +597,20 @@ def test_json_report_is_valid_against_the_schema(
 @pytest.mark.parametrize(("args", "code"), REPORT_CASES, ids=REPORT_IDS)
 @pytest.mark.parametrize("mode", ["json", "table"])
 def test_output_file_holds_the_json_report(
-    invoke: Invoke, model_path: ModelPath, tmp_path: Path, args: list[str], code: int, mode: str
+    model_path: ModelPath, tmp_path: Path, args: list[str], code: int, mode: str
 ) -> None:
     """--output FILE holds exactly what --format json prints, in json and in table mode."""
     args = expand(args, model_path)
-    reference = invoke(*args, "--format", "json")
+    reference = gradcheck(*args, "--format", "json")
     out = tmp_path / "report.json"
-    result = invoke(*args, "--format", mode, "--output", str(out))
+    result = gradcheck(*args, "--format", mode, "--output", str(out))
     assert result.exit_code == reference.exit_code == code
     assert out.read_text(encoding="utf-8") == reference.stdout
     if mode == "table":
         assert not result.stdout.lstrip().startswith("{")
 
 
-def test_non_finite_values_are_null_not_nan(
-    invoke: Invoke, tmp_path: Path, report_validator: Any
-) -> None:
+def test_non_finite_values_are_null_not_nan(tmp_path: Path, report_validator: Any) -> None:
     """f undefined beside the input: those entries fail as non-finite, JSON says null not NaN."""
     model = tmp_path / "sqrt_model.py"
     model.write_text(
@@ -656,11 +623,11 @@ def test_non_finite_values_are_null_not_nan(
         "    return d @ W.T, X.T @ d\n",
         encoding="utf-8",
     )
-    result = invoke("run", "--model", str(model), "--format", "json")
+    result = gradcheck("run", "--model", str(model), "--format", "json")
     assert result.exit_code == 1
     assert "NaN" not in result.stdout
     assert "Infinity" not in result.stdout
-    doc = document(result)
+    doc = document_of(result)
     bad = [c for c in doc["checks"] if c["reason"] == "non-finite"]
     assert bad
     assert all(c["numerical"] is None and not c["passed"] for c in bad)
@@ -677,11 +644,9 @@ def test_non_finite_values_are_null_not_nan(
         ["run", "--model", "{dense_tanh_bug}"],
     ],
 )
-def test_json_mode_stdout_is_one_document(
-    invoke: Invoke, model_path: ModelPath, args: list[str]
-) -> None:
+def test_json_mode_stdout_is_one_document(model_path: ModelPath, args: list[str]) -> None:
     """In JSON mode stdout is a single JSON object and nothing else (no banner, no table)."""
-    result = invoke(*expand(args, model_path), "--format", "json")
+    result = gradcheck(*expand(args, model_path), "--format", "json")
     assert result.exit_code in (0, 1)
     text = result.stdout.strip()
     assert text.startswith("{")
@@ -689,34 +654,15 @@ def test_json_mode_stdout_is_one_document(
     json.loads(text)  # raises "Extra data" on anything after the document
 
 
-def test_json_mode_stdout_stays_clean_when_the_model_prints(invoke: Invoke, tmp_path: Path) -> None:
-    """A model file that print()s while debugging must not corrupt the JSON on stdout."""
-    model = tmp_path / "chatty.py"
-    model.write_text(
-        "import numpy as np\n"
-        "def forward(X, W):\n"
-        "    print('forward called')\n"
-        "    return float(np.sum(np.tanh(X @ W)))\n"
-        "def backward(X, W):\n"
-        "    print('backward called')\n"
-        "    d = 1.0 - np.tanh(X @ W) ** 2\n"
-        "    return d @ W.T, X.T @ d\n",
-        encoding="utf-8",
-    )
-    result = invoke("run", "--model", str(model), "--format", "json")
-    assert result.exit_code == 0, result.stderr
-    assert document(result)["passed"] is True
-
-
 # --- sweep ----------------------------------------------------------------------------------------
 
 
-def test_sweep_correct_gradient_has_slope_two(invoke: Invoke, seed_arrays: Seed) -> None:
+def test_sweep_correct_gradient_has_slope_two(seed_arrays: Seed) -> None:
     """sweep along X[0,0]: residuals fall like delta^2 (slope ~2), reason slope-2, exit 0."""
     X, W = seed_arrays
-    result = invoke("sweep", "--entry", "0,0", "--format", "json")
+    result = gradcheck("sweep", "--entry", "0,0", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     assert 1.9 <= doc["slope"] <= 2.1
     assert doc["reason"] == "slope-2"
     assert doc["passed"] is True
@@ -731,67 +677,48 @@ def test_sweep_correct_gradient_has_slope_two(invoke: Invoke, seed_arrays: Seed)
     assert doc["rows"][1]["residual"] == pytest.approx(abs(f1 - f0 - 1e-2 * SEED_GRADIENT), 1e-6)
 
 
-def test_sweep_planted_bug_has_slope_one(invoke: Invoke, model_path: ModelPath) -> None:
+def test_sweep_planted_bug_has_slope_one(model_path: ModelPath) -> None:
     """sweep on dense_tanh_bug.py: residuals fall like delta (slope ~1), reason slope-1, exit 1."""
-    result = invoke("sweep", "--model", model_path("dense_tanh_bug"), "--format", "json")
+    result = gradcheck("sweep", "--model", model_path("dense_tanh_bug"), "--format", "json")
     assert result.exit_code == 1
-    doc = document(result)
+    doc = document_of(result)
     assert 0.9 <= doc["slope"] <= 1.1
     assert doc["reason"] == "slope-1"
     assert doc["passed"] is False
 
 
-def test_sweep_random_direction_in_both_is_seeded(invoke: Invoke) -> None:
+def test_sweep_random_direction_in_both_is_seeded() -> None:
     """--direction random --wrt both --seed 3 passes and gives the same report every time."""
     args = ("sweep", "--direction", "random", "--wrt", "both", "--seed", "3", "--format", "json")
-    first, again = invoke(*args), invoke(*args)
+    first, again = gradcheck(*args), gradcheck(*args)
     assert first.exit_code == 0, first.stderr
     assert first.stdout == again.stdout
-    doc = document(first)
+    doc = document_of(first)
     assert doc["direction"] == {"kind": "random", "wrt": "X,W", "seed": 3}
     assert doc["reason"] == "slope-2"
-    other = document(invoke(*args[:-3], "4", "--format", "json"))
+    other = document_of(gradcheck(*args[:-3], "4", "--format", "json"))
     assert other["directional_derivative"] != doc["directional_derivative"]
-
-
-def test_sweep_plot_without_matplotlib_says_how_to_install(
-    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """--plot with matplotlib missing exits 2 before any work, saying how to install it."""
-    real_find_spec = importlib.util.find_spec
-
-    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
-        if name == "matplotlib" or name.startswith("matplotlib."):
-            return None
-        return real_find_spec(name, package)
-
-    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    plot = tmp_path / "taylor.png"
-    message = usage_error(invoke("sweep", "--plot", str(plot)))
-    assert "matplotlib" in message
-    assert "pip install" in message
-    assert not plot.exists()
 
 
 # --- models, schema, help, version ------------------------------------------------------------
 
 
-def test_models_lists_every_builtin(invoke: Invoke) -> None:
+def test_models_lists_every_builtin() -> None:
     """models lists the 10 built-in models in the table and in JSON, relu without complex-step."""
-    table = invoke("models")
+    table = gradcheck("models")
     assert table.exit_code == 0, table.stderr
     for name in BUILTIN_MODELS:
         assert name in table.stdout
-    result = invoke("models", "--format", "json")
+    result = gradcheck("models", "--format", "json")
     assert result.exit_code == 0
-    rows = document(result)["models"]
+    rows = document_of(result)["models"]
     assert sorted(row["name"] for row in rows) == sorted(BUILTIN_MODELS)
     assert {row["name"] for row in rows if not row["complex_step"]} == {"relu-sum", "relu-mean"}
 
 
-def test_schema_prints_the_packaged_json_schema(invoke: Invoke, report_validator: Any) -> None:
+def test_schema_prints_the_packaged_json_schema(report_validator: Any) -> None:
     """schema prints valid JSON, a Draft 2020-12 schema, identical to the packaged schema.json."""
-    result = invoke("schema")
+    result = gradcheck("schema")
     assert result.exit_code == 0
     printed = json.loads(result.stdout)
     packaged = json.loads(files("gradcheck_cli").joinpath("schema.json").read_text("utf-8"))
@@ -812,100 +739,47 @@ def test_schema_prints_the_packaged_json_schema(invoke: Invoke, report_validator
     ],
 )
 @pytest.mark.parametrize("flag", ["--help", "-h"])
-def test_help_says_what_each_command_does(
-    invoke: Invoke, args: list[str], phrases: list[str], flag: str
-) -> None:
+def test_help_says_what_each_command_does(args: list[str], phrases: list[str], flag: str) -> None:
     """--help/-h for the group and every command exits 0 and explains that command."""
-    result = invoke(*args, flag)
+    result = gradcheck(*args, flag)
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("Usage: gradcheck")
     for phrase in phrases:
         assert phrase in result.stdout
 
 
+@pytest.mark.parametrize("command", ["run", "perturb", "sweep"])
+def test_help_says_a_model_file_is_code_that_runs(command: str) -> None:
+    """`--help` says that a model file runs, as `python FILE.py` would."""
+    result = gradcheck(command, "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "A model file is code: gradcheck runs it, as 'python FILE.py' would." in text
+
+
 @pytest.mark.parametrize("flag", ["--version", "-V"])
-def test_version_prints_the_package_version(invoke: Invoke, flag: str) -> None:
+def test_version_prints_the_package_version(flag: str) -> None:
     """--version prints gradcheck_cli.__version__ and exits 0."""
-    result = invoke(flag)
+    result = gradcheck(flag)
     assert result.exit_code == 0
     assert result.stdout.strip() == f"gradcheck, version {gradcheck_cli.__version__}"
 
 
-def test_no_command_shows_the_help_not_an_error(invoke: Invoke) -> None:
+def test_no_command_shows_the_help_not_an_error() -> None:
     """Plain `gradcheck` shows the formatted help (with its Commands list), not a one-line error."""
-    result = invoke()
+    result = gradcheck()
     shown = result.stdout + result.stderr
     assert result.exit_code in (0, 2)
     assert "gradcheck: error" not in shown
     assert "\nCommands:\n" in shown
 
 
-# --- bad usage: exit 2, one line ------------------------------------------------------------------
-
-
-BAD_USAGE = [
-    (["perturb", "--entry", "abc"], ["--entry", "'abc'"]),
-    (["perturb", "--entry", "1"], ["--entry 1", "1 index", "2 dimensions", "X[0,0]"]),
-    (["perturb", "--entry", "b[0]"], ["--entry b[0]", "no input named b"]),
-    (["perturb", "--entry", "3,0"], ["3,0", "(3, 3)", "0..2"]),
-    (["perturb", "--wrt", "W", "--entry", "0,2"], ["0,2", "(3, 2)", "0..1"]),
-    (["run", "--entries", "5,5"], ["--entries", "5,5", "0..2"]),
-    (["run", "--entries", "0,0;x"], ["--entries"]),
-    (["run", "--entries", "random:0"], ["--entries", "random:0"]),
-    (["sweep", "--entry", "9,9"], ["9,9", "0..2"]),
-    (["perturb", "--delta", "-1e-4"], ["--delta", "-1e-4"]),
-    (["perturb", "--delta", "0"], ["--delta", "> 0"]),
-    (["run", "--delta", "0"], ["--delta", "> 0"]),
-    (["run", "--delta", "-1"], ["--delta"]),
-    (["run", "--delta", "nan"], ["--delta"]),
-    (["perturb", "--delta", "1e-30"], ["--delta", "too small"]),
-    (["run", "--rtol", "-1"], ["--rtol", ">= 0"]),
-    (["run", "--atol", "-1"], ["--atol", ">= 0"]),
-    (["run", "--model", "nope"], ["'nope'", "sigmoid-sum", "tanh-mean"]),
-    (["run", "--model", "tanh"], ["'tanh'"]),
-    (["run", "--model", "no_such_model.py"], ["no_such_model.py"]),
-    (["run", "--x", "missing.csv"], ["missing.csv", "--x"]),
-    (["run", "--w", "missing.npy"], ["missing.npy", "--w"]),
-    (
-        ["run", "--x", "{fixtures}/seed_W.csv", "--w", "{fixtures}/seed_X.csv"],
-        ["(3, 2)", "(3, 3)"],
-    ),
-    (["run", "--format", "xml"], ["--format", "xml"]),
-    (["perturb", "--format", "xml"], ["--format", "xml"]),
-    (["sweep", "--format", "xml"], ["--format", "xml"]),
-    (["models", "--format", "xml"], ["--format", "xml"]),
-    (["run", "--method", "secant"], ["--method", "secant"]),
-    (["run", "--top", "0"], ["--top"]),
-    (["run", "--output", "no/such/dir/report.json"], ["--output", "no/such/dir"]),
-    (["sweep", "--direction", "random", "--entry", "0,0"], ["--entry", "--direction"]),
-    (["sweep", "--wrt", "both"], ["--wrt X,W", "--direction random"]),
-    (["sweep", "--smallest", "1", "--largest", "0.1"], ["--smallest", "--largest"]),
-    (["sweep", "--largest", "1", "--smallest", "1e-40"], ["--largest", "--smallest", "30"]),
-    (["sweep", "--largest", "1e300", "--smallest", "1e-300"], ["--largest", "--smallest"]),
-    (["sweep", "--smallest", "1e-320"], ["--smallest"]),
-    (["frobnicate"], ["frobnicate"]),
-]
-
-
-@pytest.mark.parametrize(
-    ("args", "phrases"), BAD_USAGE, ids=[" ".join(args) for args, _ in BAD_USAGE]
-)
-def test_bad_usage_is_one_line_exit_2(
-    invoke: Invoke, fixtures_dir: Path, args: list[str], phrases: list[str]
-) -> None:
-    """Bad usage or input: exit 2, one `gradcheck: error:` line naming the problem, no traceback."""
-    args = [a.replace("{fixtures}", str(fixtures_dir)) for a in args]
-    message = usage_error(invoke(*args))
-    for phrase in phrases:
-        assert phrase in message, message
-
-
-def test_sweep_plot_writes_a_png(invoke: Invoke, tmp_path: Path) -> None:
+def test_sweep_plot_writes_a_png(tmp_path: Path) -> None:
     """sweep --plot FILE.png draws the Taylor test with matplotlib (the plot extra, which the
     test extra installs): a real PNG appears and the verdict is unchanged."""
     pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
     target = tmp_path / "taylor.png"
-    result = invoke("sweep", "--plot", str(target), "--format", "json")
+    result = gradcheck("sweep", "--plot", str(target), "--format", "json")
     assert result.exit_code == 0, result.stderr
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert target.stat().st_size > 10_000
@@ -926,27 +800,41 @@ def test_cli_lists_match_the_core() -> None:
     assert set(reasons["enum"]) == set(REASON_TEXT)
 
 
-def test_a_full_check_over_the_call_budget_is_refused_up_front(
-    invoke: Invoke, model_path: ModelPath
-) -> None:
+def test_a_full_check_over_the_call_budget_is_refused_up_front(model_path: ModelPath) -> None:
     """--max-calls: a model file's full check needing more forward calls (2 per entry: 30 for
     the 15 entries) is exit 2 before any check, saying how many, how long, and what to do
     instead; --mode fast and a raised budget run."""
-    result = invoke("run", "--model", model_path("dense_tanh"), "--max-calls", "29")
-    message = usage_error(result)
+    result = gradcheck("run", "--model", model_path("dense_tanh"), "--max-calls", "29")
+    message = refusal(result)
+    assert result.stdout == ""
     for phrase in ("15 entries", "30 forward calls", "--max-calls 29", "--mode fast", "random:K"):
         assert phrase in message, message
-    assert invoke("run", "--model", model_path("dense_tanh"), "--max-calls", "30").exit_code == 0
+    assert gradcheck("run", "--model", model_path("dense_tanh"), "--max-calls", "30").exit_code == 0
     fast = ("run", "--model", model_path("dense_tanh"), "--max-calls", "29", "--mode", "fast")
-    assert invoke(*fast).exit_code == 0
+    assert gradcheck(*fast).exit_code == 0
 
 
-def test_forward_calls_are_counted_in_the_report(invoke: Invoke, model_path: ModelPath) -> None:
+def test_forward_calls_are_counted_in_the_report(model_path: ModelPath) -> None:
     """A model file's report says how many times its forward ran: about two per entry on a
     smooth correct model (the determinism and precision probes add a few), and the table says
     it per entry."""
-    doc = document(invoke("run", "--model", model_path("dense_tanh"), "--format", "json"))
+    doc = document_of(gradcheck("run", "--model", model_path("dense_tanh"), "--format", "json"))
     assert 30 <= doc["forward_calls"] <= 2.2 * 15 + 10
-    assert document(invoke("run", "--format", "json"))["forward_calls"] is None
-    table = invoke("run", "--model", model_path("dense_tanh"))
+    assert document_of(gradcheck("run", "--format", "json"))["forward_calls"] is None
+    table = gradcheck("run", "--model", model_path("dense_tanh"))
     assert "forward calls:" in table.stdout
+
+
+def test_jobs_beyond_the_cores_is_capped_and_said() -> None:
+    """--jobs larger than any machine (2^64) neither overflows nor starts thousands of
+    processes: it is capped at the cores this process may use, one line on stderr says so, and
+    the report's jobs never exceeds that."""
+    from gradcheck_cli.numerics.workers import default_jobs
+
+    huge = str(2**64)
+    result = gradcheck("run", "--jobs", huge, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == (
+        f"gradcheck: --jobs {huge} capped at {default_jobs()}, the cores this process may use\n"
+    )
+    assert json.loads(result.stdout)["settings"]["jobs"] <= default_jobs()

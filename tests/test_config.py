@@ -1,6 +1,7 @@
-"""A config for CI (issue 26): `[tool.gradcheck]` in pyproject.toml lists a project's checks,
-and `gradcheck check` runs them all with the outputs of a whole-file run; what the table holds
-wrong is exit 2 naming the key, the file and the line."""
+"""A config for CI: `[tool.gradcheck]` in pyproject.toml lists a project's checks, and
+`gradcheck check` runs them all with the outputs of a whole-file run; how the config is found
+and read. (What a config holds wrong is exit 2 naming the key, the file and the line:
+test_bad_input.)"""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from helpers import gradcheck
 
-from gradcheck_cli.cli import cli
 from gradcheck_cli.project.config import find_config, read_config
 from gradcheck_cli.settings import EntrySelection
 
@@ -72,12 +73,12 @@ Check = Callable[..., Result]
 
 
 @pytest.fixture
-def check(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Check:
+def check(monkeypatch: pytest.MonkeyPatch) -> Check:
     """`gradcheck check ARGS` run from `cwd`."""
 
     def run(cwd: Path, *args: str) -> Result:
         monkeypatch.chdir(cwd)
-        return runner.invoke(cli, ["check", *args], prog_name="gradcheck")
+        return gradcheck("check", *args)
 
     return run
 
@@ -184,73 +185,6 @@ def test_settings_read_from_the_config(tmp_path: Path) -> None:
 TOP = "[tool.gradcheck]\npoints = 2\n\n[[tool.gradcheck.checks]]\nmodel = 'a.py'\n"
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        (
-            TOP + "\n[[tool.gradcheck.checks]]\nmodel = 'b.py'\nrtoll = 1e-6\n",
-            "pyproject.toml:9: unknown key 'rtoll' in check 2 of [[tool.gradcheck.checks]]; the "
-            "keys are name, model, inputs, params, only, skip, method, delta, rtol, atol, wrt, "
-            "entries, details, top, mode, order, tangents, directions, seed, cotangents, "
-            "reference, jobs, max_calls, dtype, nondet_tol, points",
-        ),
-        (
-            "[tool.gradcheck]\npoint = 2\n",
-            "pyproject.toml:2: unknown key 'point' in [tool.gradcheck]; the keys are checks, "
-            "method, delta, rtol, atol, wrt, entries, details, top, mode, order, tangents, "
-            "directions, seed, cotangents, reference, jobs, max_calls, dtype, nondet_tol, "
-            "points",
-        ),
-        (
-            TOP.replace("points = 2", "points = 'five'"),
-            "pyproject.toml:2: points: expected an integer; got 'five'",
-        ),
-        (TOP + "method = 'left'\n", "pyproject.toml:6: method: expected one of forward, "
-         "backward, central, five-point, complex-step; got 'left'"),
-        (TOP + "delta = 0\n", "pyproject.toml:6: delta: must be > 0; got 0.0"),
-        (TOP + "entries = 'x[a]'\n", "pyproject.toml:6: entries: expected an entry such as "
-         "w[0,1], b[3], scale[] or (with --wrt) 0,1: non-negative integers; got 'x[a]'"),
-        (TOP + "mode = 'jvp'\norder = 2\n", "pyproject.toml:4: check 1: use just one of mode = "
-         '"jvp" (first order, forward mode) or order = 2'),
-        ("[tool.gradcheck]\n", "pyproject.toml:1: [tool.gradcheck] needs its checks: one "
-         "[[tool.gradcheck.checks]] table each, with at least a model"),
-        (TOP.replace("model = 'a.py'", "name = 'x'"), "pyproject.toml:4: check 1 needs a "
-         'model: model = "FILE.py" (every layer), "FILE.py:NAME" (one) or a built-in model\'s '
-         "name"),
-        ("[tool.gradcheck\n", "pyproject.toml: not valid TOML: Expected ']' at the end of a "
-         "table declaration (at line 1, column 16)"),
-        ("[tool.other]\nx = 1\n", "pyproject.toml: no [tool.gradcheck] table"),
-        (TOP + "params = 3\n", "pyproject.toml:6: params: expected a table by name; got 3"),
-        (TOP + "\n[[tool.gradcheck.checks]]\nname = 'a'\nmodel = 'b.py'\n"
-         "\n[[tool.gradcheck.checks]]\nname = 'a'\nmodel = 'c.py'\n",
-         "pyproject.toml: two checks are named 'a'; each needs its own name"),
-    ],
-    ids=[
-        "unknown-key-in-a-check",
-        "unknown-default",
-        "wrong-type",
-        "not-a-choice",
-        "zero-step",
-        "bad-entries",
-        "settings-that-clash",
-        "no-checks",
-        "no-model",
-        "not-toml",
-        "no-table",
-        "params-not-a-table",
-        "a-name-twice",
-    ],
-)  # fmt: skip
-def test_what_the_config_holds_wrong_is_exit_2_naming_key_file_and_line(
-    check: Check, tmp_path: Path, text: str, message: str
-) -> None:
-    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
-    result = check(tmp_path, "--config", "pyproject.toml", "--output", "out.json")
-    assert result.exit_code == 2
-    assert result.stderr == f"gradcheck: error: {message}\n"
-    assert not (tmp_path / "out.json").exists()
-
-
 def test_a_nearer_pyproject_without_the_table_is_passed_over(tmp_path: Path) -> None:
     """find_config climbs past a pyproject.toml without [tool.gradcheck] to one with it."""
     (tmp_path / "pyproject.toml").write_text(TOP, encoding="utf-8")
@@ -260,10 +194,9 @@ def test_a_nearer_pyproject_without_the_table_is_passed_over(tmp_path: Path) -> 
     assert find_config(inner) == tmp_path / "pyproject.toml"
 
 
-def test_no_config_anywhere_is_exit_2(check: Check, tmp_path: Path) -> None:
-    result = check(tmp_path, "--config", str(tmp_path / "absent.toml"))
-    assert result.exit_code == 2
-    assert result.stderr == f"gradcheck: error: --config {tmp_path / 'absent.toml'}: no such file\n"
+def test_no_config_up_to_the_root_is_an_error() -> None:
+    """find_config climbs to the root and says what it looked for (the command line's exit 2
+    for a missing config is in test_bad_input)."""
     with pytest.raises(Exception, match=r"no pyproject.toml with a \[tool.gradcheck\] table"):
         find_config(Path("/"))
 

@@ -1,7 +1,8 @@
-"""The one directional estimator (numerics/directional.py) gives fast mode and the tangent checks
-exactly the numbers they had when each estimated on its own: the values below were produced by
-checks/fast.py's and checks/tangents.py's own estimators before they moved (to the last bit:
-steps, estimates, tolerances, one-sided slopes)."""
+"""The directional estimates fast mode and the tangent checks judge by, pinned to the last bit:
+steps, estimates, tolerances, one-sided slopes and reasons across a kink, in float32, by
+complex-step, with f NaN a few steps away. Both checks share one estimator, so any change to
+it changes their verdicts at once; a change here must be deliberate, and the pinned numbers
+say exactly what moved."""
 
 from __future__ import annotations
 
@@ -200,12 +201,12 @@ FAST_PINNED = [
 
 
 @pytest.mark.parametrize(("check", "pinned"), FAST_PINNED, ids=[c.__name__ for c, _ in FAST_PINNED])
-def test_fast_mode_directions_are_what_they_were(
+def test_fast_mode_directions_give_the_pinned_numbers(
     check: Callable[[], RunReport], pinned: list[Row]
 ) -> None:
     """Fast mode's first directions, across a kink (right and wrong gradients), in float32 with
     --nondet-tol, by complex-step, and with f NaN at x +- 3h v: reason, verdict, derivative,
-    error estimate, tolerance and step exactly as fast.py's own estimator gave them."""
+    error estimate, tolerance and step, to the last bit."""
     found = rows(check())[: len(pinned)]
     assert len(found) == len(pinned)
     assert all(same(f, p) for f, p in zip(found, pinned, strict=True)), found
@@ -254,10 +255,10 @@ TANGENT_PINNED = {
 
 
 @pytest.mark.parametrize(("dtype", "noise"), list(TANGENT_PINNED))
-def test_tangent_estimates_are_what_they_were(dtype: str, noise: float) -> None:
+def test_tangent_estimates_give_the_pinned_numbers(dtype: str, noise: float) -> None:
     """The tangent checks' central differences of g along v (a kink at x = 0.5, a cubic, a
     tanh), with --nondet-tol, in float64 and float32: step, derivative, truncation, round-off,
-    one-sided slopes and their evidence exactly as tangents.py's own estimator gave them."""
+    one-sided slopes and their evidence, to the last bit."""
     x = np.array([0.5, -1.25, 2.0, 0.0, 3.0], dtype=dtype)
     v = np.array([1.0, -0.5, 0.25, 2.0, -0.75], dtype=dtype)
     eps = float(np.finfo(dtype).eps)

@@ -1,4 +1,4 @@
-"""errormap.py: the terminal error map: never wider than asked, glyphs that survive NO_COLOR,
+"""The terminal error map: never wider than asked, glyphs that survive NO_COLOR,
 a wrong column visible where it is, blocks that keep the worst entry, N-D inputs as slices."""
 
 from __future__ import annotations

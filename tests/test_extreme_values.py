@@ -9,13 +9,12 @@ eps |f|), and a forward whose values differ in worker processes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import gradcheck_process
 
 HUGE_LAYER = """
 import numpy as np
@@ -79,15 +78,9 @@ def example_inputs():
 """
 
 
-def run_json(directory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+def report_in_a_process(directory: Path, *args: str) -> tuple[int, dict[str, Any], str]:
     """`gradcheck ARGS --format json` in a process of its own: exit code, document, stderr."""
-    done = subprocess.run(
-        [sys.executable, "-m", "gradcheck_cli", *args, "--format", "json"],
-        capture_output=True,
-        text=True,
-        cwd=directory,
-        timeout=300,
-    )
+    done = gradcheck_process(*args, "--format", "json", cwd=directory)
     document = json.loads(done.stdout) if done.stdout.strip() else {}
     return done.returncode, document, done.stderr
 
@@ -103,13 +96,15 @@ def test_outputs_of_1e200_keep_a_step_on_their_own_scale(tmp_path: Path, mode: s
     doubled fails in x alone, diagnosed as a factor of 2 without a numpy overflow warning."""
     (tmp_path / "huge.py").write_text(HUGE_LAYER.format(scale=1.0), encoding="utf-8")
     (tmp_path / "huge_bug.py").write_text(HUGE_LAYER.format(scale=2.0), encoding="utf-8")
-    code, document, stderr = run_json(tmp_path, "run", "--model", "huge.py:layer", "--mode", mode)
+    code, document, stderr = report_in_a_process(
+        tmp_path, "run", "--model", "huge.py:layer", "--mode", mode
+    )
     assert (code, stderr) == (0, "")
     assert document["verdict"] == "passed"
     if mode == "full":
         steps = [check["step"] for check in document["checks"]]
         assert max(steps) < 1e-3  # a textbook step for |x| ~ 1, not one grown with |f|
-    code, document, stderr = run_json(
+    code, document, stderr = report_in_a_process(
         tmp_path, "run", "--model", "huge_bug.py:layer", "--mode", mode
     )
     assert (code, stderr) == (1, "")  # no numpy warning from products of 1e200 values
@@ -126,7 +121,7 @@ def test_a_sum_that_cancels_to_zero_is_judged_with_its_own_rounding(tmp_path: Pa
     eps times the terms, not eps |f|. Measured (a few calls of f, only once a check failed), a
     correct gradient passes every entry, with the measured noise behind each tolerance."""
     (tmp_path / "cancel.py").write_text(CANCELLING_SUM.format(offset=0.0), encoding="utf-8")
-    code, document, stderr = run_json(tmp_path, "run", "--model", "cancel.py")
+    code, document, stderr = report_in_a_process(tmp_path, "run", "--model", "cancel.py")
     assert (code, stderr) == (0, "")
     assert failing_entries(document) == {"x": 0}
     assert document["summary"]["x"]["entries"] == 600
@@ -136,7 +131,7 @@ def test_a_cancelling_sum_with_a_gradient_off_by_1e_6_still_fails(tmp_path: Path
     """The measured noise (~1e-14 per value) widens tolerances to ~1e-9, never to an error of
     1e-6 in the gradient: every entry fails."""
     (tmp_path / "cancel_bug.py").write_text(CANCELLING_SUM.format(offset=1e-6), encoding="utf-8")
-    code, document, _ = run_json(tmp_path, "run", "--model", "cancel_bug.py")
+    code, document, _ = report_in_a_process(tmp_path, "run", "--model", "cancel_bug.py")
     assert code == 1
     assert failing_entries(document) == {"x": 600}
 
@@ -151,7 +146,9 @@ def test_a_forward_that_differs_in_worker_processes_gets_the_same_verdict_for_an
     (tmp_path / "noisy.py").write_text(NOISY_IN_WORKERS, encoding="utf-8")
     verdicts = {}
     for jobs in ("1", "2"):
-        code, document, stderr = run_json(tmp_path, "run", "--model", "noisy.py", "--jobs", jobs)
+        code, document, stderr = report_in_a_process(
+            tmp_path, "run", "--model", "noisy.py", "--jobs", jobs
+        )
         assert stderr == ""
         verdicts[jobs] = (code, document["verdict"], failing_entries(document))
         reasons = {check["reason"] for check in document["checks"]}
@@ -195,7 +192,9 @@ def test_float32_with_an_entry_of_1e30_passes_on_the_closed_form_where_it_reache
     scale in float32 and passes as doubtful)."""
     X = np.array([[0.1, 0.2, 1e30], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9]], dtype=np.float32)
     np.save(tmp_path / "x.npy", X)
-    code, document, stderr = run_json(tmp_path, "run", "--x", "x.npy", "--dtype", "float32")
+    code, document, stderr = report_in_a_process(
+        tmp_path, "run", "--x", "x.npy", "--dtype", "float32"
+    )
     assert (code, stderr) == (0, "")
     assert document["verdict"] == "passed"
     assert failing_entries(document) == {"X": 0, "W": 0}

@@ -1,15 +1,15 @@
-"""--mode fast: random directional checks, and bisection down to the wrong entries."""
+"""Fast mode (--mode fast): random directional checks, and bisection down to the wrong
+entries; what it finds agrees with a full check, and where it stops it says so."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
+from helpers import document_of, gradcheck
 from jsonschema import Draft202012Validator
 
 from gradcheck_cli.checks.fast import LEAF_SIZE, LOCALISE_LIMIT, fast_check
@@ -18,7 +18,6 @@ from gradcheck_cli.checks.target import Target
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs, builtin_model
 from gradcheck_cli.settings import CheckSettings
 
-Invoke = Callable[..., Result]
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "gradcheck_cli" / "schema.json").read_text(encoding="utf-8"))
 
@@ -101,7 +100,7 @@ def test_planted_entries_are_localised(factor: float) -> None:
 
 def test_a_single_entry_off_by_one_in_a_thousand_is_named_on_every_seed() -> None:
     """At 64^3 (8192 entries) an error of 1e-3 relative in one entry of W is caught and named
-    by fast mode on every one of 10 seeds (the issue asks for 9 of 10)."""
+    by fast mode on every one of 10 seeds (9 of 10 is the target fast mode is held to)."""
     n = 64
     rng = np.random.default_rng(0)
     xw = {name: rng.standard_normal((n, n)) * n**-0.25 for name in ("X", "W")}
@@ -145,7 +144,7 @@ def test_localising_stops_at_the_limit() -> None:
 def test_a_stopped_localisation_is_a_lower_bound_and_the_diagnosis_speaks_of_checked_entries() -> (
     None
 ):
-    """Issue 24: X wrong everywhere (x 2), W right. Localising stops at the limit: X's count is
+    """X wrong everywhere (x 2), W right. Localising stops at the limit: X's count is
     marked a lower bound (`failed_at_least`), W's is not; X's diagnosis is about the entries
     checked one by one ("all 24 entries of X checked one by one"), names no region and never
     says the rest of X agrees; the JSON says the same."""
@@ -218,25 +217,19 @@ def test_a_kink_a_hair_from_the_point_is_judged_not_failed() -> None:
     assert all(s.failed == 0 for s in report.summary.values())
 
 
-def document(result: Result) -> dict[str, Any]:
-    assert "Traceback" not in result.stderr
-    parsed: dict[str, Any] = json.loads(result.stdout)
-    return parsed
-
-
 @pytest.mark.parametrize(("model", "code"), [("dense_tanh.py", 0), ("dense_tanh_bug.py", 1)])
-def test_cli_fast_mode_report_follows_the_schema(invoke: Invoke, model: str, code: int) -> None:
+def test_cli_fast_mode_report_follows_the_schema(model: str, code: int) -> None:
     """run --mode fast on the example model files: exit 0 / 1, the JSON, with its directions,
     validates against the schema, and the table's last line agrees with the exit code."""
     path = str(ROOT / "fixtures" / "models" / model)
-    result = invoke("run", "--mode", "fast", "--model", path, "--format", "json")
+    result = gradcheck("run", "--mode", "fast", "--model", path, "--format", "json")
     assert result.exit_code == code, result.stderr
-    doc = document(result)
+    doc = document_of(result)
     Draft202012Validator(SCHEMA).validate(doc)
     assert doc["settings"]["mode"] == "fast"
     assert doc["directions"][0]["depth"] == 0
     assert doc["verdict"] == ("passed" if code == 0 else "failed")
-    table = invoke("run", "--mode", "fast", "--model", path)
+    table = gradcheck("run", "--mode", "fast", "--model", path)
     assert "Random directions" in table.stdout
     last = table.stdout.strip().splitlines()[-1]
     assert last.startswith("PASSED" if code == 0 else "FAILED"), last
@@ -244,9 +237,9 @@ def test_cli_fast_mode_report_follows_the_schema(invoke: Invoke, model: str, cod
         assert "random directions over 15 entries agree" in " ".join(table.stdout.split())
 
 
-def test_cli_fast_mode_refuses_delta(invoke: Invoke) -> None:
+def test_cli_fast_mode_refuses_delta() -> None:
     """--mode fast picks its own step per direction: --delta with it is a usage error."""
-    result = invoke("run", "--mode", "fast", "--delta", "1e-5")
+    result = gradcheck("run", "--mode", "fast", "--delta", "1e-5")
     assert result.exit_code == 2
     assert "--delta" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

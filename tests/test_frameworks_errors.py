@@ -7,9 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from gradcheck_cli.cli import cli
+from helpers import gradcheck
 
 SCALE = """import torch
 
@@ -263,8 +261,7 @@ def run_case(
 ) -> str:
     (tmp_path / file).write_text(text, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner(env={"COLUMNS": "200", "TERM": "dumb", "NO_COLOR": "1"})
-    result = runner.invoke(cli, args.split(), prog_name="gradcheck")
+    result = gradcheck(*args.split())
     assert "Traceback" not in result.stdout + result.stderr
     assert result.exit_code == 2, (result.exit_code, result.stderr)
     assert result.stdout == ""

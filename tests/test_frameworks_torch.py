@@ -6,28 +6,17 @@ operations (an independent opinion: no user backward in it)."""
 
 from __future__ import annotations
 
-import json
 import pickle
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
+from helpers import gradcheck, gradcheck_json, load_fixture
 
 pytestmark = pytest.mark.torch
 
-Invoke = Callable[..., Result]
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
-
-
-def run_json(invoke: Invoke, *args: str) -> tuple[int, dict[str, Any]]:
-    result = invoke("run", *args, "--format", "json")
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    assert result.exit_code in (0, 1, 4), (result.exit_code, result.stderr)
-    document: dict[str, Any] = json.loads(result.stdout)
-    return result.exit_code, document
 
 
 def model(stem: str, name: str) -> str:
@@ -44,19 +33,19 @@ def all_entries(name: str, shape: tuple[int, ...]) -> set[tuple[str, tuple[int, 
 
 @pytest.mark.parametrize("name", ["SoftplusAffine", "softplus_affine"])
 def test_the_function_passes_and_its_twin_fails_on_exactly_the_bias(
-    invoke: Invoke, report_validator: Any, name: str
+    report_validator: Any, name: str
 ) -> None:
     """The fused softplus-affine Function (and a function built on it) passes every entry of x,
     w and b; its twin, whose db is a mean over the batch of 4, fails on the 3 entries of b
     alone, diagnosed as a scale of 1/4; both reports are valid JSON of the schema."""
-    code, good = run_json(invoke, "--model", model("torch_softplus_affine", name))
+    code, good = gradcheck_json("run", "--model", model("torch_softplus_affine", name))
     assert code == 0
     assert good["verdict"] == "passed"
     assert list(good["inputs"]) == ["x", "w", "b"]
     assert {n: s["entries"] for n, s in good["summary"].items()} == {"x": 20, "w": 15, "b": 3}
     assert "torch" in good["model"]["formula"]
     report_validator.validate(good)
-    code, bad = run_json(invoke, "--model", model("torch_softplus_affine_bug", name))
+    code, bad = gradcheck_json("run", "--model", model("torch_softplus_affine_bug", name))
     assert code == 1
     assert failed_entries(bad) == all_entries("b", (3,))
     (diagnosis,) = bad["diagnosis"]
@@ -66,40 +55,40 @@ def test_the_function_passes_and_its_twin_fails_on_exactly_the_bias(
     report_validator.validate(bad)
 
 
-def test_the_custom_operator_passes_and_its_twin_fails_everywhere(
-    invoke: Invoke, report_validator: Any
-) -> None:
+def test_the_custom_operator_passes_and_its_twin_fails_everywhere(report_validator: Any) -> None:
     """scaled_tanh(x, scale) through torch.library: x is the one input (scale, a Python float,
     is a parameter); the twin's 1 - tanh for 1 - tanh**2 fails on all 12 entries of x."""
-    code, good = run_json(invoke, "--model", model("torch_custom_op", "scaled_tanh"))
+    code, good = gradcheck_json("run", "--model", model("torch_custom_op", "scaled_tanh"))
     assert code == 0
     assert list(good["inputs"]) == ["x"]
-    code, bad = run_json(invoke, "--model", model("torch_custom_op_bug", "scaled_tanh"))
+    code, bad = gradcheck_json("run", "--model", model("torch_custom_op_bug", "scaled_tanh"))
     assert code == 1
     assert failed_entries(bad) == all_entries("x", (3, 4))
     assert bad["diagnosis"][0]["wrt"] == "x"
     report_validator.validate(bad)
 
 
-def test_a_parameter_from_the_command_line_reaches_the_operator(invoke: Invoke) -> None:
+def test_a_parameter_from_the_command_line_reaches_the_operator() -> None:
     """--param scale=3 replaces example_inputs()'s 2.0: f is 3/2 of what it was, exactly."""
-    _, two = run_json(invoke, "--model", model("torch_custom_op", "scaled_tanh"))
-    _, three = run_json(
-        invoke, "--model", model("torch_custom_op", "scaled_tanh"), "--param", "scale=3.0"
+    _, two = gradcheck_json("run", "--model", model("torch_custom_op", "scaled_tanh"))
+    _, three = gradcheck_json(
+        "run", "--model", model("torch_custom_op", "scaled_tanh"), "--param", "scale=3.0"
     )
     assert three["f"] == pytest.approx(1.5 * two["f"], rel=1e-14)
 
 
-def test_the_analytic_side_is_autograd_of_the_users_backward_contracted(
-    invoke: Invoke,
-) -> None:
+def test_the_analytic_side_is_autograd_of_the_users_backward_contracted() -> None:
     """Every analytic value equals autograd of plain torch operations (softplus(x @ w + b), no
     user backward) contracted with the same seeded cotangent: the report's analytic column is
     the user's VJP for the cotangent it says."""
     import torch
 
-    _, document = run_json(
-        invoke, "--model", model("torch_softplus_affine", "SoftplusAffine"), "--details", "all"
+    _, document = gradcheck_json(
+        "run",
+        "--model",
+        model("torch_softplus_affine", "SoftplusAffine"),
+        "--details",
+        "all",
     )
     module_examples = _examples("torch_softplus_affine")
     tensors = {k: v.clone().requires_grad_() for k, v in module_examples.items()}
@@ -118,18 +107,16 @@ def test_the_analytic_side_is_autograd_of_the_users_backward_contracted(
 
 
 def _examples(stem: str) -> dict[str, Any]:
-    from gradcheck_cli.subject.files import _import
-
-    examples: dict[str, Any] = _import(MODELS / f"{stem}.py").example_inputs()
+    examples: dict[str, Any] = load_fixture(stem).example_inputs()
     return examples
 
 
-def test_forward_mode_through_the_functions_jvp(invoke: Invoke, tmp_path: Path) -> None:
+def test_forward_mode_through_the_functions_jvp(tmp_path: Path) -> None:
     """--mode jvp checks the Function's jvp staticmethod (J v for 2 tangents): it passes; a jvp
     that forgets db fails on some of the 12 output entries; a custom operator has no
     forward-mode rule: exit 2 saying so."""
-    code, document = run_json(
-        invoke, "--model", model("torch_softplus_affine", "SoftplusAffine"), "--mode", "jvp"
+    code, document = gradcheck_json(
+        "run", "--model", model("torch_softplus_affine", "SoftplusAffine"), "--mode", "jvp"
     )
     assert code == 0
     assert document["settings"]["check"] == "jvp"
@@ -137,12 +124,12 @@ def test_forward_mode_through_the_functions_jvp(invoke: Invoke, tmp_path: Path) 
     wrong = source.replace("(dx @ w + x @ dw + db)", "(dx @ w + x @ dw)")
     assert wrong != source
     (tmp_path / "wrong_jvp.py").write_text(wrong, encoding="utf-8")
-    code, document = run_json(
-        invoke, "--model", f"{tmp_path / 'wrong_jvp.py'}:SoftplusAffine", "--mode", "jvp"
+    code, document = gradcheck_json(
+        "run", "--model", f"{tmp_path / 'wrong_jvp.py'}:SoftplusAffine", "--mode", "jvp"
     )
     assert code == 1
     assert {c["wrt"] for c in document["checks"] if not c["passed"]} == {"out"}
-    result = invoke("run", "--model", model("torch_custom_op", "scaled_tanh"), "--mode", "jvp")
+    result = gradcheck("run", "--model", model("torch_custom_op", "scaled_tanh"), "--mode", "jvp")
     assert result.exit_code == 2
     assert result.stderr == (
         "gradcheck: error: torch_custom_op.py:13: --mode jvp needs a forward-mode rule, and "
@@ -175,36 +162,40 @@ def example_inputs():
 '''
 
 
-def test_order_two_through_double_backward(invoke: Invoke, tmp_path: Path) -> None:
+def test_order_two_through_double_backward(tmp_path: Path) -> None:
     """--order 2 on a scalar Function: H v by double backward of its own backward passes; with
     tanh(x)**3 for tanh(x) the gradient check fails first and no hvp is checked."""
     path = tmp_path / "log_cosh.py"
     path.write_text(LOG_COSH.format(bug=""), encoding="utf-8")
-    code, document = run_json(invoke, "--model", f"{path}:LogCosh", "--order", "2")
+    code, document = gradcheck_json("run", "--model", f"{path}:LogCosh", "--order", "2")
     assert code == 0
     assert document["settings"]["check"] == "hvp"
     assert document["gradient_check"]["verdict"] == "passed"
     path.write_text(LOG_COSH.format(bug=" ** 3"), encoding="utf-8")
-    code, document = run_json(invoke, "--model", f"{path}:LogCosh", "--order", "2")
+    code, document = gradcheck_json("run", "--model", f"{path}:LogCosh", "--order", "2")
     assert code == 1
     assert "check" not in document["settings"] or document["settings"]["check"] != "hvp"
 
 
-def test_float32_runs_the_tensors_in_float32(invoke: Invoke) -> None:
+def test_float32_runs_the_tensors_in_float32() -> None:
     """--dtype float32: the Function computes in float32 (the report says so) and passes."""
-    code, document = run_json(
-        invoke, "--model", model("torch_softplus_affine", "SoftplusAffine"), "--dtype", "float32"
+    code, document = gradcheck_json(
+        "run",
+        "--model",
+        model("torch_softplus_affine", "SoftplusAffine"),
+        "--dtype",
+        "float32",
     )
     assert code == 0
     assert document["settings"]["dtype"] == "float32"
     assert {i["dtype"] for i in document["inputs"].values()} == {"float32"}
 
 
-def test_the_cpu_device_is_the_default_device(invoke: Invoke) -> None:
+def test_the_cpu_device_is_the_default_device() -> None:
     """--device cpu gives the report of no --device, number for number."""
     spec = model("torch_softplus_affine", "SoftplusAffine")
-    _, plain = run_json(invoke, "--model", spec)
-    _, cpu = run_json(invoke, "--model", spec, "--device", "cpu")
+    _, plain = gradcheck_json("run", "--model", spec)
+    _, cpu = gradcheck_json("run", "--model", spec, "--device", "cpu")
     assert [c["numerical"] for c in cpu["checks"]] == [c["numerical"] for c in plain["checks"]]
 
 
@@ -214,13 +205,13 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def test_an_absent_device_is_exit_2(invoke: Invoke) -> None:
+def test_an_absent_device_is_exit_2() -> None:
     """A CUDA device this machine does not have: one line, exit 2, before any check."""
     import torch
 
     if _cuda() and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a CUDA device 7")
-    result = invoke(
+    result = gradcheck(
         "run", "--model", model("torch_softplus_affine", "SoftplusAffine"), "--device", "cuda:7"
     )
     assert result.exit_code == 2
@@ -228,12 +219,12 @@ def test_an_absent_device_is_exit_2(invoke: Invoke) -> None:
     assert result.stderr.count("\n") == 1
 
 
-def test_a_present_gpu_checks_the_same(invoke: Invoke) -> None:
+def test_a_present_gpu_checks_the_same() -> None:
     """On a machine with CUDA the Function checked there passes and fails as on the CPU."""
     if not _cuda():
         pytest.skip("no CUDA device on this machine")
     for stem, code in (("torch_softplus_affine", 0), ("torch_softplus_affine_bug", 1)):
-        got, _ = run_json(invoke, "--model", model(stem, "SoftplusAffine"), "--device", "cuda")
+        got, _ = gradcheck_json("run", "--model", model(stem, "SoftplusAffine"), "--device", "cuda")
         assert got == code
 
 
@@ -257,16 +248,16 @@ def test_a_worker_process_adapts_the_same_function() -> None:
             np.testing.assert_array_equal(theirs.gradient(bound.inputs)[name], gradient)
 
 
-def test_worker_processes_give_the_in_process_report(
-    invoke: Invoke, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """--jobs 2 with workers forced to start: the same checks, number for number."""
+@pytest.mark.slow
+def test_worker_processes_give_the_in_process_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs 2 with workers forced to start: the same checks, number for number. (Slow: each
+    worker process imports PyTorch.)"""
     from gradcheck_cli.numerics import workers
 
     spec = model("torch_softplus_affine_bug", "SoftplusAffine")
-    _, alone = run_json(invoke, "--model", spec, "--jobs", "1")
+    _, alone = gradcheck_json("run", "--model", spec, "--jobs", "1")
     monkeypatch.setattr(workers, "WORTH_SECONDS", 0.0)
-    _, pooled = run_json(invoke, "--model", spec, "--jobs", "2")
+    _, pooled = gradcheck_json("run", "--model", spec, "--jobs", "2")
     assert pooled["settings"]["jobs"] == 2
     assert [c["numerical"] for c in pooled["checks"]] == [c["numerical"] for c in alone["checks"]]
     assert failed_entries(pooled) == failed_entries(alone)
@@ -280,21 +271,19 @@ def test_worker_processes_give_the_in_process_report(
         ("torch_custom_op_bug", "scaled_tanh"),
     ],
 )
-def test_batches_change_no_verdict(
-    invoke: Invoke, monkeypatch: pytest.MonkeyPatch, stem: str, name: str
-) -> None:
+def test_batches_change_no_verdict(monkeypatch: pytest.MonkeyPatch, stem: str, name: str) -> None:
     """With batched evaluation switched off (every point its own forward call) every entry
     gets the same verdict, and the numerical values agree within the error estimates."""
     from gradcheck_cli.numerics import evaluation
 
     spec = model(stem, name)
-    _, batched = run_json(invoke, "--model", spec, "--details", "all")
+    _, batched = gradcheck_json("run", "--model", spec, "--details", "all")
     monkeypatch.setattr(
         evaluation.InProcess,
         "_in_batches",
         lambda self, model, batches, *rest: self.one_at_a_time(model, *rest),
     )
-    _, alone = run_json(invoke, "--model", spec, "--details", "all")
+    _, alone = gradcheck_json("run", "--model", spec, "--details", "all")
     assert [c["passed"] for c in batched["checks"]] == [c["passed"] for c in alone["checks"]]
     for ours, theirs in zip(batched["checks"], alone["checks"], strict=True):
         assert abs(ours["numerical"] - theirs["numerical"]) <= (
@@ -340,11 +329,11 @@ def example_inputs():
 """
 
 
-def test_an_old_style_function_with_tensor_examples_passes(invoke: Invoke, tmp_path: Path) -> None:
+def test_an_old_style_function_with_tensor_examples_passes(tmp_path: Path) -> None:
     """forward(ctx, x) with example tensors (0 among them, where the gradient is 0): exit 0."""
     path = tmp_path / "torch_cube.py"
     path.write_text(CUBE, encoding="utf-8")
-    code, document = run_json(invoke, "--model", f"{path}:Cube")
+    code, document = gradcheck_json("run", "--model", f"{path}:Cube")
     assert code == 0
     assert document["summary"]["x"]["failed"] == 0
 
@@ -377,11 +366,11 @@ def example_inputs():
 '''
 
 
-def test_integer_tensors_are_constants(invoke: Invoke, tmp_path: Path) -> None:
+def test_integer_tensors_are_constants(tmp_path: Path) -> None:
     """An integer tensor from example_inputs() is a constant: listed unchecked, never moved."""
     path = tmp_path / "pick.py"
     path.write_text(LABELS, encoding="utf-8")
-    code, document = run_json(invoke, "--model", f"{path}:PickLoss")
+    code, document = gradcheck_json("run", "--model", f"{path}:PickLoss")
     assert code == 0
     assert document["inputs"]["labels"]["checked"] is False
     assert set(document["summary"]) == {"scores"}
@@ -405,19 +394,19 @@ def example_inputs():
 """
 
 
-def test_a_numpy_backward_keeps_the_numpy_convention(invoke: Invoke, tmp_path: Path) -> None:
+def test_a_numpy_backward_keeps_the_numpy_convention(tmp_path: Path) -> None:
     """A file whose forward uses torch but whose backward is its own numpy function is a
-    numpy model file as before (what --reference torch checks), not an adapted one."""
+    numpy model file (what --reference torch checks), not an adapted one."""
     path = tmp_path / "mixed.py"
     path.write_text(TORCH_NUMPY_MODEL, encoding="utf-8")
-    code, document = run_json(invoke, "--model", str(path), "--reference", "torch")
+    code, document = gradcheck_json("run", "--model", str(path), "--reference", "torch")
     assert code == 0
     assert document["model"]["formula"] == "forward(...) from mixed.py"
 
 
-def test_reference_torch_is_refused_for_a_torch_function(invoke: Invoke) -> None:
+def test_reference_torch_is_refused_for_a_torch_function() -> None:
     """--reference torch on a PyTorch function: its gradient is autograd's already."""
-    result = invoke(
+    result = gradcheck(
         "run", "--model", model("torch_softplus_affine", "SoftplusAffine"), "--reference", "torch"
     )
     assert result.exit_code == 2
@@ -428,9 +417,9 @@ def test_reference_torch_is_refused_for_a_torch_function(invoke: Invoke) -> None
     )
 
 
-def test_perturb_and_sweep_take_a_torch_function(invoke: Invoke) -> None:
+def test_perturb_and_sweep_take_a_torch_function() -> None:
     """perturb and sweep run on the same adapted functions: the twin's db entry fails perturb."""
     spec = model("torch_softplus_affine_bug", "SoftplusAffine")
-    assert invoke("perturb", "--model", spec, "--entry", "w[0,0]").exit_code == 0
-    assert invoke("perturb", "--model", spec, "--entry", "b[1]").exit_code == 1
-    assert invoke("sweep", "--model", spec, "--entry", "x[1,2]").exit_code == 0
+    assert gradcheck("perturb", "--model", spec, "--entry", "w[0,0]").exit_code == 0
+    assert gradcheck("perturb", "--model", spec, "--entry", "b[1]").exit_code == 1
+    assert gradcheck("sweep", "--model", spec, "--entry", "x[1,2]").exit_code == 0

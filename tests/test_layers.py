@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import central_differences, supplied
 from numpy.typing import NDArray
 
 from gradcheck_cli.checks.full import run_check
@@ -18,13 +19,11 @@ from gradcheck_cli.checks.target import Target
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.numerics.models import Array, ContractedModel, Model
 from gradcheck_cli.report import RunReport
-from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.binding import Bound, FileModel, bind
 from gradcheck_cli.subject.files import load_model_file
 
 FloatArray = NDArray[np.float64]
 Forward = Callable[[Mapping[str, Array]], float]
-STEP = 1e-6
 
 LAYERS = '''
 """Layers as a course's layers.py writes them."""
@@ -176,36 +175,12 @@ def layers(tmp_path: Path) -> Path:
     return path
 
 
-def supplied(**arrays: Array) -> dict[str, Supplied]:
-    return {name: Supplied(array, "array") for name, array in arrays.items()}
-
-
 def bind_layer(path: Path, name: str, inputs: Mapping[str, Array]) -> Bound:
     return bind(load_model_file(path, name), supplied(**inputs))
 
 
 def check(bound: Bound) -> RunReport:
     return run_check(Target(tuple(bound.models), bound.inputs, sources=bound.sources))
-
-
-def central_difference(f: Forward, inputs: Mapping[str, Array]) -> dict[str, FloatArray]:
-    """df/d(input) for every floating input, by central differences, one entry at a time."""
-    grads: dict[str, FloatArray] = {}
-    for name, array in inputs.items():
-        if array.dtype.kind != "f":
-            continue
-        args = {n: np.array(a, copy=True) for n, a in inputs.items()}
-        grad = np.zeros_like(args[name], dtype=np.float64)
-        for index in np.ndindex(grad.shape):
-            base = args[name][index]
-            args[name][index] = base + STEP
-            up = f(args)
-            args[name][index] = base - STEP
-            down = f(args)
-            args[name][index] = base
-            grad[index] = (up - down) / (2 * STEP)
-        grads[name] = grad
-    return grads
 
 
 def contracted_layer(bound: Bound, vectors: tuple[Array, ...]) -> Forward:
@@ -229,7 +204,7 @@ def assert_gradients_match(bound: Bound) -> None:
     """Every model's gradient equals central differences of its contraction, for every input."""
     for model in bound.models:
         gradients = model.gradient(bound.inputs)
-        fd = central_difference(contracted_layer(bound, vectors_of(model)), bound.inputs)
+        fd = central_differences(contracted_layer(bound, vectors_of(model)), bound.inputs)
         assert set(fd) == {n for n, g in gradients.items() if g is not None}
         for name, expected in fd.items():
             gradient = gradients[name]
@@ -464,7 +439,7 @@ def test_a_loss_function_returning_loss_and_gradient(
     dx = gradients["x"]
     assert dx is not None
     np.testing.assert_allclose(
-        dx, central_difference(loss, bound.inputs)["x"], rtol=1e-6, atol=1e-8
+        dx, central_differences(loss, bound.inputs)["x"], rtol=1e-6, atol=1e-8
     )
     report = check(bound)
     assert report.passed

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
@@ -90,7 +91,7 @@ def test_numpy_written_file_loads_back_bit_for_bit(tmp_path: Path, fmt: str) -> 
     assert loaded.array.tobytes() == matrix.tobytes()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     matrix=arrays(
         np.float64,
@@ -100,9 +101,11 @@ def test_numpy_written_file_loads_back_bit_for_bit(tmp_path: Path, fmt: str) -> 
     fmt=st.sampled_from(["csv", "npy", "npz"]),
 )
 def test_any_finite_matrix_round_trips(matrix: NDArray[np.float64], fmt: str) -> None:
-    """Any finite float64 matrix of any 2-D shape survives save-then-load exactly."""
+    """Any finite float64 matrix (subnormals and -0.0 included) of any 2-D shape survives
+    save-then-load exactly, as float64."""
     with tempfile.TemporaryDirectory() as directory:
         loaded = load_array(save(matrix, Path(directory), fmt), option="--w")
+    assert loaded.array.dtype == np.float64
     assert loaded.array.shape == matrix.shape
     assert np.ascontiguousarray(loaded.array).tobytes() == np.ascontiguousarray(matrix).tobytes()
 
@@ -722,17 +725,6 @@ def write_forged_npy(handle: Any, shape: tuple[int, ...], data: bytes) -> None:
     header = {"descr": "<f8", "fortran_order": False, "shape": shape}
     np.lib.format.write_array_header_1_0(handle, header)
     handle.write(data)
-
-
-def test_forged_npy_header_is_refused_before_allocating(tmp_path: Path) -> None:
-    """A 1 KB .npy whose header claims 1e6 x 1e6 float64 is refused by its declared size."""
-    path = tmp_path / "forged.npy"
-    with path.open("wb") as handle:
-        write_forged_npy(handle, (10**6, 10**6), bytes(64))
-    assert load_error(str(path)) == (
-        f"{path}: not a valid .npy file: its header declares shape (1000000, 1000000) of float64, "
-        "8000000000000 bytes (7.28 TiB) of data, but the file holds 64 bytes (given to --x)"
-    )
 
 
 def test_forged_npz_member_header_is_refused(tmp_path: Path) -> None:

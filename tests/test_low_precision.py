@@ -1,23 +1,19 @@
-"""Low precision, honestly (issue 23): a gradient computed in float32 or float16 is judged
+"""Low precision, honestly: a gradient computed in float32 or float16 is judged
 against a float64 forward at the same quantised inputs, with a tolerance from the format's
 roundoff and the size of the terms; the same code's float64 gradient is checked first."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import textwrap
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from helpers import gradcheck, gradcheck_json, load_module
 
 from gradcheck_cli import check_layer
 from gradcheck_cli.checks.precision import LowPrecision
-from gradcheck_cli.cli import cli
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.models import Gradients
 from gradcheck_cli.subject.arguments import Supplied
@@ -36,25 +32,6 @@ LAYERS = {
 }
 
 
-def run(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, ["run", *args], prog_name="gradcheck")
-
-
-def run_json(runner: CliRunner, *args: str) -> tuple[int, dict[str, Any]]:
-    result = run(runner, *args, "--format", "json")
-    assert result.exit_code in (0, 1, 4), result.stderr
-    return result.exit_code, json.loads(result.stdout)
-
-
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def failed_entries(document: dict[str, Any]) -> set[tuple[str, tuple[int, ...]]]:
     return {(c["wrt"], tuple(c["index"])) for c in document["checks"] if c["reason"] == "mismatch"}
 
@@ -65,11 +42,11 @@ def failed_entries(document: dict[str, Any]) -> set[tuple[str, tuple[int, ...]]]
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("layer", sorted(LAYERS))
 def test_a_correct_layer_passes_in_low_precision(
-    runner: CliRunner, report_validator: Any, layer: str, dtype: str
+    report_validator: Any, layer: str, dtype: str
 ) -> None:
     """softmax, layer norm and attention in float32 and float16: exit 0 against the same code
     in float64 at the same quantised inputs; its float64 gradient was checked first."""
-    code, document = run_json(runner, "--model", f"{RIGHT}:{layer}", "--dtype", dtype)
+    code, document = gradcheck_json("run", "--model", f"{RIGHT}:{layer}", "--dtype", dtype)
     assert code == 0, [c for c in document["checks"] if not c["passed"]]
     settings = document["settings"]
     assert (settings["dtype"], settings["precision"]) == (dtype, dtype)
@@ -83,7 +60,7 @@ def test_a_correct_layer_passes_in_low_precision(
 def _moved_by_the_bug(layer: str) -> set[tuple[str, tuple[int, ...]]]:
     """The entries whose float64 gradient the planted 1% moves (by more than round-off), for
     the run's first cotangent: the known answer."""
-    right, wrong = load(RIGHT), load(WRONG)
+    right, wrong = load_module(RIGHT), load_module(WRONG)
     inputs = right.example_inputs()
     names, _ = LAYERS[layer]
     args = [inputs[n] for n in names]
@@ -104,13 +81,11 @@ def _moved_by_the_bug(layer: str) -> set[tuple[str, tuple[int, ...]]]:
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("layer", sorted(LAYERS))
-def test_a_one_percent_error_in_one_term_fails_naming_its_entries(
-    runner: CliRunner, layer: str, dtype: str
-) -> None:
+def test_a_one_percent_error_in_one_term_fails_naming_its_entries(layer: str, dtype: str) -> None:
     """The twin's backward with one term off by 1%: exit 1 in float32 and float16 (far below
     what float16 resolves in the terms it moves, so the same code's float64 check finds it),
     failing on exactly the entries the error moves, of the inputs it touches only."""
-    code, document = run_json(runner, "--model", f"{WRONG}:{layer}", "--dtype", dtype)
+    code, document = gradcheck_json("run", "--model", f"{WRONG}:{layer}", "--dtype", dtype)
     assert code == 1
     _, touched = LAYERS[layer]
     assert {n for n, s in document["summary"].items() if s["failed"]} == touched
@@ -125,8 +100,8 @@ def test_a_one_percent_error_in_one_term_fails_naming_its_entries(
     assert first_cotangent == _moved_by_the_bug(layer)
 
 
-def test_the_table_says_the_formula_is_wrong_not_the_precision(runner: CliRunner) -> None:
-    result = run(runner, "--model", f"{WRONG}:layernorm", "--dtype", "float16")
+def test_the_table_says_the_formula_is_wrong_not_the_precision() -> None:
+    result = gradcheck("run", "--model", f"{WRONG}:layernorm", "--dtype", "float16")
     assert result.exit_code == 1
     assert "the formula is wrong, not the precision" in result.stdout
     assert "diagnosis (" in result.stdout
@@ -135,12 +110,12 @@ def test_the_table_says_the_formula_is_wrong_not_the_precision(runner: CliRunner
 # --- A kernel that only exists in low precision: judged by the precision alone ------------------
 
 
-def test_a_half_precision_kernel_passes_against_its_named_reference(runner: CliRunner) -> None:
+def test_a_half_precision_kernel_passes_against_its_named_reference() -> None:
     """softmax_half computes in float16 whatever it is given: its own forward is no float64
     reference, softmax_forward is; at --dtype float32 its float16 rounding is what counts."""
     for dtype in ("float16", "float32"):
-        code, document = run_json(
-            runner,
+        code, document = gradcheck_json(
+            "run",
             "--model",
             f"{RIGHT}:softmax_half",
             "--dtype",
@@ -155,13 +130,11 @@ def test_a_half_precision_kernel_passes_against_its_named_reference(runner: CliR
         assert "float64_check" not in document
 
 
-def test_a_half_precision_kernel_with_a_wrong_term_fails_where_float16_resolves_it(
-    runner: CliRunner,
-) -> None:
+def test_a_half_precision_kernel_with_a_wrong_term_fails_where_float16_resolves_it() -> None:
     """Against the reference alone, the 1% error shows on the entries where it exceeds what
     float16 rounds (the largest moves of the gradient), and on no entry it leaves alone."""
-    code, document = run_json(
-        runner,
+    code, document = gradcheck_json(
+        "run",
         "--model",
         f"{WRONG}:softmax_half",
         "--dtype",
@@ -177,17 +150,21 @@ def test_a_half_precision_kernel_with_a_wrong_term_fails_where_float16_resolves_
         assert check["abs_error"] > check["tolerance"] >= 10 * 2.0**-11 * abs(check["analytic"])
 
 
-def test_without_a_float64_forward_the_whole_check_runs_in_low_precision(
-    runner: CliRunner,
-) -> None:
+def test_without_a_float64_forward_the_whole_check_runs_in_low_precision() -> None:
     """No reference named and a forward that computes in float16 at float64 inputs: the check
-    differences that forward in float16, as before, says so, and can vouch for nothing here."""
-    result = run(runner, "--model", f"{RIGHT}:softmax_half", "--dtype", "float16")
+    differences that very forward in float16, says so, and can vouch for nothing here."""
+    result = gradcheck("run", "--model", f"{RIGHT}:softmax_half", "--dtype", "float16")
     assert result.exit_code == 4
     assert "the whole check runs in float16" in result.stdout
     document = json.loads(
-        run(
-            runner, "--model", f"{RIGHT}:softmax_half", "--dtype", "float16", "--format", "json"
+        gradcheck(
+            "run",
+            "--model",
+            f"{RIGHT}:softmax_half",
+            "--dtype",
+            "float16",
+            "--format",
+            "json",
         ).stdout
     )
     assert document["settings"]["reference_forward"] == "none"
@@ -215,14 +192,12 @@ def example_inputs():
 """
 
 
-def test_a_bug_of_the_low_precision_path_alone_fails_there(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_bug_of_the_low_precision_path_alone_fails_there(tmp_path: Path) -> None:
     """Right in float64 (its float64 check passes), wrong in float16: the float16 gradient
     fails on dw alone, every entry."""
     path = tmp_path / "scaled.py"
     path.write_text(PRECISION_BUG, encoding="utf-8")
-    code, document = run_json(runner, "--model", f"{path}:scale", "--dtype", "float16")
+    code, document = gradcheck_json("run", "--model", f"{path}:scale", "--dtype", "float16")
     assert code == 1
     assert document["float64_check"]["verdict"] == "passed"
     assert {n: s["failed"] for n, s in document["summary"].items()} == {"x": 0, "w": 12}
@@ -230,61 +205,6 @@ def test_a_bug_of_the_low_precision_path_alone_fails_there(
 
 
 # --- Refusals: one line, exit 2 -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("args", "said"),
-    [
-        (
-            ["--dtype", "bfloat16"],
-            "--dtype bfloat16: numpy has no bfloat16, and the built-in model sigmoid-sum is numpy "
-            "code",
-        ),
-        (["--reference-model", "ref.py"], "--reference-model"),
-        (["--dtype", "float16", "--mode", "fast", "--reference-model", "ref.py"], "--mode full"),
-    ],
-)
-def test_what_cannot_run_is_refused_in_one_line(
-    runner: CliRunner, args: list[str], said: str
-) -> None:
-    result = run(runner, *args)
-    assert result.exit_code == 2
-    assert said in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_a_reference_that_is_not_there_or_not_float64_is_refused(
-    runner: CliRunner, tmp_path: Path
-) -> None:
-    """A reference file without the function, and one that computes in float32: exit 2 naming
-    the file and what to do."""
-    ref = tmp_path / "ref.py"
-    ref.write_text(
-        textwrap.dedent(
-            """
-            import numpy as np
-
-            def softmax32(x):
-                x = x.astype(np.float32)
-                e = np.exp(x - x.max(axis=-1, keepdims=True))
-                return e / e.sum(axis=-1, keepdims=True)
-            """
-        ),
-        encoding="utf-8",
-    )
-    model = f"{RIGHT}:softmax_half"
-    result = run(runner, "--model", model, "--dtype", "float16", "--reference-model", str(ref))
-    assert result.exit_code == 2
-    assert "--reference-model ref.py: no function softmax_half_forward or softmax_half" in (
-        result.stderr
-    )
-    result = run(
-        runner, "--model", model, "--dtype", "float16", "--reference-model", f"{ref}:softmax32"
-    )
-    assert result.exit_code == 2
-    assert "ref.py:softmax32: the reference forward computes in float32 at float64 inputs" in (
-        result.stderr
-    )
 
 
 # --- The parts: the same cotangents, the rounding estimate, the API -----------------------------
@@ -321,7 +241,7 @@ def test_the_rounding_estimate_is_u_times_the_largest_of_its_sizes() -> None:
 def test_the_api_checks_a_layer_in_float16() -> None:
     """check_layer(dtype="float16"): the correct layer norm passes, the twin fails; a kernel
     that only computes in float16 passes against reference_forward."""
-    right, wrong = load(RIGHT), load(WRONG)
+    right, wrong = load_module(RIGHT), load_module(WRONG)
     inputs = {k: right.example_inputs()[k] for k in ("x", "gamma", "beta")}
     report = check_layer(right.layernorm_forward, right.layernorm_backward, inputs, dtype="float16")
     assert report.passed
@@ -346,15 +266,13 @@ def test_the_api_checks_a_layer_in_float16() -> None:
         )
 
 
-def test_cancellation_inside_the_code_is_inconclusive_in_float32_not_failed(
-    runner: CliRunner,
-) -> None:
+def test_cancellation_inside_the_code_is_inconclusive_in_float32_not_failed() -> None:
     """tanh(X @ W) at the seed saturates on row 1 of X: `1 - tanh(z)**2` loses three digits in
     float32 that no perturbation from outside shows. Those entries exceed their rounding
     estimate by less than 1024 units of the input's largest gradient: inconclusive (exit 4),
     while the same code passes in float64; nothing fails."""
-    code, document = run_json(
-        runner, "--model", str(MODELS / "dense_tanh_vector.py"), "--dtype", "float32"
+    code, document = gradcheck_json(
+        "run", "--model", str(MODELS / "dense_tanh_vector.py"), "--dtype", "float32"
     )
     assert code == 4
     assert document["float64_check"]["verdict"] == "passed"
@@ -405,14 +323,12 @@ def example_inputs():
 """
 
 
-def test_a_backward_that_computes_in_float32_is_not_checked_in_float64(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_backward_that_computes_in_float32_is_not_checked_in_float64(tmp_path: Path) -> None:
     """Its gradient at float64 inputs holds float32 values only: no float64 check of the same
     code (it would blame the formula for float32's rounding); at --dtype float32 it passes."""
     path = tmp_path / "single.py"
     path.write_text(FLOAT32_BACKWARD, encoding="utf-8")
-    code, document = run_json(runner, "--model", str(path), "--dtype", "float32")
+    code, document = gradcheck_json("run", "--model", str(path), "--dtype", "float32")
     assert code == 0
     assert "float64_check" not in document
     assert document["settings"]["reference_forward"] == "the model's own forward, in float64"
@@ -436,15 +352,13 @@ def example_inputs():
 """
 
 
-def test_code_that_fails_an_ulp_away_leaves_the_precision_unable_to_vouch(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_code_that_fails_an_ulp_away_leaves_the_precision_unable_to_vouch(tmp_path: Path) -> None:
     """The backward refuses inputs off its grid, as the rounding-level perturbations are: in
     float16 nothing near these inputs can be vouched for, so every entry is inconclusive (exit
     4), never passed, and the run is no error."""
     path = tmp_path / "grid.py"
     path.write_text(ON_A_GRID, encoding="utf-8")
-    code, document = run_json(runner, "--model", f"{path}:square", "--dtype", "float16")
+    code, document = gradcheck_json("run", "--model", f"{path}:square", "--dtype", "float16")
     assert code == 4
     assert document["float64_check"]["verdict"] == "passed"
     assert {c["reason"] for c in document["checks"]} == {"inconclusive"}

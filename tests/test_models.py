@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import gradient_pair, xw
+from helpers import examples, gradient_pair, xw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
@@ -187,7 +187,7 @@ def test_kink_within_sees_only_a_kink_in_reach() -> None:
     assert not smooth.kink_within(X, W, G, "X", rows, cols, np.array([1.0, 1.0])).any()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(
     n=st.integers(1, 12),
     k=st.integers(1, 12),

@@ -1,9 +1,12 @@
-"""The JSON report: strict JSON text, output-path checks (never over an input), atomic writing
-(through symlinks, cleaned up on any exit), and writing to stdout."""
+"""The outputs: the JSON report as strict JSON text, output paths checked (never over an input),
+atomic writes (through symlinks, cleaned up on any exit, with the usual permissions), stdout
+holding the report alone whatever the model prints, and each output landing where it was asked.
+"""
 
 from __future__ import annotations
 
 import errno
+import importlib.util
 import io
 import json
 import math
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import TANH_MODEL, gradcheck, gradcheck_process, listing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -565,3 +569,126 @@ def test_write_to_a_full_device_is_an_output_error(tmp_path: Path) -> None:
         write_atomically(link, "{}")
     assert str(caught.value) == f"{link}: cannot write the report: No space left on device"
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+# --- the command line's outputs -----------------------------------------------------------------
+
+OLD_REPORT = '{"report": "from an earlier run; this run must not touch it"}\n'
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32", reason="POSIX descriptors and modes")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch directory, the current one."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+NOISY_MODEL = """\
+import os
+import subprocess
+
+import numpy as np
+
+os.write(1, b"noise at import\\n")
+subprocess.run(["echo", "a subprocess at import"], check=True)
+
+
+def forward(X, W):
+    os.write(1, b"noise from forward")
+    subprocess.run(["echo", "a subprocess in forward"], check=True)
+    print("printed in forward")
+    return float(np.sum(np.tanh(X @ W)))
+
+
+def backward(X, W):
+    os.write(1, b"noise from backward")
+    print("printed in backward")
+    d = 1.0 - np.tanh(X @ W) ** 2
+    return d @ W.T, X.T @ d
+"""
+
+
+@POSIX_ONLY
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_writes_to_descriptor_1_and_subprocesses_go_to_stderr(tmp_path: Path, command: str) -> None:
+    """os.write(1, ...), `echo` in a subprocess and print(), at import and in forward and
+    backward: stdout is exactly one JSON document, of a passing run, and the noise is on
+    stderr."""
+    (tmp_path / "noisy.py").write_text(NOISY_MODEL, encoding="utf-8")
+    done = gradcheck_process(command, "--model", "noisy.py", "--format", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # one document, nothing around it
+    assert (report["command"], report["passed"]) == (command, True)
+    noises = ["noise at import", "a subprocess at import", "noise from forward"]
+    noises += ["a subprocess in forward", "printed in forward", "noise from backward"]
+    for noise in (*noises, "printed in backward"):
+        assert noise in done.stderr
+        assert noise not in done.stdout
+
+
+def test_a_model_changing_directory_does_not_move_relative_outputs(workdir: Path) -> None:
+    """os.chdir at import (and in forward): --output and --junit-xml land where they were asked."""
+    models = workdir / "models"
+    models.mkdir()
+    (models / "wanders.py").write_text(
+        "import os\n\nos.chdir(os.path.dirname(os.path.abspath(__file__)))\n\n"
+        + TANH_MODEL.replace("def forward(X, W):\n", "def forward(X, W):\n    os.chdir('/')\n"),
+        encoding="utf-8",
+    )
+    result = gradcheck(
+        "run",
+        "--model",
+        "models/wanders.py",
+        "--output",
+        "report.json",
+        "--junit-xml",
+        "report.xml",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((workdir / "report.json").read_text(encoding="utf-8"))["passed"] is True
+    assert (workdir / "report.xml").read_text(encoding="utf-8").startswith("<?xml")
+    assert sorted(p.name for p in models.iterdir()) == ["wanders.py"]
+
+
+def test_output_dash_is_stdout_never_a_file(workdir: Path) -> None:
+    """--output - writes the JSON report to stdout and creates no file named `-`."""
+    before = listing(workdir)
+    result = gradcheck("run", "--format", "json", "--output", "-")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["passed"] is True
+    assert listing(workdir) == before
+
+
+def test_output_through_a_symlink_writes_its_target(workdir: Path) -> None:
+    """--output link.json, a symlink: the target gets the report, the link stays a link."""
+    (workdir / "reports").mkdir()
+    (workdir / "reports" / "latest.json").write_text(OLD_REPORT, encoding="utf-8")
+    (workdir / "link.json").symlink_to("reports/latest.json")
+    result = gradcheck("run", "--output", "link.json")
+    assert result.exit_code == 0, result.stderr
+    assert os.readlink(workdir / "link.json") == "reports/latest.json"
+    written = json.loads((workdir / "reports" / "latest.json").read_text(encoding="utf-8"))
+    assert written["passed"] is True
+    assert sorted(p.name for p in (workdir / "reports").iterdir()) == ["latest.json"]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="--plot needs matplotlib")
+@POSIX_ONLY
+def test_sweep_plot_follows_the_umask_like_output(workdir: Path) -> None:
+    """sweep --plot: a new PNG gets 0o666 minus the umask, as --output does; an existing file
+    keeps its own mode."""
+    (workdir / "kept.png").write_bytes(b"old")
+    os.chmod(workdir / "kept.png", 0o600)
+    old_umask = os.umask(0o027)
+    try:
+        for name in ("new.png", "kept.png"):
+            result = gradcheck("sweep", "--plot", name, "--output", f"{name}.json")
+            assert result.exit_code == 0, result.stderr
+    finally:
+        os.umask(old_umask)
+    assert (workdir / "new.png").read_bytes().startswith(b"\x89PNG")
+    assert stat.S_IMODE((workdir / "new.png").stat().st_mode) == 0o640
+    assert stat.S_IMODE((workdir / "new.png.json").stat().st_mode) == 0o640
+    assert stat.S_IMODE((workdir / "kept.png").stat().st_mode) == 0o600

@@ -1,4 +1,4 @@
-"""Several input points (issue 26): `--points K` checks at the given inputs and K-1 drawn ones,
+"""Several input points: `--points K` checks at the given inputs and K-1 drawn ones,
 and a gradient wrong only where the examples never go (x < 0) is caught, at a named point
 whose inputs can be replayed; a correct layer is flagged at no point."""
 
@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
+from helpers import document_of, gradcheck
 
 from gradcheck_cli import check_file
 from gradcheck_cli.project.points import draw_point, point_rng
 from gradcheck_cli.project_report import array_from_document
-
-Invoke = Callable[..., Result]
 
 SEEDS = 20
 
@@ -28,24 +25,19 @@ def models(fixtures_dir: Path) -> Path:
     return fixtures_dir / "models"
 
 
-def _json(result: Result) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(result.stdout)
-    return document
-
-
-def test_one_point_cannot_see_the_negative_branch(invoke: Invoke, models: Path) -> None:
+def test_one_point_cannot_see_the_negative_branch(models: Path) -> None:
     """The examples are all positive: at them the wrong x < 0 branch is never taken."""
-    result = invoke("run", "--model", f"{models / 'negative_branch.py'}:elu")
+    result = gradcheck("run", "--model", f"{models / 'negative_branch.py'}:elu")
     assert result.exit_code == 0, result.stderr
 
 
 def test_points_catch_the_negative_branch_and_say_where(
-    invoke: Invoke, models: Path, report_validator: Any
+    models: Path, report_validator: Any
 ) -> None:
     """--points 5: point 1 (the examples) passes, the drawn points fail; the layer's verdict
     names the first failing point, and its inputs are in the JSON (no --output), holding
     negative entries, to be replayed."""
-    result = invoke(
+    result = gradcheck(
         "run",
         "--model",
         f"{models / 'negative_branch.py'}:elu",
@@ -55,7 +47,7 @@ def test_points_catch_the_negative_branch_and_say_where(
         "json",
     )
     assert result.exit_code == 1, result.stderr
-    document = _json(result)
+    document = document_of(result)
     report_validator.validate(document)
     assert document["points"] == 5
     [layer] = document["layers"]
@@ -79,13 +71,13 @@ def test_points_catch_the_negative_branch_and_say_where(
 
 
 def test_a_failing_points_inputs_are_saved_next_to_output_and_replay(
-    invoke: Invoke, models: Path, tmp_path: Path
+    models: Path, tmp_path: Path
 ) -> None:
     """With --output, each failing drawn point's inputs go to OUTPUT.pointK.npz (atomically,
     named in the report); --inputs replays exactly that check."""
     output = tmp_path / "report.json"
     layer = f"{models / 'negative_branch.py'}:elu"
-    result = invoke("run", "--model", layer, "--points", "5", "--output", str(output))
+    result = gradcheck("run", "--model", layer, "--points", "5", "--output", str(output))
     assert result.exit_code == 1, result.stderr
     document = json.loads(output.read_text(encoding="utf-8"))
     points = document["layers"][0]["points"]
@@ -99,9 +91,9 @@ def test_a_failing_points_inputs_are_saved_next_to_output_and_replay(
         ["report.json", *(Path(p).name for p in saved.values())]
     )
     number = failing[0]
-    replay = invoke("run", "--model", layer, "--inputs", saved[number], "--format", "json")
+    replay = gradcheck("run", "--model", layer, "--inputs", saved[number], "--format", "json")
     assert replay.exit_code == 1
-    again = _json(replay)
+    again = document_of(replay)
     original = points[number - 1]["report"]
     assert again["f"] == original["f"]
     assert again["summary"] == original["summary"]
@@ -111,7 +103,7 @@ def test_a_failing_points_inputs_are_saved_next_to_output_and_replay(
     assert f"replay: gradcheck run --model {shown} --inputs {typed}" in result.stdout
 
 
-def test_saved_inputs_never_go_over_an_input(invoke: Invoke, models: Path, tmp_path: Path) -> None:
+def test_saved_inputs_never_go_over_an_input(models: Path, tmp_path: Path) -> None:
     """A failing point's file that would be an input of the run is refused before anything is
     written: exit 2, --output untouched."""
     output = tmp_path / "report.json"
@@ -119,7 +111,7 @@ def test_saved_inputs_never_go_over_an_input(invoke: Invoke, models: Path, tmp_p
     given = tmp_path / "report.point2.npz"
     np.savez(given, x=np.random.default_rng(0).uniform(0.5, 2.0, (4, 5)))
     before = given.read_bytes()
-    result = invoke(
+    result = gradcheck(
         "run", "--model", f"{models / 'negative_branch.py'}:elu", "--points", "2",
         "--inputs", str(given), "--output", str(output),
     )  # fmt: skip
@@ -131,7 +123,8 @@ def test_saved_inputs_never_go_over_an_input(invoke: Invoke, models: Path, tmp_p
 
 
 def test_points_catch_the_bug_on_at_least_19_of_20_seeds(models: Path) -> None:
-    """The issue's target, measured: --points 5 over 20 seeds (BENCHMARKS.md has the figure)."""
+    """What --points is for, measured: at --points 5 the bug is caught on at least 19 of 20
+    seeds (BENCHMARKS.md has the figure)."""
     path = models / "negative_branch.py"
     caught = [s for s in range(SEEDS) if check_file(path, points=5, seed=s).verdict == "failed"]
     assert len(caught) >= 19, caught
@@ -248,10 +241,10 @@ def test_sample_inputs_draws_the_points_when_the_file_defines_it(
         assert layer.verdict == "error"
 
 
-def test_a_built_in_model_at_several_points(invoke: Invoke) -> None:
+def test_a_built_in_model_at_several_points() -> None:
     """The seed's model at 3 points: its X and W drawn like the seed's; all pass."""
-    result = invoke("run", "--points", "3", "--format", "json")
+    result = gradcheck("run", "--points", "3", "--format", "json")
     assert result.exit_code == 0, result.stderr
-    [layer] = _json(result)["layers"]
+    [layer] = document_of(result)["layers"]
     assert [p["verdict"] for p in layer["points"]] == ["passed"] * 3
     assert layer["points"][2]["report"]["inputs"]["W"]["source"] == "point 3 (drawn)"

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from gradcheck_cli.cli import cli
+from helpers import gradcheck
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
@@ -22,8 +20,7 @@ RUNS = {
 
 
 def render(args: list[str], width: int) -> str:
-    runner = CliRunner(env={"COLUMNS": str(width), "TERM": "dumb", "NO_COLOR": "1"})
-    result = runner.invoke(cli, args, prog_name="gradcheck")
+    result = gradcheck(*args, columns=width)
     assert result.exit_code in (0, 1), result.stderr
     return result.stdout
 
@@ -60,11 +57,7 @@ def test_run_plot_writes_the_error_maps_as_a_png(tmp_path: Path) -> None:
     with the verdict unchanged and no temporary file left."""
     pytest.importorskip("matplotlib", reason="the test extra installs matplotlib")
     target = tmp_path / "maps.png"
-    result = CliRunner().invoke(
-        cli,
-        ["run", "--model", f"{MODELS / 'dense_column_bug.py'}", "--plot", str(target)],
-        prog_name="gradcheck",
-    )
+    result = gradcheck("run", "--model", f"{MODELS / 'dense_column_bug.py'}", "--plot", str(target))
     assert result.exit_code == 1, result.stderr
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["maps.png"]

@@ -1,10 +1,14 @@
-"""printable(): outside text (file names, keys, a model's messages) made safe for a terminal."""
+"""Outside text (file names, keys, a model's messages and names) made safe for a terminal:
+printable() turns control characters into visible escapes, and the command line shows them so,
+in its tables and in its one-line errors, never sending them raw."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from helpers import TANH_BACKWARD, TANH_MODEL, gradcheck, refusal
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -58,3 +62,52 @@ def test_result_is_one_line_without_controls(text: str) -> None:
 def test_printable_text_is_unchanged(text: str) -> None:
     """Text of letters, numbers, punctuation, symbols and spaces passes through unchanged."""
     assert printable(text) == text
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A scratch directory, the current one."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# --- through the command line --------------------------------------------------------------------
+
+ESCAPE = "\x1b[2J"
+SHOWN = "\\x1b[2J"
+
+
+def test_escapes_in_a_file_name_are_shown_not_sent(workdir: Path) -> None:
+    """A CSV named ESC[2Jx.csv in the table, and a missing one in the error: shown as \\x1b."""
+    (workdir / f"{ESCAPE}x.csv").write_text("1,2,3\n4,5,6\n7,8,9\n", encoding="utf-8")
+    result = gradcheck("run", "--x", f"{ESCAPE}x.csv")
+    assert result.exit_code == 0, result.stderr
+    assert f"from {SHOWN}x.csv" in result.stdout
+    assert "\x1b" not in result.stdout + result.stderr
+    line = refusal(gradcheck("run", "--x", f"{ESCAPE}gone.csv"))
+    assert line == f"gradcheck: error: {SHOWN}gone.csv: no such file (given to --x)"
+
+
+def test_escapes_in_a_models_exception_are_shown_not_sent(workdir: Path) -> None:
+    """forward raising ValueError('ESC[2J...'): the one line shows \\x1b, the terminal gets none."""
+    (workdir / "hostile.py").write_text(
+        f"def forward(X, W):\n    raise ValueError('bad{SHOWN}thing')\n" + TANH_BACKWARD,
+        encoding="utf-8",
+    )
+    result = gradcheck("run", "--model", "hostile.py")
+    assert refusal(result) == (
+        f"gradcheck: error: hostile.py:2: forward raised ValueError: bad{SHOWN}thing"
+    )
+    assert "\x1b" not in result.stderr
+
+
+def test_escapes_in_a_models_name_are_shown_not_sent(workdir: Path) -> None:
+    """A model file's `name` and `formula` holding ESC sequences: the table shows them escaped."""
+    (workdir / "named.py").write_text(
+        f"name = 'evil{SHOWN}name'\nformula = 'f{SHOWN}x'\n\n" + TANH_MODEL, encoding="utf-8"
+    )
+    for command in ("run", "perturb", "sweep"):
+        result = gradcheck(command, "--model", "named.py")
+        assert result.exit_code == 0, result.stderr
+        assert f"evil{SHOWN}name" in result.stdout
+        assert "\x1b" not in result.stdout + result.stderr

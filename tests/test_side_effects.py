@@ -1,4 +1,4 @@
-"""Side effects of the user's code (issue 23): what forward and backward write into, whether
+"""Side effects of the user's code: what forward and backward write into, whether
 backward is re-entrant, whether a result reads memory np.empty left unwritten. Each is a named
 verdict that fails the run (exit 1) in every format, alongside the gradient's own verdicts."""
 
@@ -12,10 +12,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner, Result
+from helpers import gradcheck, gradcheck_json
 
 from gradcheck_cli import check_layer
-from gradcheck_cli.cli import cli
 from gradcheck_cli.render.github import github_annotations
 from gradcheck_cli.render.junit import junit_xml
 from gradcheck_cli.subject.binding import bind
@@ -29,16 +28,6 @@ KINDS = (
     "not-reentrant",
     "uninitialised-memory",
 )
-
-
-def run(runner: CliRunner, *args: str) -> Result:
-    return runner.invoke(cli, ["run", *args], prog_name="gradcheck")
-
-
-def run_json(runner: CliRunner, *args: str) -> tuple[int, dict[str, Any]]:
-    result = run(runner, *args, "--format", "json")
-    assert result.exit_code in (0, 1, 4), result.stderr
-    return result.exit_code, json.loads(result.stdout)
 
 
 def failed(document: dict[str, Any]) -> dict[str, list[str]]:
@@ -68,11 +57,11 @@ PLANTED = [
 
 @pytest.mark.parametrize(("model", "kind", "names", "wrong"), PLANTED)
 def test_a_planted_side_effect_is_the_one_named_and_fails_the_run(
-    runner: CliRunner, model: str, kind: str, names: list[str], wrong: bool | None
+    model: str, kind: str, names: list[str], wrong: bool | None
 ) -> None:
     """Each twin fails (exit 1) by exactly its planted side effect, named as its code names the
     argument; the gradient's verdicts stand beside it (right, but for tanh's accumulation)."""
-    code, document = run_json(runner, "--model", str(MODELS / model))
+    code, document = gradcheck_json("run", "--model", str(MODELS / model))
     assert code == 1
     assert document["verdict"] == "failed"
     assert failed(document) == {kind: names}
@@ -82,44 +71,19 @@ def test_a_planted_side_effect_is_the_one_named_and_fails_the_run(
 
 
 @pytest.mark.parametrize("model", sorted({m.replace("_bug", "") for m, *_ in PLANTED}))
-def test_no_correct_fixture_is_flagged(runner: CliRunner, model: str) -> None:
+def test_no_correct_fixture_is_flagged(model: str) -> None:
     """The twins' correct originals pass every check, each kind that applies run."""
-    code, document = run_json(runner, "--model", str(MODELS / model))
+    code, document = gradcheck_json("run", "--model", str(MODELS / model))
     assert code == 0
     assert document["side_effects"]
     assert all(e["passed"] and e["names"] == [] for e in document["side_effects"])
     assert document["settings"]["side_effects"] is True
 
 
-@pytest.mark.parametrize(
-    "model",
-    [
-        "layers.py:affine",
-        "layers.py:batchnorm",
-        "layers.py:softmax_loss",
-        "conv_layers.py:conv",
-        "rnn_layers.py:lstm_step",
-        "suffixed_layers.py:layernorm_alt",
-        "activation_cache.py:sigmoid",
-        "activation_classes.py:Sigmoid",
-        "layer_classes.py:Dense",
-        "layer_classes.py:TwoLayerNet",
-        "deep_network.py:L_model",
-        "softmax_regression.py",
-        "dense_tanh_vector.py",
-    ],
-)
-def test_the_other_fixtures_have_no_side_effect(runner: CliRunner, model: str) -> None:
-    """Every convention's fixture (layers, losses, classes, dicts, derivatives) is clean."""
-    result = run(runner, "--model", str(MODELS / model), "--format", "json")
-    document = json.loads(result.stdout)
-    assert failed(document) == {}, document["side_effects"]
-
-
-def test_which_checks_run_follows_the_convention(runner: CliRunner) -> None:
+def test_which_checks_run_follows_the_convention() -> None:
     """A layer gets all five kinds (input-modified and uninitialised-memory for forward too);
     a loss function returning (loss, dx) has no backward of its own: forward's checks only."""
-    _, layer = run_json(runner, "--model", str(MODELS / "side_effects.py:relu"))
+    _, layer = gradcheck_json("run", "--model", str(MODELS / "side_effects.py:relu"))
     assert [(e["kind"], e["role"]) for e in layer["side_effects"]] == [
         ("input-modified", "relu_forward"),
         ("uninitialised-memory", "relu_forward"),
@@ -128,17 +92,17 @@ def test_which_checks_run_follows_the_convention(runner: CliRunner) -> None:
         ("not-reentrant", "relu_backward"),
         ("uninitialised-memory", "relu_backward"),
     ]
-    _, loss = run_json(runner, "--model", str(MODELS / "layers.py:softmax_loss"))
+    _, loss = gradcheck_json("run", "--model", str(MODELS / "layers.py:softmax_loss"))
     assert [e["kind"] for e in loss["side_effects"]] == ["input-modified", "uninitialised-memory"]
 
 
 # --- What each check says -------------------------------------------------------------------------
 
 
-def test_dout_written_into_is_named_with_an_entry_it_changed(runner: CliRunner) -> None:
+def test_dout_written_into_is_named_with_an_entry_it_changed() -> None:
     """The message says which entry of dout changed, from what to what: relu zeroes dout where
     its cached x is negative, and the acceptance wording (dout) is in the output."""
-    _, document = run_json(runner, "--model", str(MODELS / "side_effects_bug.py:relu"))
+    _, document = gradcheck_json("run", "--model", str(MODELS / "side_effects_bug.py:relu"))
     (effect,) = [e for e in document["side_effects"] if not e["passed"]]
     x = np.random.default_rng(23).standard_normal((4, 5))
     first = tuple(int(i) for i in np.argwhere(x <= 0)[0])
@@ -148,16 +112,14 @@ def test_dout_written_into_is_named_with_an_entry_it_changed(runner: CliRunner) 
     assert effect["role"] == "relu_backward"
 
 
-def test_a_cache_holding_forwards_input_says_so(runner: CliRunner) -> None:
+def test_a_cache_holding_forwards_input_says_so() -> None:
     """scale_backward writes into the x forward saved, which is forward's input x itself."""
-    _, document = run_json(runner, "--model", str(MODELS / "side_effects_bug.py:scale"))
+    _, document = gradcheck_json("run", "--model", str(MODELS / "side_effects_bug.py:scale"))
     (effect,) = [e for e in document["side_effects"] if not e["passed"]]
     assert "writes into cache[0] (which holds forward's input x)" in effect["message"]
 
 
-def test_a_write_that_changes_no_value_is_found_by_the_read_only_view(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_write_that_changes_no_value_is_found_by_the_read_only_view(tmp_path: Path) -> None:
     """forward clips x in place at inputs it leaves unchanged: no fingerprint moves, but the
     read-only view it was given raised, and a read-only view of x alone names it."""
     path = write(
@@ -177,7 +139,7 @@ def test_a_write_that_changes_no_value_is_found_by_the_read_only_view(
             return {"x": rng.standard_normal(4), "w": rng.standard_normal(4)}
         """,
     )
-    code, document = run_json(runner, "--model", path)
+    code, document = gradcheck_json("run", "--model", path)
     assert code == 1
     assert failed(document) == {"input-modified": ["x"]}
     (effect,) = [e for e in document["side_effects"] if not e["passed"]]
@@ -185,9 +147,7 @@ def test_a_write_that_changes_no_value_is_found_by_the_read_only_view(
     assert "(a read-only view of it raised)" in effect["message"]
 
 
-def test_a_dict_argument_and_a_backward_writing_into_an_input(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_dict_argument_and_a_backward_writing_into_an_input(tmp_path: Path) -> None:
     """forward writes into the array W of its dict argument `params`, named `params['W']`;
     backward writes into x, an input it takes by name: input-modified of backward."""
     path = write(
@@ -218,7 +178,7 @@ def test_a_dict_argument_and_a_backward_writing_into_an_input(
                     "params": {"W": rng.standard_normal((2, 2)), "b": rng.standard_normal(2)}}
         """,
     )
-    code, document = run_json(runner, "--model", path)
+    code, document = gradcheck_json("run", "--model", path)
     assert code == 1
     effects = {
         (e["kind"], e["role"]): e["names"] for e in document["side_effects"] if not e["passed"]
@@ -229,9 +189,7 @@ def test_a_dict_argument_and_a_backward_writing_into_an_input(
     }
 
 
-def test_uninitialised_memory_is_found_where_empty_is_imported_by_name(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_uninitialised_memory_is_found_where_empty_is_imported_by_name(tmp_path: Path) -> None:
     """`from numpy import empty` in the model file is filled too: a backward whose result reads
     one entry it never wrote is named, whatever that memory happened to hold."""
     path = write(
@@ -252,7 +210,7 @@ def test_uninitialised_memory_is_found_where_empty_is_imported_by_name(
             return {"x": np.array([0.5, -1.0, 2.0])}
         """,
     )
-    result = run(runner, "--model", path, "--format", "json")
+    result = gradcheck("run", "--model", path, "--format", "json")
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert failed(document)["uninitialised-memory"] == ["dx"]
@@ -280,13 +238,11 @@ def example_inputs():
 """
 
 
-def test_a_forward_reading_unwritten_memory_the_same_each_time_is_named(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_forward_reading_unwritten_memory_the_same_each_time_is_named(tmp_path: Path) -> None:
     """out[0] is whatever the last array of its size held (7.0, every call): deterministic, and
     right by luck; with np.empty's memory filled it is nan, and the side effect says so."""
     path = write(tmp_path, UNWRITTEN.format(leftover="7.0"))
-    code, document = run_json(runner, "--model", path)
+    code, document = gradcheck_json("run", "--model", path)
     assert code == 1
     (effect,) = [e for e in document["side_effects"] if not e["passed"]]
     assert (effect["kind"], effect["role"], effect["names"]) == (
@@ -298,12 +254,12 @@ def test_a_forward_reading_unwritten_memory_the_same_each_time_is_named(
 
 
 def test_a_forward_reading_unwritten_memory_that_changes_is_refused_saying_so(
-    runner: CliRunner, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     """out[0] holds the call's count: forward differs between calls (exit 2, as any noisy
     forward), and the line says why: with that memory filled, the calls agree."""
     path = write(tmp_path, UNWRITTEN.format(leftover="float(calls[0])"))
-    result = run(runner, "--model", path)
+    result = gradcheck("run", "--model", path)
     assert result.exit_code == 2
     assert result.stderr == (
         "gradcheck: error: model.py: forward is not deterministic: two calls at the same inputs "
@@ -332,28 +288,25 @@ def example_inputs():
 """
 
 
-def test_a_backward_that_drifts_is_not_reentrant_beyond_nondet_tol(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_backward_that_drifts_is_not_reentrant_beyond_nondet_tol(tmp_path: Path) -> None:
     """Each call adds 1e-9 more: not re-entrant at --nondet-tol 0 (exit 1, named dx with its
     two values), re-entrant at --nondet-tol 1e-6 (and the gradient itself passes there)."""
     path = write(tmp_path, NOT_REENTRANT.format(noise="1e-9"))
-    code, document = run_json(runner, "--model", path)
+    code, document = gradcheck_json("run", "--model", path)
     assert code == 1
     assert failed(document) == {"not-reentrant": ["dx"]}
     effect = next(e for e in document["side_effects"] if not e["passed"])
     assert "more than --nondet-tol 0 apart" in effect["message"]
-    code, document = run_json(runner, "--model", path, "--nondet-tol", "1e-6")
+    code, document = gradcheck_json("run", "--model", path, "--nondet-tol", "1e-6")
     assert code == 0
     assert failed(document) == {}
 
 
-def test_without_side_effect_checks_a_drifting_backward_is_refused_as_before(
-    runner: CliRunner, tmp_path: Path
-) -> None:
-    """--no-side-effects: backward's determinism is the probe's again, exit 2 with one line."""
+def test_without_side_effect_checks_a_drifting_backward_is_refused(tmp_path: Path) -> None:
+    """--no-side-effects: backward's determinism is left to the determinism probe, which
+    refuses a drifting backward with exit 2 and one line."""
     path = write(tmp_path, NOT_REENTRANT.format(noise="1e-9"))
-    result = run(runner, "--model", path, "--no-side-effects")
+    result = gradcheck("run", "--model", path, "--no-side-effects")
     assert result.exit_code == 2
     assert "backward is not deterministic" in result.stderr
 
@@ -361,10 +314,8 @@ def test_without_side_effect_checks_a_drifting_backward_is_refused_as_before(
 # --- Every format tells it -----------------------------------------------------------------------
 
 
-def test_the_table_has_a_line_per_check_and_the_final_line_names_the_side_effect(
-    runner: CliRunner,
-) -> None:
-    result = run(runner, "--model", str(MODELS / "side_effects_bug.py:relu"))
+def test_the_table_has_a_line_per_check_and_the_final_line_names_the_side_effect() -> None:
+    result = gradcheck("run", "--model", str(MODELS / "side_effects_bug.py:relu"))
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     for kind in KINDS:
@@ -377,11 +328,11 @@ def test_the_table_has_a_line_per_check_and_the_final_line_names_the_side_effect
     )
 
 
-def test_junit_and_github_fail_on_the_side_effect_alone(runner: CliRunner, tmp_path: Path) -> None:
+def test_junit_and_github_fail_on_the_side_effect_alone(tmp_path: Path) -> None:
     """A case per check: the failing one is a <failure> and an ::error at the model file; the
     inputs' cases pass (their entries agree); the summary is the table's final line."""
     model = str(MODELS / "side_effects_bug.py:relu")
-    _, document = run_json(runner, "--model", model)
+    _, document = gradcheck_json("run", "--model", model)
     xml = junit_xml(document)
     assert 'name="dout-modified of relu_backward"' in xml
     assert xml.count("<failure") == 1
@@ -395,15 +346,15 @@ def test_junit_and_github_fail_on_the_side_effect_alone(runner: CliRunner, tmp_p
         "::error title=gradcheck::FAILED: relu_backward writes into dout (a side effect); all 20 "
         "entries agree."
     )
-    result = run(runner, "--model", model, "--junit-xml", str(tmp_path / "out.xml"))
+    result = gradcheck("run", "--model", model, "--junit-xml", str(tmp_path / "out.xml"))
     assert result.exit_code == 1
     assert (tmp_path / "out.xml").read_text(encoding="utf-8").count("<failure") == 1
 
 
-def test_a_wrong_gradient_keeps_its_diagnosis_beside_the_side_effect(runner: CliRunner) -> None:
+def test_a_wrong_gradient_keeps_its_diagnosis_beside_the_side_effect() -> None:
     """tanh's twin accumulates: its gradients are wrong (diagnosed) and it is not re-entrant;
     the final line says both."""
-    result = run(runner, "--model", str(MODELS / "side_effects_bug.py:tanh"))
+    result = gradcheck("run", "--model", str(MODELS / "side_effects_bug.py:tanh"))
     assert result.exit_code == 1
     assert "diagnosis (" in result.stdout
     assert result.stdout.splitlines()[-1] == (
@@ -414,22 +365,22 @@ def test_a_wrong_gradient_keeps_its_diagnosis_beside_the_side_effect(runner: Cli
 # --- The numbers of the check never come from what the code wrote --------------------------------
 
 
-def test_the_checks_numbers_are_the_same_with_or_without_the_side_effect(runner: CliRunner) -> None:
+def test_the_checks_numbers_are_the_same_with_or_without_the_side_effect() -> None:
     """relu and its dout-writing twin give the same analytic and numerical values entry by
     entry: every call got fresh copies, whatever the code wrote into."""
-    _, right = run_json(runner, "--model", str(MODELS / "side_effects.py:relu"))
-    _, twin = run_json(runner, "--model", str(MODELS / "side_effects_bug.py:relu"))
+    _, right = gradcheck_json("run", "--model", str(MODELS / "side_effects.py:relu"))
+    _, twin = gradcheck_json("run", "--model", str(MODELS / "side_effects_bug.py:relu"))
     assert [(c["analytic"], c["numerical"]) for c in right["checks"]] == [
         (c["analytic"], c["numerical"]) for c in twin["checks"]
     ]
 
 
-def test_the_checks_cost_at_most_one_forward_call(runner: CliRunner) -> None:
+def test_the_checks_cost_at_most_one_forward_call() -> None:
     """With the checks, forward runs at most once more than without them (they replace the
     determinism probe's two backward calls, each with a forward call of its own)."""
     model = str(MODELS / "side_effects.py:scale")
-    _, on = run_json(runner, "--model", model)
-    _, off = run_json(runner, "--model", model, "--no-side-effects")
+    _, on = gradcheck_json("run", "--model", model)
+    _, off = gradcheck_json("run", "--model", model, "--no-side-effects")
     assert on["forward_calls"] - off["forward_calls"] <= 1
 
 
@@ -467,9 +418,7 @@ def test_check_layer_reports_the_side_effect_and_can_skip_it() -> None:
     assert check_layer(relu_forward, relu_backward, {"x": x}, side_effects=False).passed
 
 
-def test_a_dout_written_with_its_own_values_is_named_by_its_read_only_view(
-    runner: CliRunner, tmp_path: Path
-) -> None:
+def test_a_dout_written_with_its_own_values_is_named_by_its_read_only_view(tmp_path: Path) -> None:
     """backward clips dout in place where nothing needs clipping: no value moves, but the
     read-only view of dout raised, and a read-only view of it alone names it."""
     path = write(
@@ -488,6 +437,6 @@ def test_a_dout_written_with_its_own_values_is_named_by_its_read_only_view(
             return {"x": np.array([0.5, -1.0, 2.0])}
         """,
     )
-    code, document = run_json(runner, "--model", f"{path}:clipped")
+    code, document = gradcheck_json("run", "--model", f"{path}:clipped")
     assert code == 1
     assert failed(document) == {"dout-modified": ["dout"]}

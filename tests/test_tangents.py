@@ -5,16 +5,13 @@ entries it touches."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
+from helpers import gradcheck, gradcheck_json, load_module
 from numpy.typing import NDArray
 
 from gradcheck_cli.api import check_hvp, check_jvp
@@ -24,7 +21,6 @@ from gradcheck_cli.numerics.directional import directional_estimates
 from gradcheck_cli.numerics.schemes import SCHEMES, default_steps
 from gradcheck_cli.report import RunReport
 
-Invoke = Callable[..., Result]
 Matrix = NDArray[np.float64]
 Seed = tuple[Matrix, Matrix]
 ModelPath = Callable[[str], str]
@@ -34,22 +30,6 @@ Entry = tuple[str, tuple[int, ...], int | None]
 EPS = float(np.finfo(np.float64).eps)
 FIRST_ORDER_PASSED = {"verdict": "passed", "entries": 15, "failed": 0, "inconclusive": 0}
 """`gradient_check` after the seed's 15 gradient entries of sigmoid-sum all passed."""
-
-
-def load_model(path: str) -> ModuleType:
-    """Import a fixtures/models file as a user's own module would be imported."""
-    spec = importlib.util.spec_from_file_location(f"fixture_{Path(path).stem}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_json(invoke: Invoke, *args: str) -> tuple[int, dict[str, Any]]:
-    result = invoke("run", *args, "--format", "json")
-    assert result.exit_code in (0, 1), result.stderr
-    return result.exit_code, json.loads(result.stdout)
 
 
 def failed_in_document(doc: Mapping[str, Any]) -> set[Entry]:
@@ -252,11 +232,11 @@ def test_random_tangents_are_seeded_standard_normals_in_each_dtype() -> None:
 
 
 def test_builtin_order_2_passes_with_the_closed_form_hvp(
-    invoke: Invoke, seed_arrays: Seed, report_validator: Any
+    seed_arrays: Seed, report_validator: Any
 ) -> None:
     """`run --order 2` checks the gradient, then H v along 2 tangents: every analytic value is
     the closed form's, every numerical one within 1e-8 of it, and the JSON carries the tangents."""
-    code, doc = run_json(invoke, "--order", "2")
+    code, doc = gradcheck_json("run", "--order", "2")
     assert code == 0
     assert list(report_validator.iter_errors(doc)) == []
     assert doc["verdict"] == "passed"
@@ -278,10 +258,10 @@ def test_builtin_order_2_passes_with_the_closed_form_hvp(
 
 
 def test_builtin_mode_jvp_passes_with_the_directional_derivative(
-    invoke: Invoke, seed_arrays: Seed, report_validator: Any
+    seed_arrays: Seed, report_validator: Any
 ) -> None:
     """`run --mode jvp --tangents 3` checks the one output f along 3 tangents: J v = <grad, v>."""
-    code, doc = run_json(invoke, "--mode", "jvp", "--tangents", "3")
+    code, doc = gradcheck_json("run", "--mode", "jvp", "--tangents", "3")
     assert code == 0
     assert list(report_validator.iter_errors(doc)) == []
     assert (doc["settings"]["check"], doc["settings"]["tangents"]) == ("jvp", 3)
@@ -296,10 +276,10 @@ def test_builtin_mode_jvp_passes_with_the_directional_derivative(
     assert doc["summary"]["f"]["entries"] == 1
 
 
-def test_first_order_check_comes_first(invoke: Invoke, model_path: ModelPath) -> None:
+def test_first_order_check_comes_first(model_path: ModelPath) -> None:
     """A wrong backward stops `--order 2` at the gradient: exit 1 and its first-order report
     (dense_tanh_bug.py has no hvp at all: asking it for one would be exit 2)."""
-    code, doc = run_json(invoke, "--model", model_path("dense_tanh_bug"), "--order", "2")
+    code, doc = gradcheck_json("run", "--model", model_path("dense_tanh_bug"), "--order", "2")
     assert code == 1
     assert doc["verdict"] == "failed"
     assert "check" not in doc["settings"]
@@ -311,25 +291,25 @@ def test_first_order_check_comes_first(invoke: Invoke, model_path: ModelPath) ->
 
 
 def test_quadratic_model_file_passes_both_checks(
-    invoke: Invoke, model_path: ModelPath, report_validator: Any
+    model_path: ModelPath, report_validator: Any
 ) -> None:
     """quadratic_hvp.py's hvp passes `--order 2` for x, A and b, and its jvp `--mode jvp`."""
-    code, doc = run_json(invoke, "--model", model_path("quadratic_hvp"), "--order", "2")
+    code, doc = gradcheck_json("run", "--model", model_path("quadratic_hvp"), "--order", "2")
     assert code == 0
     assert list(report_validator.iter_errors(doc)) == []
     assert {n: s["entries"] for n, s in doc["summary"].items()} == {"x": 4, "A": 16, "b": 4}
     assert len(doc["checks"]) == 48
     assert doc["gradient_check"]["entries"] == 24
-    code, doc = run_json(invoke, "--model", model_path("quadratic_hvp"), "--mode", "jvp")
+    code, doc = gradcheck_json("run", "--model", model_path("quadratic_hvp"), "--mode", "jvp")
     assert code == 0
     assert list(report_validator.iter_errors(doc)) == []
     assert list(doc["summary"]) == ["f"]
     assert list(doc["inputs"]) == ["x", "A", "b"]
 
 
-def test_table_names_each_entry_with_its_tangent(invoke: Invoke, model_path: ModelPath) -> None:
+def test_table_names_each_entry_with_its_tangent(model_path: ModelPath) -> None:
     """The table's rows read `x[0] t1`: the entry, then the tangent it was checked along."""
-    result = invoke("run", "--model", model_path("quadratic_hvp"), "--order", "2", "--top", "48")
+    result = gradcheck("run", "--model", model_path("quadratic_hvp"), "--order", "2", "--top", "48")
     assert result.exit_code == 0, result.stderr
     rows = [line.split()[:2] for line in result.stdout.splitlines()]
     labels = {" ".join(row) for row in rows if len(row) == 2 and row[1] in ("t1", "t2")}
@@ -347,7 +327,6 @@ QUADRATIC_BUGS = [
 
 @pytest.mark.parametrize(("stem", "wrong"), QUADRATIC_BUGS)
 def test_each_hvp_bug_fails_exactly_the_entries_it_touches(
-    invoke: Invoke,
     model_path: ModelPath,
     report_validator: Any,
     stem: str,
@@ -356,10 +335,13 @@ def test_each_hvp_bug_fails_exactly_the_entries_it_touches(
     """A missing term (x's part), a transposed product (x[1] and x[3]: A is symmetric but for
     that pair) and a wrong factor (A's part) each fail those entries through both tangents,
     and nothing else: exit 1."""
-    correct, buggy = load_model(model_path("quadratic_hvp")), load_model(model_path(stem))
+    correct, buggy = (
+        load_module(Path(model_path("quadratic_hvp"))),
+        load_module(Path(model_path(stem))),
+    )
     inputs = correct.example_inputs()
     assert touched(correct.hvp, buggy.hvp, inputs, ["x", "A", "b"]) == wrong
-    code, doc = run_json(invoke, "--model", model_path(stem), "--order", "2")
+    code, doc = gradcheck_json("run", "--model", model_path(stem), "--order", "2")
     assert code == 1
     assert list(report_validator.iter_errors(doc)) == []
     assert doc["gradient_check"]["verdict"] == "passed"
@@ -367,7 +349,7 @@ def test_each_hvp_bug_fails_exactly_the_entries_it_touches(
     assert all(c["reason"] == "mismatch" for c in doc["checks"] if not c["passed"])
 
 
-def test_hvp_of_the_checked_inputs_only(invoke: Invoke, model_path: ModelPath) -> None:
+def test_hvp_of_the_checked_inputs_only(model_path: ModelPath) -> None:
     """Under `--wrt x` the tangent moves x alone; hvp still finds tangents["A"] and ["b"]
     (zeros), and only x's part is compared: the factor bug in A's part is out of sight, the
     transposed product in x's part still fails x[1] and x[3], and the missing vb costs nothing
@@ -377,7 +359,7 @@ def test_hvp_of_the_checked_inputs_only(invoke: Invoke, model_path: ModelPath) -
         ("quadratic_hvp_transposed", 1, {("x", (i,), t) for i in (1, 3) for t in (1, 2)}),
         ("quadratic_hvp_missing_term", 0, set()),
     ):
-        code, doc = run_json(invoke, "--model", model_path(stem), "--order", "2", "--wrt", "x")
+        code, doc = gradcheck_json("run", "--model", model_path(stem), "--order", "2", "--wrt", "x")
         assert code == exit_code
         assert doc["settings"]["tangent_inputs"] == ["x"]
         assert list(doc["summary"]) == ["x"]
@@ -395,7 +377,6 @@ JVP_BUGS = [
 
 @pytest.mark.parametrize(("stem", "bug", "parts", "wrong"), JVP_BUGS)
 def test_jvp_passes_and_its_bug_fails_exactly_the_elements_it_touches(
-    invoke: Invoke,
     model_path: ModelPath,
     report_validator: Any,
     stem: str,
@@ -405,12 +386,12 @@ def test_jvp_passes_and_its_bug_fails_exactly_the_elements_it_touches(
 ) -> None:
     """`--mode jvp` passes the correct jvp and fails the twin's missing term in exactly the
     output elements it changes (dense: the rows of x that are not padding)."""
-    correct, buggy = load_model(model_path(stem)), load_model(model_path(bug))
+    correct, buggy = load_module(Path(model_path(stem))), load_module(Path(model_path(bug)))
     assert touched(correct.jvp, buggy.jvp, correct.example_inputs(), parts) == wrong
-    code, doc = run_json(invoke, "--model", model_path(stem), "--mode", "jvp")
+    code, doc = gradcheck_json("run", "--model", model_path(stem), "--mode", "jvp")
     assert code == 0
     assert list(doc["summary"]) == parts
-    code, doc = run_json(invoke, "--model", model_path(bug), "--mode", "jvp")
+    code, doc = gradcheck_json("run", "--model", model_path(bug), "--mode", "jvp")
     assert code == 1
     assert list(report_validator.iter_errors(doc)) == []
     assert failed_in_document(doc) == wrong
@@ -419,14 +400,14 @@ def test_jvp_passes_and_its_bug_fails_exactly_the_elements_it_touches(
 # --- the API -------------------------------------------------------------------------------------
 
 
-def test_check_hvp_agrees_with_the_builtin_run(invoke: Invoke, seed_arrays: Seed) -> None:
+def test_check_hvp_agrees_with_the_builtin_run(seed_arrays: Seed) -> None:
     """check_hvp on sigmoid-sum written in numpy passes with the built-in run's analytic values,
     entry by entry and tangent by tangent."""
     X, W = seed_arrays
     report = check_hvp(sigmoid_forward, sigmoid_backward, sigmoid_hvp, {"X": X, "W": W})
     assert report.verdict == "passed"
     assert report.gradient_check == FIRST_ORDER_PASSED
-    _, doc = run_json(invoke, "--order", "2")
+    _, doc = gradcheck_json("run", "--order", "2", codes=(0, 1))
     cli = {(c["wrt"], tuple(c["index"]), c["tangent"]): c for c in doc["checks"]}
     assert len(report.checks) == len(cli) == 30
     for check in report.checks:
@@ -525,7 +506,7 @@ def test_check_hvp_and_check_jvp_on_model_file_functions(
 ) -> None:
     """The API checks a file's functions over named inputs as the CLI does: the correct ones
     pass, jvp's missing term fails f through each of 3 tangents, with rtol/atol applied."""
-    module = load_model(model_path("quadratic_hvp"))
+    module = load_module(Path(model_path("quadratic_hvp")))
     inputs = module.example_inputs()
     report = check_hvp(module.forward, module.backward, module.hvp, inputs, wrt="x,b")
     assert report.passed
@@ -535,7 +516,7 @@ def test_check_hvp_and_check_jvp_on_model_file_functions(
     assert report.passed
     assert sorted((c.wrt, c.tangent) for c in report.checks) == [("f", 1), ("f", 2), ("f", 3)]
     assert list(report_validator.iter_errors(report.to_document())) == []
-    buggy = load_model(model_path("quadratic_jvp_bug"))
+    buggy = load_module(Path(model_path("quadratic_jvp_bug")))
     report = check_jvp(module.forward, buggy.jvp, inputs, tangents=3)
     assert failed_in_report(report) == every("f", (), tangents=3)
     loose = check_jvp(module.forward, buggy.jvp, inputs, rtol=10.0, atol=10.0)
@@ -545,7 +526,10 @@ def test_check_hvp_and_check_jvp_on_model_file_functions(
 
 def test_check_jvp_of_an_array_forward(model_path: ModelPath) -> None:
     """check_jvp needs no backward: an array forward's J v is checked element by element."""
-    correct, buggy = load_model(model_path("dense_jvp")), load_model(model_path("dense_jvp_bug"))
+    correct, buggy = (
+        load_module(Path(model_path("dense_jvp"))),
+        load_module(Path(model_path("dense_jvp_bug"))),
+    )
     inputs = correct.example_inputs()
     report = check_jvp(correct.forward, correct.jvp, inputs)
     assert report.passed
@@ -584,11 +568,11 @@ def test_api_refuses_what_it_cannot_check(
         call({"x": np.ones(3)})
 
 
-def test_cli_tolerances_reach_the_tangent_check(invoke: Invoke, model_path: ModelPath) -> None:
+def test_cli_tolerances_reach_the_tangent_check(model_path: ModelPath) -> None:
     """--rtol and --atol set the tolerance of a tangent check, as they do a gradient check's."""
     loose = ("--rtol", "10", "--atol", "10")
-    code, doc = run_json(
-        invoke, "--model", model_path("quadratic_jvp_bug"), "--mode", "jvp", *loose
+    code, doc = gradcheck_json(
+        "run", "--model", model_path("quadratic_jvp_bug"), "--mode", "jvp", *loose
     )
     assert (doc["settings"]["rtol"], doc["settings"]["atol"]) == (10.0, 10.0)
     assert code == 0

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import Result
-from helpers import gradient_pair
+from helpers import gradcheck, gradient_pair
 
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics.models import builtin_model, builtin_model_names
 from gradcheck_cli.subject.seed import seed_matrices
-
-Invoke = Callable[..., Result]
 
 
 @pytest.mark.torch
@@ -49,24 +45,24 @@ def test_every_builtin_gradient_equals_autograd(name: str) -> None:
 
 
 @pytest.mark.torch
-def test_cli_reference_column(invoke: Invoke) -> None:
+def test_cli_reference_column() -> None:
     """run --reference torch adds each entry's autograd value and the largest difference."""
-    result = invoke("run", "--reference", "torch", "--format", "json")
+    result = gradcheck("run", "--reference", "torch", "--format", "json")
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     first = next(c for c in document["checks"] if c["wrt"] == "X" and c["index"] == [0, 0])
     assert first["reference"] == pytest.approx(0.19787655855283736, rel=1e-12)
     assert document["summary"]["X"]["max_reference_diff"] < 1e-15
-    table = invoke("run", "--reference", "torch")
+    table = gradcheck("run", "--reference", "torch")
     assert "torch" in table.stdout
     assert table.exit_code == 0
 
 
 @pytest.mark.torch
-def test_reference_needs_a_forward_that_works_on_torch_tensors(invoke: Invoke) -> None:
+def test_reference_needs_a_forward_that_works_on_torch_tensors() -> None:
     """A model file whose forward is numpy has no autograd twin: --reference torch is refused
     with exit 2, naming the file and saying its forward does not work on torch tensors."""
-    result = invoke("run", "--model", "fixtures/models/dense_tanh.py", "--reference", "torch")
+    result = gradcheck("run", "--model", "fixtures/models/dense_tanh.py", "--reference", "torch")
     assert result.exit_code == 2
     message = result.stderr.strip()
     assert "\n" not in message
@@ -119,7 +115,7 @@ def example_inputs():
 @pytest.mark.torch
 @pytest.mark.parametrize("command", ["run", "perturb"])
 def test_a_model_file_written_with_torch_gets_autograd_as_a_third_opinion(
-    invoke: Invoke, tmp_path: Any, command: str
+    tmp_path: Any, command: str
 ) -> None:
     """--reference torch on a model file whose forward uses torch operations: autograd of the
     user's own forward, per entry, equals the hand-written backward to rounding (run lists it
@@ -127,7 +123,7 @@ def test_a_model_file_written_with_torch_gets_autograd_as_a_third_opinion(
     path = tmp_path / "torch_model.py"
     path.write_text(TORCH_MODEL.format(bug=""), encoding="utf-8")
     extra = ["--entry", "b[1]"] if command == "perturb" else []
-    result = invoke(
+    result = gradcheck(
         command, "--model", str(path), "--reference", "torch", *extra, "--format", "json"
     )
     assert result.exit_code == 0, result.stderr
@@ -140,14 +136,12 @@ def test_a_model_file_written_with_torch_gets_autograd_as_a_third_opinion(
 
 
 @pytest.mark.torch
-def test_autograd_disagrees_with_a_wrong_backward_where_it_is_wrong(
-    invoke: Invoke, tmp_path: Any
-) -> None:
+def test_autograd_disagrees_with_a_wrong_backward_where_it_is_wrong(tmp_path: Any) -> None:
     """With db scaled by 1.5 the run fails in b alone, and autograd's column shows the right
     values there: max |torch - analytic| is large for b and at rounding for x and w."""
     path = tmp_path / "torch_model.py"
     path.write_text(TORCH_MODEL.format(bug=" * 1.5"), encoding="utf-8")
-    result = invoke("run", "--model", str(path), "--reference", "torch", "--format", "json")
+    result = gradcheck("run", "--model", str(path), "--reference", "torch", "--format", "json")
     assert result.exit_code == 1, result.stderr
     summary = json.loads(result.stdout)["summary"]
     assert summary["b"]["max_reference_diff"] > 0.1
@@ -178,16 +172,14 @@ def example_inputs():
 
 
 @pytest.mark.torch
-def test_the_reference_is_per_cotangent_and_compared_like_with_like(
-    invoke: Invoke, tmp_path: Any
-) -> None:
-    """Issue 24: a correct array forward checked through 3 cotangents. Autograd's gradient of
+def test_the_reference_is_per_cotangent_and_compared_like_with_like(tmp_path: Any) -> None:
+    """A correct array forward checked through 3 cotangents. Autograd's gradient of
     <forward, v_k> is computed for each k, every listed row (v1, v2, v3) carries its own
     cotangent's reference equal to its analytic value, and max |torch - analytic| is at
-    rounding for every input (it was 2.44 when v2's values were compared with v1's torch)."""
+    rounding for every input (comparing v2's values with v1's torch would give 2.44)."""
     path = tmp_path / "torch_vector.py"
     path.write_text(TORCH_VECTOR_MODEL, encoding="utf-8")
-    result = invoke(
+    result = gradcheck(
         "run",
         "--model",
         str(path),

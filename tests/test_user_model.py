@@ -1,4 +1,8 @@
-"""Loading and binding `--model path/to/model.py` files (gradcheck_cli.subject: files, binding)."""
+"""Model files loaded and bound to their inputs, checked against central differences of the
+file's own forward: gradients of any number of inputs of any shape, cotangents of an array
+output, example_inputs() and parameters, determinism and the precision forward computes in,
+user code writing into its arguments, loading that leaves no trace, and the one-line error for
+each way a file or its functions can be wrong."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import gradient_pair, xw
+from helpers import central_differences, gradient_pair, supplied, xw
 from numpy.typing import NDArray
 
 from gradcheck_cli.checks.full import run_check
@@ -29,7 +33,6 @@ from gradcheck_cli.subject.files import load_model_file
 FloatArray = NDArray[np.float64]
 Forward = Callable[[Mapping[str, Array]], float]
 MODELS = Path(__file__).resolve().parent.parent / "fixtures" / "models"
-STEP = 1e-6
 
 
 @pytest.fixture
@@ -48,11 +51,6 @@ def write_model(directory: Path, source: str, filename: str = "model.py") -> Pat
     return path
 
 
-def supplied(**arrays: Array) -> dict[str, Supplied]:
-    """Arrays given from outside the file, as the API gives them."""
-    return {name: Supplied(array, "array") for name, array in arrays.items()}
-
-
 def bind_xw(model_file: ModelFile, X: Array, W: Array, **settings: Any) -> Bound:
     """A file written for the two-matrix tool, bound to X and W by name."""
     return bind(model_file, supplied(X=X, W=W), **settings)
@@ -62,27 +60,6 @@ def bind_source(
     directory: Path, source: str, X: FloatArray, W: FloatArray, **settings: Any
 ) -> list[Model]:
     return bind_xw(load_model_file(write_model(directory, source)), X, W, **settings).models
-
-
-def central_difference(f: Forward, inputs: Mapping[str, Array]) -> dict[str, FloatArray]:
-    """df/d(input) for every floating input, by central differences with step STEP, one entry
-    at a time. Integer inputs (labels) are left alone."""
-    grads: dict[str, FloatArray] = {}
-    for name, array in inputs.items():
-        if array.dtype.kind != "f":
-            continue
-        args = {n: np.array(a, copy=True) for n, a in inputs.items()}
-        grad = np.zeros_like(args[name], dtype=np.float64)
-        for index in np.ndindex(grad.shape):
-            base = args[name][index]
-            args[name][index] = base + STEP
-            up = f(args)
-            args[name][index] = base - STEP
-            down = f(args)
-            args[name][index] = base
-            grad[index] = (up - down) / (2 * STEP)
-        grads[name] = grad
-    return grads
 
 
 def scalar_forward(model_file: ModelFile) -> Forward:
@@ -118,7 +95,7 @@ def test_correct_scalar_model_matches_central_differences(X: FloatArray, W: Floa
     assert isinstance(model, FileModel)
     assert model.value(xw(X, W)) == pytest.approx(np.sum(np.tanh(X @ W)), rel=1e-15)
     dX, dW = gradient_pair(model, X, W)
-    fd = central_difference(scalar_forward(model_file), xw(X, W))
+    fd = central_differences(scalar_forward(model_file), xw(X, W))
     assert dX.dtype == np.float64
     assert dW.dtype == np.float64
     assert close(dX, fd["X"])
@@ -130,7 +107,7 @@ def test_buggy_scalar_model_differs_from_central_differences(X: FloatArray, W: F
     model_file = load_model_file(MODELS / "dense_tanh_bug.py")
     (model,) = bind_xw(model_file, X, W).models
     dX, dW = gradient_pair(model, X, W)
-    fd = central_difference(scalar_forward(model_file), xw(X, W))
+    fd = central_differences(scalar_forward(model_file), xw(X, W))
     assert not close(dX, fd["X"])
     assert not close(dW, fd["W"])
 
@@ -146,7 +123,7 @@ def test_correct_vector_model_matches_central_differences(X: FloatArray, W: Floa
         assert v.shape == (4, 2)
         assert model.value(xw(X, W)) == pytest.approx(np.sum(np.tanh(X @ W) * v), rel=1e-15)
         dX, dW = gradient_pair(model, X, W)
-        fd = central_difference(contracted_forward(model_file, v), xw(X, W))
+        fd = central_differences(contracted_forward(model_file, v), xw(X, W))
         assert close(dX, fd["X"])
         assert close(dW, fd["W"])
 
@@ -156,7 +133,7 @@ def test_buggy_vector_model_is_wrong_in_dW_only(X: FloatArray, W: FloatArray) ->
     model_file = load_model_file(MODELS / "dense_tanh_vector_bug.py")
     for model in bind_xw(model_file, X, W).models:
         dX, dW = gradient_pair(model, X, W)
-        fd = central_difference(contracted_forward(model_file, only_cotangent(model)), xw(X, W))
+        fd = central_differences(contracted_forward(model_file, only_cotangent(model)), xw(X, W))
         assert close(dX, fd["X"])
         assert not close(dW, fd["W"])
 
@@ -691,7 +668,7 @@ def test_nan_at_a_perturbed_input_is_returned_not_raised(
     """Away from the given X, W a NaN from forward reaches the numerics as a NaN value.
 
     The numerics call value() with numpy's floating-point errors silenced (value() is their
-    hot path and no longer silences them itself), so this calls it the same way."""
+    hot path and does not silence them itself), so this calls it the same way."""
     source = """
         import numpy as np
 
@@ -871,7 +848,7 @@ def test_named_inputs_of_any_shape_match_central_differences(
     (model,) = bound.models
     gradients = model.gradient(bound.inputs)
     assert gradients["y"] is None
-    fd = central_difference(scalar_forward(bound.model_file), bound.inputs)
+    fd = central_differences(scalar_forward(bound.model_file), bound.inputs)
     assert set(fd) == {"x", "w", "b", "scale"}
     for name, expected in fd.items():
         assert close(gradients[name], expected), name

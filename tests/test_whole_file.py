@@ -1,10 +1,9 @@
-"""A whole file in one command (issue 26): `gradcheck run --model layers.py` checks every layer
+"""A whole file in one command: `gradcheck run --model layers.py` checks every layer
 the file defines, each with its own examples, one section per layer, one JSON document, one
 JUnit suite per layer, one annotation per failing layer; the exit code is the worst verdict."""
 
 from __future__ import annotations
 
-import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -12,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
+from helpers import document_of, gradcheck
 
 from gradcheck_cli.project.runner import CheckRequest, run_command
 from gradcheck_cli.project_report import ProjectReport
 from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
 from gradcheck_cli.subject.options import InputOptions
-
-Invoke = Callable[..., Result]
 
 TEN = [
     "affine",
@@ -97,19 +94,12 @@ def ten_bug(fixtures_dir: Path) -> Path:
     return fixtures_dir / "models" / "cs231n_layers_bug.py"
 
 
-def _json(result: Result) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(result.stdout)
-    return document
-
-
-def test_one_command_checks_all_ten_layers(
-    invoke: Invoke, ten: Path, report_validator: Any
-) -> None:
+def test_one_command_checks_all_ten_layers(ten: Path, report_validator: Any) -> None:
     """Every layer of the file, in its order, each at its own examples: one JSON document
     holding a report per layer, valid against the schema; all pass, exit 0."""
-    result = invoke("run", "--model", str(ten), "--format", "json")
+    result = gradcheck("run", "--model", str(ten), "--format", "json")
     assert result.exit_code == 0, result.stderr
-    document = _json(result)
+    document = document_of(result)
     report_validator.validate(document)
     assert document["schema_version"] == 4
     assert document["verdict"] == "passed"
@@ -134,15 +124,17 @@ def test_one_command_checks_all_ten_layers(
 
 
 def test_the_planted_bug_is_found_in_its_layer_and_nowhere_else(
-    invoke: Invoke, ten_bug: Path, tmp_path: Path
+    ten_bug: Path, tmp_path: Path
 ) -> None:
     """The twin with batchnorm's dx missing its variance term: exit 1, batchnorm failed on dx
     alone (offset diagnosis), the nine others passed; one JUnit file with ten suites, the
     failure in batchnorm's."""
     junit = tmp_path / "layers.xml"
-    result = invoke("run", "--model", str(ten_bug), "--format", "json", "--junit-xml", str(junit))
+    result = gradcheck(
+        "run", "--model", str(ten_bug), "--format", "json", "--junit-xml", str(junit)
+    )
     assert result.exit_code == 1, result.stderr
-    document = _json(result)
+    document = document_of(result)
     verdicts = {layer["name"]: layer["verdict"] for layer in document["layers"]}
     assert verdicts == {name: "failed" if name == "batchnorm" else "passed" for name in TEN}
     batchnorm = document["layers"][TEN.index("batchnorm")]["points"][0]["report"]
@@ -162,12 +154,10 @@ def test_the_planted_bug_is_found_in_its_layer_and_nowhere_else(
     assert "15 of 15 entries of x disagree" in failure.get("message", "")
 
 
-def test_the_table_has_a_section_per_layer_and_a_closing_table(
-    invoke: Invoke, ten_bug: Path
-) -> None:
+def test_the_table_has_a_section_per_layer_and_a_closing_table(ten_bug: Path) -> None:
     """Ten sections, each its layer's report ending in the layer's own final line, then the
     closing table (layer, verdict, entries, worst error, diagnosis) and the run's line."""
-    result = invoke("run", "--model", str(ten_bug), "--top", "2")
+    result = gradcheck("run", "--model", str(ten_bug), "--top", "2")
     assert result.exit_code == 1, result.stderr
     lines = result.stdout.splitlines()
     sections = [line for line in lines if line.split("  ")[0].endswith("/10")]
@@ -183,9 +173,9 @@ def test_the_table_has_a_section_per_layer_and_a_closing_table(
     assert lines[-1] == "FAILED: 1 of 10 layers has a wrong gradient: batchnorm."
 
 
-def test_github_has_one_annotation_per_failing_layer(invoke: Invoke, ten_bug: Path) -> None:
+def test_github_has_one_annotation_per_failing_layer(ten_bug: Path) -> None:
     """--format github: one ::error for batchnorm (with its file), then the summary."""
-    result = invoke("run", "--model", str(ten_bug), "--format", "github")
+    result = gradcheck("run", "--model", str(ten_bug), "--format", "github")
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert len(lines) == 2
@@ -212,11 +202,11 @@ def test_github_has_one_annotation_per_failing_layer(invoke: Invoke, ten_bug: Pa
     ],
 )
 def test_only_and_skip_select_layers_in_the_files_order(
-    invoke: Invoke, ten: Path, options: tuple[str, ...], expected: list[str]
+    ten: Path, options: tuple[str, ...], expected: list[str]
 ) -> None:
-    result = invoke("run", "--model", str(ten), "--format", "json", *options)
+    result = gradcheck("run", "--model", str(ten), "--format", "json", *options)
     assert result.exit_code == 0, result.stderr
-    assert [layer["name"] for layer in _json(result)["layers"]] == expected
+    assert [layer["name"] for layer in document_of(result)["layers"]] == expected
 
 
 @pytest.fixture
@@ -227,13 +217,13 @@ def two_layers(tmp_path: Path) -> Path:
 
 
 def test_a_layer_that_cannot_be_checked_is_its_own_error(
-    invoke: Invoke, two_layers: Path, report_validator: Any
+    two_layers: Path, report_validator: Any
 ) -> None:
     """Layers without inputs or whose code raises are errors of their own, counted, each one
     line on stderr; the others are checked. With no wrong gradient the run exits 2."""
-    result = invoke("run", "--model", str(two_layers), "--format", "json", "--skip", "wrong")
+    result = gradcheck("run", "--model", str(two_layers), "--format", "json", "--skip", "wrong")
     assert result.exit_code == 2
-    document = _json(result)
+    document = document_of(result)
     report_validator.validate(document)
     assert document["verdict"] == "error"
     layers = {layer["name"]: layer for layer in document["layers"]}
@@ -248,12 +238,10 @@ def test_a_layer_that_cannot_be_checked_is_its_own_error(
     ]
 
 
-def test_a_wrong_gradient_outranks_a_layer_that_cannot_be_checked(
-    invoke: Invoke, two_layers: Path
-) -> None:
+def test_a_wrong_gradient_outranks_a_layer_that_cannot_be_checked(two_layers: Path) -> None:
     """failed > error > inconclusive > passed: a wrong layer makes the run exit 1 even when
     others could not be checked; the final line names both."""
-    result = invoke("run", "--model", str(two_layers))
+    result = gradcheck("run", "--model", str(two_layers))
     assert result.exit_code == 1
     assert result.stdout.splitlines()[-1] == (
         "FAILED: 1 of 4 layers has a wrong gradient: wrong; 2 could not be checked: unfed, raises."
@@ -261,7 +249,7 @@ def test_a_wrong_gradient_outranks_a_layer_that_cannot_be_checked(
 
 
 def test_inputs_and_params_go_to_the_layers_that_take_them(
-    invoke: Invoke, two_layers: Path, tmp_path: Path
+    two_layers: Path, tmp_path: Path
 ) -> None:
     """--input y=... feeds the one layer with a y (and x from the command line feeds every
     layer with an x); an --input no layer takes is exit 2 naming it."""
@@ -269,16 +257,18 @@ def test_inputs_and_params_go_to_the_layers_that_take_them(
 
     np.save(tmp_path / "x.npy", np.array([1.0, -2.0]))
     np.save(tmp_path / "y.npy", np.array([3.0, 4.0]))
-    result = invoke(
+    result = gradcheck(
         "run", "--model", str(two_layers), "--format", "json", "--only", "unfed,good",
         "--input", f"x={tmp_path / 'x.npy'}", "--input", f"y={tmp_path / 'y.npy'}",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    layers = {layer["name"]: layer["points"][0]["report"] for layer in _json(result)["layers"]}
+    layers = {
+        layer["name"]: layer["points"][0]["report"] for layer in document_of(result)["layers"]
+    }
     assert layers["unfed"]["inputs"]["y"]["source"].endswith("y.npy")
     assert layers["good"]["inputs"]["x"]["shape"] == [2]
     assert list(layers["good"]["inputs"]) == ["x"]
-    result = invoke(
+    result = gradcheck(
         "run", "--model", str(two_layers), "--only", "good", "--input", f"y={tmp_path / 'y.npy'}"
     )
     assert result.exit_code == 2
@@ -287,22 +277,21 @@ def test_inputs_and_params_go_to_the_layers_that_take_them(
     )
 
 
-def test_single_layer_runs_are_as_they_were(invoke: Invoke, ten: Path) -> None:
-    """FILE.py:NAME and a plain forward/backward file are one report, not a document of
-    layers, exactly as before."""
-    layer = _json(invoke("run", "--model", f"{ten}:affine", "--format", "json"))
+def test_a_named_layer_is_one_report_not_a_document_of_layers(ten: Path) -> None:
+    """FILE.py:NAME checks that layer alone: one report, as any single model's, not a
+    document of layers."""
+    layer = document_of(gradcheck("run", "--model", f"{ten}:affine", "--format", "json"))
     assert "layers" not in layer
     assert layer["model"]["name"] == "affine"
     assert sum(s["entries"] for s in layer["summary"].values()) == 46
 
 
-def test_a_plain_model_file_is_still_one_model(
-    invoke: Invoke, model_path: Callable[[str], str]
-) -> None:
-    result = invoke("run", "--model", model_path("dense_tanh"), "--format", "json")
+def test_a_plain_model_file_is_one_model_not_a_whole_file(model_path: Callable[[str], str]) -> None:
+    """A file with forward and backward is one model, checked as one report."""
+    result = gradcheck("run", "--model", model_path("dense_tanh"), "--format", "json")
     assert result.exit_code == 0
-    assert "layers" not in _json(result)
-    assert _json(result)["command"] == "run"
+    assert "layers" not in document_of(result)
+    assert document_of(result)["command"] == "run"
 
 
 def test_the_runner_reads_a_whole_file_once(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ class SideEffectStory:
             "cache-modified": f"{self.role} writes into {written}, what forward saved",
             "input-modified": f"{self.role} writes into its input {written}",
             "not-reentrant": f"{self.role} is not re-entrant",
-            "uninitialised-memory": f"{self.role} reads memory np.empty left unwritten",
+            "uninitialised-memory": f"{self.role} reads memory it never wrote",
         }.get(self.kind, f"{self.role}: {self.kind}")
 
 

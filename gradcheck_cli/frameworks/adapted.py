@@ -437,9 +437,11 @@ class Adapter(ABC):
         else:
             projected = []
             for vectors in projections:
-                # <out, v> summed as the one-at-a-time contraction sums it, output by output.
+                # <out, v> summed as the one-at-a-time contraction sums it, output by output:
+                # several outputs are one joined array to the subject, with one joined v.
                 total: Any = 0
-                for out, v in zip(self.layout.split_rows(outputs), vectors, strict=True):
+                each = [outputs] if len(vectors) == 1 else self.layout.split_rows(outputs)
+                for out, v in zip(each, vectors, strict=True):
                     total = total + np.sum((out * v).reshape(rows, -1), axis=-1)
                 projected.append(np.asarray(total))
         found: list[list[tuple[Array, float]]] = [[] for _ in range(count)]

@@ -22,11 +22,13 @@ Pure numpy: nothing here imports a framework.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 Array = NDArray[Any]
@@ -105,3 +107,18 @@ class EffectProbe(ABC):
     ) -> Backwarded:
         """The user's backward on the record `graph`, for these cotangents (None: the scalar
         output's gradient, 1)."""
+
+
+def per_output(cotangents: Sequence[Array], outputs: Sequence[Any]) -> list[Array]:
+    """The cotangent of each of the framework's outputs: the check sees several outputs as one
+    flat array (`adapted.OutputLayout`), with one flat cotangent."""
+    if len(cotangents) == len(outputs):
+        return list(cotangents)
+    flat = np.asarray(cotangents[0]).reshape(-1)
+    parts, start = [], 0
+    for output in outputs:
+        shape = tuple(output.shape)
+        size = math.prod(shape)
+        parts.append(flat[start : start + size].reshape(shape))
+        start += size
+    return parts

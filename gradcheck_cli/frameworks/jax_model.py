@@ -39,7 +39,7 @@ from gradcheck_cli.frameworks.adapted import (
     one_line,
     signature_parameters,
 )
-from gradcheck_cli.frameworks.effects import Backwarded, EffectProbe, Forwarded
+from gradcheck_cli.frameworks.effects import Backwarded, EffectProbe, Forwarded, per_output
 
 SMALLEST_BATCH = 16
 
@@ -402,7 +402,7 @@ class JaxProbe(EffectProbe):
             else:
                 seeds = tuple(
                     jax.numpy.asarray(c, dtype=o.dtype)
-                    for c, o in zip(cotangents, outputs, strict=True)
+                    for c, o in zip(per_output(cotangents, outputs), outputs, strict=True)
                 )
             grads = pullback(seeds)
             return Backwarded(

@@ -42,6 +42,7 @@ from gradcheck_cli.frameworks.effects import (
     EffectProbe,
     Forwarded,
     Write,
+    per_output,
 )
 from gradcheck_cli.frameworks.torch_common import quiet, torch_module
 
@@ -215,13 +216,15 @@ class TorchProbe(EffectProbe):
         else:
             seeds = [
                 torch.as_tensor(np.array(c, copy=True), device=adapter.device, dtype=o.dtype)
-                for c, o in zip(cotangents, graph.outputs, strict=True)
+                for c, o in zip(per_output(cotangents, graph.outputs), graph.outputs, strict=True)
             ]
         pairs = [(o, s) for o, s in zip(graph.outputs, seeds, strict=True) if o.requires_grad]
         handles = []
+        found = Backwarded({})
         for node in graph.nodes:
             node.watched, node.kinds = [], {}
             handles.append(node.node.register_prehook(self._before(node, graph)))
+            handles.append(node.node.register_hook(self._after(node, found)))
         try:
             with memory(filled), quiet():
                 grads = torch.autograd.grad(
@@ -234,20 +237,10 @@ class TorchProbe(EffectProbe):
         finally:
             for handle in handles:
                 handle.remove()
-        gradients = {
+        found.gradients = {
             name: adapter.numpy(g) if g is not None else np.zeros(tuple(leaf.shape))
             for name, g, leaf in zip(graph.names, grads, graph.leaves, strict=True)
         }
-        found = Backwarded(gradients)
-        for node in graph.nodes:
-            for watched in node.watched:
-                write = watched.written(adapter.numpy)
-                if write is None:
-                    continue
-                if node.kinds[id(watched)] == "dout":
-                    found.dout_writes.append(write)
-                else:
-                    found.cache_writes.append(write)
         return found
 
     # --- the user's backwards in a graph ---------------------------------------------------------
@@ -327,3 +320,21 @@ class TorchProbe(EffectProbe):
                         watch(where, tensor, "cache", held(tensor))
 
         return before
+
+    def _after(self, node: _Node, found: Backwarded) -> Any:
+        """The hook that compares, as soon as `node`'s backward returns (before autograd adds
+        what it returned into anything), what it was given with what it had been."""
+        numpy = self.adapter.numpy
+
+        def after(grad_inputs: object, grad_outputs: object) -> None:
+            for watched in node.watched:
+                write = watched.written(numpy)
+                if write is None:
+                    continue
+                if node.kinds[id(watched)] == "dout":
+                    found.dout_writes.append(write)
+                else:
+                    found.cache_writes.append(write)
+            node.watched = []
+
+        return after

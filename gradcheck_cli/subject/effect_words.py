@@ -28,6 +28,9 @@ class Dialect:
     copy: str = ".copy()"
     """How the code makes the copy it should work on."""
     array: str = "array"
+    whole: bool = False
+    """Whether the copy hint names the written argument whole (`grads[1].clone()`, a tuple's
+    item) rather than the array an index of it names (`dout.copy()`)."""
 
 
 NUMPY = Dialect()
@@ -148,7 +151,7 @@ def dout_effect(
     message = (
         f"{role} writes into {listed(names)}, the gradient of forward's output it is given"
         f"{example(written) or unchanged}: the caller's upstream gradient is corrupted (work on "
-        f"a copy: {names[0].partition('[')[0]}{dialect.copy})"
+        f"a copy: {names[0] if dialect.whole else names[0].partition('[')[0]}{dialect.copy})"
     )
     return SideEffect("dout-modified", role, False, tuple(names), message)
 

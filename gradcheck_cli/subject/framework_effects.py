@@ -51,7 +51,7 @@ def framework_side_effects(
 ) -> tuple[SideEffect, ...]:
     """Every check of `probe.kinds`, each passed or not, at the arguments `named` (inputs and
     parameters) with the cotangents the check's first model uses (none for a scalar)."""
-    dialect = Dialect(probe.memory, probe.reader, probe.copy, probe.array)
+    dialect = Dialect(probe.memory, probe.reader, probe.copy, probe.array, whole=True)
     kinds = probe.kinds
     vectors = list(cotangents) or None
 
@@ -88,7 +88,13 @@ def framework_side_effects(
             return Backwarded(str(error))
         return cast(Backwarded, found)
 
-    once = backward(first.graph, False)
+    # The first call fails as any call of the check would: its error is the run's.
+    once = cast(
+        Backwarded,
+        call_user_function(
+            model_file, backward_role, probe.backward, [first.graph, vectors], {"filled": False}
+        ),
+    )
     if "dout-modified" in kinds:
         effects.append(
             dout_effect(

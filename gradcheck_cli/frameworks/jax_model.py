@@ -404,7 +404,10 @@ class JaxProbe(EffectProbe):
                     jax.numpy.asarray(c, dtype=o.dtype)
                     for c, o in zip(per_output(cotangents, outputs), outputs, strict=True)
                 )
-            grads = pullback(seeds)
+            try:
+                grads = pullback(seeds)
+            except (TypeError, ValueError) as error:
+                raise self.adapter._rule_problem(error) from error
             return Backwarded(
                 {
                     self.adapter.names[i]: self.adapter.as_numpy(g)

@@ -234,6 +234,8 @@ class TorchProbe(EffectProbe):
                     retain_graph=True,
                     allow_unused=True,
                 )
+        except RuntimeError as error:  # what it returned, said as the check itself says it
+            raise adapter._backward_problem(error) from error
         finally:
             for handle in handles:
                 handle.remove()

@@ -308,10 +308,16 @@ def _gradient_headline(
             "float64 could not be verified."
         )
     if verdict == INCONCLUSIVE:
+        precision = as_mapping(document.get("settings")).get("precision")
+        why = (
+            f"their finite differences, or the gradient's own rounding in {precision}, are too "
+            "unsure"
+            if precision
+            else "their finite differences are too unsure"
+        )
         return (
             f"INCONCLUSIVE: no entry disagrees, but {unsure} of {plural(total, 'entry', 'entries')}"
-            " could not be verified (their finite differences are too unsure; see the reasons"
-            " above)."
+            f" could not be verified ({why}; see the reasons above)."
         )
     note = f" ({doubtful} doubtful, see the reasons above)" if doubtful else ""
     return f"PASSED: {all_agree(total)}{note}."

@@ -63,11 +63,12 @@ def _deterministic() -> Any:
 @contextlib.contextmanager
 def memory(filled: bool) -> Iterator[None]:
     """Deterministic algorithms on (warnings only), uninitialised memory filled with NaN or
-    not; every setting as it was afterwards."""
+    not, PyTorch's own warnings quiet; every setting as it was afterwards."""
     torch = torch_module()
     switch = _deterministic()
     if switch is None:
-        yield
+        with quiet():
+            yield
         return
     before = (
         torch.are_deterministic_algorithms_enabled(),
@@ -77,7 +78,7 @@ def memory(filled: bool) -> Iterator[None]:
     try:
         torch.use_deterministic_algorithms(True, warn_only=True)
         switch.fill_uninitialized_memory = filled
-        with warnings.catch_warnings():
+        with quiet():
             warnings.filterwarnings("ignore", message=r".*deterministic", category=UserWarning)
             yield
     finally:
@@ -166,13 +167,23 @@ class TorchProbe(EffectProbe):
     def __init__(self, adapter: Any) -> None:
         self.adapter = adapter
         self.forward_role = str(adapter.forward_role)
+        self.described: dict[object, tuple[str, tuple[str, ...], bool]] = {}
         if _deterministic() is None:  # no way to fill what torch.empty hands out
             self.kinds = EVERY_KIND - {"uninitialised-memory"}
 
     def forward(self, named: Mapping[str, object], *, filled: bool) -> Forwarded:
+        """Recorded for backward and watched (not `filled`), or its outputs alone (`filled`:
+        nothing is recorded, the outputs are what the check compares)."""
         torch = torch_module()
         adapter = self.adapter
         values = adapter.values(named)
+        if filled:
+            arguments = [
+                a.clone() if isinstance(a, torch.Tensor) else a for a in adapter.tensors(values)
+            ]
+            with memory(filled), torch.no_grad():
+                outputs = adapter.floating_outputs(adapter.call(*arguments))
+            return Forwarded([adapter.numpy(o) for o in outputs], [], None)
         positions = adapter.floating(values)
         arguments = adapter.tensors(values, grad=positions)
         for i, argument in enumerate(arguments):  # constants: copies too, never the check's
@@ -183,7 +194,7 @@ class TorchProbe(EffectProbe):
             for i, a in enumerate(arguments)
             if isinstance(a, torch.Tensor)
         ]
-        with memory(filled), torch.enable_grad(), quiet():
+        with memory(filled), torch.enable_grad():
             outputs = adapter.floating_outputs(adapter.call(*arguments))
         writes = [w for w in (x.written(adapter.numpy) for x in watched) if w is not None]
         nodes = self._nodes(outputs)
@@ -226,7 +237,7 @@ class TorchProbe(EffectProbe):
             handles.append(node.node.register_prehook(self._before(node, graph)))
             handles.append(node.node.register_hook(self._after(node, found)))
         try:
-            with memory(filled), quiet():
+            with memory(filled):
                 grads = torch.autograd.grad(
                     [o for o, _ in pairs],
                     graph.leaves,
@@ -269,6 +280,14 @@ class TorchProbe(EffectProbe):
 
     def _described(self, node: Any) -> _Node:
         function = getattr(node, "_forward_cls", None)
+        known = self.described.get(function)
+        if known is None:
+            known = self.described[function] = self._backward_of(function)
+        role, douts, star = known
+        return _Node(node, role, list(douts), star)
+
+    def _backward_of(self, function: object) -> tuple[str, tuple[str, ...], bool]:
+        """How a Function's (or custom operator's) backward is named, and its gradients."""
         backward = getattr(function, "backward", None)
         backward = getattr(backward, "gradcheck_user_backward", backward)
         role = f"{getattr(function, '__name__', 'Function')}.backward"
@@ -282,7 +301,7 @@ class TorchProbe(EffectProbe):
         except (TypeError, ValueError):
             parameters = []
         star = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
-        return _Node(node, role, [p.name for p in parameters], star)
+        return role, tuple(p.name for p in parameters), star
 
     def _before(self, node: _Node, graph: _Graph) -> Any:
         """The pre-hook that records what `node`'s backward is given."""

@@ -13,7 +13,8 @@ values before and after the call. The adapter answers in numpy, as an `EffectPro
   (`Backwarded`); several calls on one record are what re-entrant means.
 
 `filled`: with the memory the framework hands out uninitialised filled with NaN (PyTorch's
-`torch.utils.deterministic.fill_uninitialized_memory`), so that a result reading it differs.
+`torch.utils.deterministic.fill_uninitialized_memory`), else filled otherwise (zeros), so that
+a result reading it differs between the two and neither depends on what an earlier call left.
 `subject.framework_effects` decides the verdicts and words them as the numpy checks do. JAX
 arrays cannot be written into and `jnp.empty` is zeros: its probe has re-entrancy alone.
 
@@ -91,7 +92,9 @@ class EffectProbe(ABC):
     """The checks that apply to this framework's code."""
     forward_role: str = "forward"
     memory: str = "the memory the framework hands out uninitialised"
-    """What is filled with NaN to find a read of uninitialised memory, for the messages."""
+    """What is filled to find a read of uninitialised memory, for the messages."""
+    filled: str = "filled with NaN"
+    either: str = "filled"
     reader: str = "an entry of it"
     copy: str = ".clone()"
     """How the code makes the copy it should work on."""

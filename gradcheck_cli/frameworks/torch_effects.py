@@ -15,9 +15,13 @@ and a copy of its values before the call, and compared after it:
   the node compares them. A saved tensor that is forward's input or output says so.
 
 Uninitialised memory: every call runs with `torch.use_deterministic_algorithms(True,
-warn_only=True)`, so the same kernels run either way, and `torch.utils.deterministic.
-fill_uninitialized_memory` on (`filled`: what torch.empty, empty_like, new_empty and resize_
-hand out is NaN, the largest integer) or off. Every global setting is restored after the call.
+warn_only=True)`, so the same kernels run either way, and what torch hands out uninitialised
+filled one of two ways, so that no result depends on what a previous call left there: `filled`,
+with NaN (the largest integer) by `torch.utils.deterministic.fill_uninitialized_memory`, which
+reaches every allocation (torch.empty, empty_like, new_empty, resize_, a kernel's output); else
+with zeros, by torch.empty, empty_like, empty_strided and Tensor.new_empty themselves (also
+where the user's modules imported them by name), for the time of the call. Every global
+setting and name is restored after the call.
 
 torch is imported only by the user's file: nothing here imports it.
 """
@@ -60,10 +64,15 @@ def _deterministic() -> Any:
     return module if hasattr(module, "fill_uninitialized_memory") else None
 
 
+EMPTIES = ("empty", "empty_like", "empty_strided")
+"""torch's functions that hand out uninitialised memory to Python code (and Tensor.new_empty)."""
+
+
 @contextlib.contextmanager
-def memory(filled: bool) -> Iterator[None]:
-    """Deterministic algorithms on (warnings only), uninitialised memory filled with NaN or
-    not, PyTorch's own warnings quiet; every setting as it was afterwards."""
+def memory(filled: bool, namespaces: Sequence[dict[str, Any]] = ()) -> Iterator[None]:
+    """Deterministic algorithms on (warnings only), uninitialised memory filled with NaN
+    (`filled`) or with zeros (module docstring), PyTorch's own warnings quiet; every setting
+    and name as it was afterwards. `namespaces`: the user's modules' globals."""
     torch = torch_module()
     switch = _deterministic()
     if switch is None:
@@ -78,12 +87,56 @@ def memory(filled: bool) -> Iterator[None]:
     try:
         torch.use_deterministic_algorithms(True, warn_only=True)
         switch.fill_uninitialized_memory = filled
-        with quiet():
+        with quiet(), contextlib.ExitStack() as stack:
             warnings.filterwarnings("ignore", message=r".*deterministic", category=UserWarning)
+            if not filled:
+                stack.enter_context(_zeroed(torch, namespaces))
             yield
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         switch.fill_uninitialized_memory = before[2]
+
+
+@contextlib.contextmanager
+def _zeroed(torch: Any, namespaces: Sequence[dict[str, Any]]) -> Iterator[None]:
+    """torch.empty and its kin (and the user's names for them) hand out zeros while it lasts."""
+    originals: dict[str, Any] = {name: getattr(torch, name) for name in EMPTIES}
+
+    def zeroing(function: Any) -> Any:
+        def zeroed(*args: Any, **kwargs: Any) -> Any:
+            return function(*args, **kwargs).zero_()
+
+        return zeroed
+
+    replaced: list[tuple[Any, str, object, bool]] = []
+    """(where, name, what it was, whether it was the holder's own attribute)."""
+    for name, function in originals.items():
+        replaced.append((torch, name, function, True))
+    own = "new_empty" in vars(torch.Tensor)
+    replaced.append((torch.Tensor, "new_empty", torch.Tensor.new_empty, own))
+    seen = [vars(torch)]
+    for namespace in namespaces:
+        if any(namespace is n for n in seen):
+            continue
+        seen.append(namespace)
+        for name, value in list(namespace.items()):
+            if any(value is o for o in originals.values()):
+                replaced.append((namespace, name, value, True))
+    try:
+        for holder, name, value, _ in replaced:
+            if isinstance(holder, dict):
+                holder[name] = zeroing(value)
+            else:
+                setattr(holder, name, zeroing(value))
+        yield
+    finally:
+        for holder, name, value, had in reversed(replaced):
+            if isinstance(holder, dict):
+                holder[name] = value
+            elif had:
+                setattr(holder, name, value)
+            else:
+                delattr(holder, name)
 
 
 class _Watched:
@@ -156,10 +209,12 @@ class _Graph:
 class TorchProbe(EffectProbe):
     """The side-effect checks' view of a PyTorch function (module docstring)."""
 
-    memory = (
-        "the memory torch hands out uninitialised (torch.utils.deterministic."
-        "fill_uninitialized_memory)"
+    memory = "the memory torch hands out uninitialised"
+    filled = (
+        "filled with NaN (torch.utils.deterministic.fill_uninitialized_memory) rather than "
+        "with zeros"
     )
+    either = "filled with NaN or with zeros"
     reader = "an entry of torch.empty (or empty_like, new_empty)"
     copy = ".clone()"
     array = "tensor"
@@ -168,6 +223,15 @@ class TorchProbe(EffectProbe):
         self.adapter = adapter
         self.forward_role = str(adapter.forward_role)
         self.described: dict[object, tuple[str, tuple[str, ...], bool]] = {}
+        self.namespaces = [
+            n
+            for n in (
+                getattr(getattr(f, "__func__", f), "__globals__", None)
+                for f in (adapter.defined_at, adapter.backward_at)
+            )
+            if isinstance(n, dict)
+        ]
+        """The globals of the user's forward and backward: names of torch.empty there too."""
         if _deterministic() is None:  # no way to fill what torch.empty hands out
             self.kinds = EVERY_KIND - {"uninitialised-memory"}
 
@@ -181,7 +245,7 @@ class TorchProbe(EffectProbe):
             arguments = [
                 a.clone() if isinstance(a, torch.Tensor) else a for a in adapter.tensors(values)
             ]
-            with memory(filled), torch.no_grad():
+            with memory(filled, self.namespaces), torch.no_grad():
                 outputs = adapter.floating_outputs(adapter.call(*arguments))
             return Forwarded([adapter.numpy(o) for o in outputs], [], None)
         positions = adapter.floating(values)
@@ -194,7 +258,7 @@ class TorchProbe(EffectProbe):
             for i, a in enumerate(arguments)
             if isinstance(a, torch.Tensor)
         ]
-        with memory(filled), torch.enable_grad():
+        with memory(filled, self.namespaces), torch.enable_grad():
             outputs = adapter.floating_outputs(adapter.call(*arguments))
         writes = [w for w in (x.written(adapter.numpy) for x in watched) if w is not None]
         nodes = self._nodes(outputs)
@@ -237,7 +301,7 @@ class TorchProbe(EffectProbe):
             handles.append(node.node.register_prehook(self._before(node, graph)))
             handles.append(node.node.register_hook(self._after(node, found)))
         try:
-            with memory(filled):
+            with memory(filled, self.namespaces):
                 grads = torch.autograd.grad(
                     [o for o, _ in pairs],
                     graph.leaves,

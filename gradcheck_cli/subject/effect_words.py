@@ -24,6 +24,10 @@ class Dialect:
 
     memory: str = "the memory np.empty hands out"
     """What is filled with NaN to find a read of uninitialised memory."""
+    filled: str = "filled with NaN"
+    """How it was filled where a result moved."""
+    either: str = "filled"
+    """How it was filled, said of a result that did not move."""
     reader: str = "an entry of np.empty (or empty_like)"
     copy: str = ".copy()"
     """How the code makes the copy it should work on."""
@@ -220,7 +224,7 @@ def uninitialised_effect(
     role: str, gap: Gap | None, what: str, dialect: Dialect = NUMPY
 ) -> SideEffect:
     if gap is None:
-        told = f"{what} of {role} is the same with {dialect.memory} filled"
+        told = f"{what} of {role} is the same with {dialect.memory} {dialect.either}"
         return SideEffect("uninitialised-memory", role, True, (), told)
     name = gap.name
     if not gap.entry:  # it failed: a NaN it returned, or one it could not take
@@ -230,7 +234,7 @@ def uninitialised_effect(
     else:
         found = f"{gap.entry} is {gap.second} instead of {gap.first}"
     message = (
-        f"{role} depends on uninitialised memory: with {dialect.memory} filled with NaN, "
+        f"{role} depends on uninitialised memory: with {dialect.memory} {dialect.filled}, "
         f"{found}: {dialect.reader} is read before it is written"
     )
     return SideEffect("uninitialised-memory", role, False, (name,) if name else (), message)

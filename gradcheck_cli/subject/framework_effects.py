@@ -4,13 +4,13 @@ decided and worded alike (`effect_words`), on what the framework's adapter sees 
 code, uninitialised memory filled by the framework itself).
 
 The calls, as for numpy code: forward once recording for backward (what it wrote into its
-inputs), and once more with uninitialised memory filled (whether its outputs moved); the
-user's backward twice on that one record, the second time with memory filled, and a third time
-only when the two differ (the same with memory filled, not without: it reads memory it never
-wrote; two filled calls differ too: it is not re-entrant). A backward that wrote into what
-forward saved would see its own writes the second time: its later calls each get a record of
-their own. Where the record holds no backward of the user's (autograd's own formulas) only
-forward is checked. JAX arrays cannot be written into and `jnp.empty` is zeros: a JAX
+inputs), and once more with uninitialised memory filled with NaN rather than otherwise (whether
+its outputs moved); the user's backward twice on that one record, the second time with memory
+filled with NaN, and a third time as the first only when the two differ (the first and third
+agree: it reads memory it never wrote; they differ too: it is not re-entrant). A backward that
+wrote into what forward saved would see its own writes the second time: its later calls each
+get a record of their own. Where the record holds no backward of the user's (autograd's own
+formulas) only forward is checked. JAX arrays cannot be written into and `jnp.empty` is zeros: a JAX
 function's probe has re-entrancy alone (`EffectProbe.kinds`).
 
 Pure numpy: the framework stays behind the probe.
@@ -51,7 +51,15 @@ def framework_side_effects(
 ) -> tuple[SideEffect, ...]:
     """Every check of `probe.kinds`, each passed or not, at the arguments `named` (inputs and
     parameters) with the cotangents the check's first model uses (none for a scalar)."""
-    dialect = Dialect(probe.memory, probe.reader, probe.copy, probe.array, whole=True)
+    dialect = Dialect(
+        memory=probe.memory,
+        filled=probe.filled,
+        either=probe.either,
+        reader=probe.reader,
+        copy=probe.copy,
+        array=probe.array,
+        whole=True,
+    )
     kinds = probe.kinds
     vectors = list(cotangents) or None
 
@@ -121,10 +129,12 @@ def framework_side_effects(
         if memory:
             effects.append(uninitialised_effect(backward_role, None, "the result", dialect))
         return tuple(effects)
-    third = backward(record(), True)
-    repeat = gradients_gap(second.gradients, third.gradients, tolerance)
+    # Once more as the first call was (its memory filled the other way, last: what the check's
+    # own calls are handed afterwards is no NaN of ours).
+    third = backward(record(), False)
+    repeat = gradients_gap(once.gradients, third.gradients, tolerance)
     if "not-reentrant" in kinds:
         effects.append(reentrant_effect(backward_role, repeat, tolerance, given))
-    if repeat is None:  # the same with memory filled, not without: it reads what it never wrote
+    if repeat is None:  # the same twice, not with memory filled: it reads what it never wrote
         effects.append(uninitialised_effect(backward_role, gap, "the result", dialect))
     return tuple(effects)

@@ -1,19 +1,32 @@
 """Low precision's targets (correct layers pass in float32 and float16, a 1% error in one term
 fails), and what the check costs against a float64 one.
 
-Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/low_precision.py
+Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/low_precision.py [--torch [--cases N]]
 
 For softmax, layer norm and attention (fixtures/models/low_precision.py) and their twins with one
 term of the backward off by 1% (low_precision_bug.py), in float32 and float16: the verdict, the
 entries failed and inconclusive per input, whether the same code's float64 check came first and
 how it went, the forward calls and the time, beside a plain float64 run of the same layer. The
 float16-only kernel softmax_half is checked against softmax_forward as its named reference.
+
+--torch: the same layers as torch.autograd.Functions (torch_low_precision.py and its 1% twins)
+in float64, float32, float16 and bfloat16, against their own float64 forward (checked first)
+and against the numpy layers' forwards as named references (--reference-model, no float64
+check first: what the low precision alone resolves). --cases N then checks each correct
+Function and each twin at N random input points in bfloat16 against the named reference, and
+counts the verdicts and entries.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
+import tempfile
 import time
+from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from gradcheck_cli import session
 from gradcheck_cli.settings import COMMAND_LINE, CheckSettings
@@ -22,8 +35,26 @@ from gradcheck_cli.subject.options import InputOptions, load_subject, reference_
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 
 
-def check(spec: str, dtype: str, reference: str | None = None) -> tuple[str, str, str, int, float]:
-    options = InputOptions(model_spec=spec, dtype=dtype, reference_model=reference)
+REFERENCES = {
+    "Softmax": "softmax_forward",
+    "LayerNorm": "layernorm_forward",
+    "Attention": "attention_forward",
+}
+"""The numpy layer whose float64 forward is each torch Function's named reference."""
+
+SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
+    "Softmax": {"x": (4, 6)},
+    "LayerNorm": {"x": (4, 6), "gamma": (6,), "beta": (6,)},
+    "Attention": {"q": (5, 4), "k": (5, 4), "v": (5, 4)},
+}
+
+
+def check(
+    spec: str, dtype: str, reference: str | None = None, inputs: str | None = None
+) -> tuple[str, str, str, int, float]:
+    options = InputOptions(
+        model_spec=spec, dtype=dtype, reference_model=reference, inputs_archive=inputs
+    )
     started = time.perf_counter()
     _, report = session.run(
         lambda: load_subject(options),
@@ -37,7 +68,75 @@ def check(spec: str, dtype: str, reference: str | None = None) -> tuple[str, str
     return report.verdict, counts, first, report.forward_calls or 0, seconds
 
 
+def line(name: str, dtype: str, found: tuple[str, str, str, int, float]) -> None:
+    verdict, counts, first, calls, seconds = found
+    print(
+        f"{name:34s} {dtype:8s} {verdict:13s} {counts:36s} {first:13s} {calls:6d} "
+        f"{seconds * 1e3:6.0f}ms"
+    )
+
+
+def torch_layers(cases: int) -> None:
+    """The torch Functions (see the module docstring)."""
+    import torch  # noqa: F401  (the fixtures' framework, imported before they are)
+
+    numpy_layers = MODELS / "low_precision.py"
+    print(
+        f"{'layer':34s} {'dtype':8s} {'verdict':13s} {'failed/inconclusive':36s} "
+        f"{'float64 first':13s} {'calls':>6s} {'time':>7s}"
+    )
+    for layer, forward in REFERENCES.items():
+        for stem in ("torch_low_precision", "torch_low_precision_bug"):
+            spec = f"{MODELS / stem}.py:{layer}"
+            name = f"{stem.replace('torch_low_precision', 'tlp')}:{layer}"
+            for dtype in ("float64", "float32", "float16", "bfloat16"):
+                line(name, dtype, check(spec, dtype))
+            for dtype in ("float32", "bfloat16"):
+                line(f"{name} vs ref", dtype, check(spec, dtype, f"{numpy_layers}:{forward}"))
+    if not cases:
+        return
+    print(f"\nbfloat16 against the named reference, {cases} random input points each:")
+    rng = np.random.default_rng(23)
+    with tempfile.TemporaryDirectory() as folder:
+        for layer, forward in REFERENCES.items():
+            for stem in ("torch_low_precision", "torch_low_precision_bug"):
+                verdicts: Counter[str] = Counter()
+                entries: Counter[str] = Counter()
+                for case in range(cases):
+                    arrays = {n: rng.standard_normal(s) for n, s in SHAPES[layer].items()}
+                    if "gamma" in arrays:
+                        arrays["gamma"] = 1.0 + 0.5 * arrays["gamma"]
+                    archive = Path(folder) / f"{layer}{case}.npz"
+                    np.savez(archive, **arrays)  # type: ignore[arg-type]
+                    options = InputOptions(
+                        model_spec=f"{MODELS / stem}.py:{layer}",
+                        dtype="bfloat16",
+                        reference_model=f"{numpy_layers}:{forward}",
+                        inputs_archive=str(archive),
+                    )
+                    _, report = session.run(
+                        functools.partial(load_subject, options),
+                        CheckSettings(jobs=1),
+                        naming=COMMAND_LINE,
+                        reference=reference_loader(options),
+                    )
+                    verdicts[report.verdict] += 1
+                    for summary in report.summary.values():
+                        entries["entries"] += summary.entries
+                        entries["failed"] += summary.failed
+                        entries["inconclusive"] += summary.inconclusive
+                        entries["doubtful"] += summary.doubtful
+                print(f"  {stem}:{layer}: verdicts {dict(verdicts)}; entries {dict(entries)}")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--torch", action="store_true", help="the torch Functions")
+    parser.add_argument("--cases", type=int, default=0, help="random points in bfloat16")
+    args = parser.parse_args()
+    if args.torch:
+        torch_layers(args.cases)
+        return
     print(
         f"{'layer':28s} {'dtype':8s} {'verdict':13s} {'failed/inconclusive':30s} "
         f"{'float64 first':13s} {'calls':>6s} {'time':>7s}"

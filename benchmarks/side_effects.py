@@ -1,6 +1,6 @@
 """What the side-effect checks cost (target: at most 10% of a full check's time).
 
-Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/side_effects.py [--repeat 3]
+Run: OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/side_effects.py [--repeat 3] [--torch]
 
 For each model, a full `gradcheck run` (in this process, --jobs 1) is timed with the checks on,
 and the checks themselves are timed inside it (`side_effects.side_effect_checks`, wrapped); the
@@ -11,6 +11,11 @@ checks add over that. The fastest of --repeat runs counts for each figure. The m
 fixtures' layers (a few dozen entries each) and a bigger one, a two-layer tanh MLP layer (x
 64x128, w 128x64, forward about a millisecond), where a full check is thousands of forward
 calls.
+
+--torch: the same for PyTorch functions, whose checks are the probe at the adapter's edge
+(`framework_effects.framework_side_effects`, wrapped): the fixtures' Functions and custom
+operators, and the same tanh dense layer as a torch.autograd.Function. Their checks replace
+no probe calls (the determinism probe's backward part, "old probe", as for numpy code).
 """
 
 from __future__ import annotations
@@ -51,6 +56,44 @@ def example_inputs():
             "b": rng.standard_normal(64) / 8}
 """
 
+BIG_TORCH = """
+import torch
+
+
+class Dense(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b):
+        out = torch.tanh(x @ w + b)
+        ctx.save_for_backward(x, w, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, w, out = ctx.saved_tensors
+        da = grad_out * (1.0 - out * out)
+        return da @ w.T, x.T @ da, da.sum(dim=0)
+
+
+def example_inputs():
+    g = torch.Generator().manual_seed(0)
+    return {
+        "x": torch.randn(64, 128, generator=g, dtype=torch.float64) / 8,
+        "w": torch.randn(128, 64, generator=g, dtype=torch.float64) / 8,
+        "b": torch.randn(64, generator=g, dtype=torch.float64) / 8,
+    }
+"""
+
+TORCH_CASES = [
+    "torch_side_effects.py:Relu",
+    "torch_side_effects.py:Scale",
+    "torch_side_effects.py:Leaky",
+    "torch_side_effects.py:square",
+    "torch_softplus_affine.py:SoftplusAffine",
+    "torch_custom_op.py:scaled_tanh",
+    "torch_low_precision.py:LayerNorm",
+    "torch_low_precision.py:Attention",
+]
+
 CASES = [
     "layers.py:affine",
     "layers.py:batchnorm",
@@ -88,7 +131,11 @@ def one_run(spec: str, side_effects: bool) -> tuple[float, float, float, int]:
     asked = CheckSettings(jobs=1)
     checks, probe = [0.0], [0.0]
     started = time.perf_counter()
-    with timed(binding, "side_effect_checks", checks), timed(binding, "check_deterministic", probe):
+    with (
+        timed(binding, "side_effect_checks", checks),
+        timed(binding, "framework_side_effects", checks),
+        timed(binding, "check_deterministic", probe),
+    ):
         _, report = session.run(lambda: load_subject(options), asked, naming=COMMAND_LINE)
     total = time.perf_counter() - started
     return total, checks[0], probe[0], report.forward_calls or 0
@@ -116,10 +163,18 @@ def measure(spec: str, repeat: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--torch", action="store_true", help="PyTorch functions")
     args = parser.parse_args()
-    big = Path("/tmp") / "gradcheck_side_effects_big.py"
-    big.write_text(BIG, encoding="utf-8")
-    specs = [str(MODELS / case) for case in CASES] + [f"{big}:dense"]
+    if args.torch:
+        import torch  # noqa: F401  (the fixtures' framework, imported before they are)
+
+        big = Path("/tmp") / "gradcheck_side_effects_big_torch.py"
+        big.write_text(BIG_TORCH, encoding="utf-8")
+        specs = [str(MODELS / case) for case in TORCH_CASES] + [f"{big}:Dense"]
+    else:
+        big = Path("/tmp") / "gradcheck_side_effects_big.py"
+        big.write_text(BIG, encoding="utf-8")
+        specs = [str(MODELS / case) for case in CASES] + [f"{big}:dense"]
     print(
         f"{'model':32s} {'run s':>8s} {'checks s':>9s} {'share':>7s} {'old probe s':>12s} "
         f"{'net share':>10s} {'fwd calls on/off':>17s}"

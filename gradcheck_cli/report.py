@@ -46,7 +46,7 @@ SIDE_EFFECT_KINDS: dict[str, str] = {
     "cache-modified": "backward wrote into what forward saved for it (the cache)",
     "input-modified": "forward (or backward) wrote into an input",
     "not-reentrant": "two backward calls on the same cache and dout give different results",
-    "uninitialised-memory": "the result depends on memory np.empty left unwritten",
+    "uninitialised-memory": "the result depends on memory np.empty (torch.empty) left unwritten",
 }
 
 OutputShape = tuple[int, ...] | tuple[tuple[int, ...], ...] | None

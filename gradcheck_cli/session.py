@@ -38,6 +38,7 @@ from gradcheck_cli.checks.target import Target
 from gradcheck_cli.checks.taylor import sweep_check
 from gradcheck_cli.errors import InputError
 from gradcheck_cli.numerics import workers
+from gradcheck_cli.numerics.bfloat16 import BFLOAT16
 from gradcheck_cli.numerics.blas import single_threaded_blas
 from gradcheck_cli.numerics.evaluation import seconds_per_batched_value
 from gradcheck_cli.numerics.models import Array
@@ -49,8 +50,11 @@ from gradcheck_cli.subject.low_precision import (
     DITHERS,
     NO_REFERENCE,
     OWN_FORWARD,
+    bfloat16_refused,
+    check_precision,
     computes_in_float64,
     low_precision_gradients,
+    reported_dtype,
     unit_roundoff,
 )
 from gradcheck_cli.subject.options import Subject
@@ -107,7 +111,7 @@ def run(
     # BLAS held from the first product on: threads it wakes outside the hold would spin on the
     # cores the check's own pool is about to use.
     with single_threaded_blas():
-        low, against = _low_precision(subject, asked, reference)
+        low, against = _low_precision(subject, asked, reference, naming)
         if against is None and low is not None:  # no float64 forward to judge against
             unjudged, low = low, None
         else:
@@ -214,19 +218,23 @@ def _low_precision_check(
 
 
 def _low_precision(
-    subject: Subject, asked: CheckSettings, reference: LoadReference | None
+    subject: Subject, asked: CheckSettings, reference: LoadReference | None, naming: Naming
 ) -> tuple[LowPrecision | None, Subject | None]:
     """For a subject in float32 or float16 checked entry by entry: the gradient its code
     computes there with its rounding (`checks.precision`), and the float64 forward it is judged
     against. (None, None) when there is no float64 forward, or the check is not entry by entry
     (fast, jvp, hvp): the whole check then runs in the subject's precision, as before."""
-    dtype = working_dtype(subject.inputs).name
+    dtype = check_precision(subject)
+    if dtype == BFLOAT16 and (asked.mode != "full" or asked.order != 1 or reference is None):
+        raise bfloat16_refused(naming)
     if reference is None or dtype not in UNIT_ROUNDOFF or asked.mode != "full" or asked.order != 1:
         return None, None
     # What cannot be computed in the low precision at all (X @ W overflowing in float32) is
     # refused as in any check, before a reference is bound.
     validate_gradient(subject.models[0], subject.inputs)
     found = reference(subject)
+    if found is None and dtype == BFLOAT16:
+        raise bfloat16_refused(naming, without_reference=subject.info.name)
     if found is None:  # the whole check in the low precision: its report says why
         return LowPrecision(dtype, unit_roundoff(subject, dtype), (), (), 0, NO_REFERENCE), None
     against, told = found
@@ -247,7 +255,7 @@ def _as_low_precision(
     its entries were `judged` in (their inputs' dtype), the rule the rounding was judged by,
     the float64 check of the same code that came first, the reference's forward calls too."""
     inputs = {
-        name: dataclasses.replace(info, dtype=str(np.asarray(subject.inputs[name]).dtype))
+        name: dataclasses.replace(info, dtype=reported_dtype(subject.inputs[name], low.dtype))
         if name in subject.inputs and judged != "float64"
         else info
         for name, info in report.inputs.items()

@@ -69,6 +69,7 @@ def check_input(
     scale: float | None = None,
     rounding_full: Array | None = None,
     resolution_full: Array | None = None,
+    unresolved: bool = False,
 ) -> Verdicts:
     """Verdicts for the entries `flat` of input `wrt`; `rounding_full` (the input's shape) is
     the analytic gradient's own error where it is computed in a low precision.
@@ -202,6 +203,7 @@ def check_input(
         user_step=delta is not None,
         rounding=rounding,
         resolution=resolution,
+        unresolved=unresolved and rounding is not None,
     )
 
 
@@ -262,6 +264,7 @@ def check_models(
                 precision=rule.precision,
                 rounding_full=rounding,
                 resolution_full=resolution,
+                unresolved=low is not None and not low.resolves,
             )
 
         items = list(selections.items())

@@ -180,6 +180,7 @@ def judge(
     user_step: bool,
     rounding: FloatArray | None = None,
     resolution: FloatArray | None = None,
+    unresolved: bool = False,
 ) -> Verdicts:
     """Verdict and reason per entry.
 
@@ -192,7 +193,9 @@ def judge(
     difference's own error (an entry it leaves too unsure is inconclusive, never passed); an
     entry beyond its tolerance by less than its `resolution` (what that precision's rounding of
     cancelling terms can make, which no estimate from outside the code sees) is inconclusive
-    too, not failed.
+    too, not failed. `unresolved`: the precision's own rounding is so coarse that no tolerance
+    built on it resolves an error of DOUBT (SAFETY x u > 1%: bfloat16): nothing it agrees with
+    is vouched for, every entry that would pass is inconclusive (exact zeros aside).
     """
     numerical = estimates.numerical
     with np.errstate(invalid="ignore"):
@@ -291,6 +294,10 @@ def judge(
         reasons[unproven] = "inconclusive"
     reasons[~finite] = "non-finite"
     passed[~finite] = False
+    if unresolved:
+        unvouched = passed & ~exact_zero
+        reasons[unvouched] = "inconclusive"
+        passed[unvouched] = False
     return Verdicts(analytic, numerical, abs_error, estimate, tol, estimates.steps, reasons, passed)
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck_cli.checks.judgement import DOUBT
+from gradcheck_cli.checks.judgement import DOUBT, SAFETY
 from gradcheck_cli.numerics.models import Array, Gradients
 from gradcheck_cli.numerics.schemes import FloatArray
 
@@ -54,6 +54,13 @@ ROUNDING_RULE = (
     "u x max(|analytic|, its input's largest |analytic|, spread / u), spread: the largest "
     "change of the gradient over {dithers} runs at rounding-level perturbations"
 )
+
+UNRESOLVED_RULE = (
+    "; no entry is vouched for: a tolerance of 10 x u = {tolerance:.1%} of what is compared "
+    "cannot tell a 1% error from rounding, so an entry that agrees is inconclusive, one beyond "
+    "its tolerance fails"
+)
+"""Said of a precision whose rounding resolves no 1% error (bfloat16)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,16 @@ class LowPrecision:
 
     @property
     def rule(self) -> str:
-        return ROUNDING_RULE.format(dithers=self.dithers)
+        rule = ROUNDING_RULE.format(dithers=self.dithers)
+        if not self.resolves:
+            rule += UNRESOLVED_RULE.format(tolerance=SAFETY * self.unit)
+        return rule
+
+    @property
+    def resolves(self) -> bool:
+        """Whether a tolerance of this precision's rounding (SAFETY x u of what is compared, at
+        the least) can resolve an error of DOUBT (1%): float16 and float32, not bfloat16."""
+        return SAFETY * self.unit <= DOUBT
 
     def resolution(self, model: int, name: str) -> FloatArray:
         """The disagreement within which an entry beyond its rounding estimate is inconclusive

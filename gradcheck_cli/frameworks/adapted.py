@@ -22,6 +22,7 @@ Pure numpy and stdlib: nothing here imports a framework.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import math
@@ -35,6 +36,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.frameworks.effects import EffectProbe
 
 Array = NDArray[Any]
 Named = Mapping[str, object]
@@ -127,6 +129,13 @@ class Adapted:
         [Named, str, NDArray[np.intp], Array, Sequence[Sequence[Array]] | None],
         tuple[list[tuple[Array, Array]], int] | None,
     ]
+    in_precision: Callable[[str], Adapted]
+    """The same function with its floating tensors made in that dtype at the edge (bfloat16,
+    which numpy has not: the arrays stay float64, holding bfloat16 numbers)."""
+    precision: str | None = None
+    """The dtype the adapter makes floating tensors in; None: the arrays' own."""
+    effects: EffectProbe | None = None
+    """How the framework's side-effect checks call the function (`effects`)."""
 
 
 @dataclass
@@ -224,6 +233,10 @@ class Adapter(ABC):
         """The user's object whose definition line messages about its outputs name."""
         self.layout: OutputLayout | None = None
         self.remembered = Remembered()
+        self.precision: str | None = None
+        """The dtype floating tensors are made in (bfloat16); None: the arrays' own."""
+        self.made: dict[str, Any] = {}
+        """What `adapted` was called with, to adapt the same function in another precision."""
 
     # --- what each framework provides ----------------------------------------------------------
 
@@ -252,6 +265,19 @@ class Adapter(ABC):
     @abstractmethod
     def convert_example(self, value: object) -> object:
         """An example value as gradcheck takes it: tensors as numpy arrays, numbers as Param."""
+
+    def effect_probe(self) -> EffectProbe | None:
+        """What the side-effect checks call (`effects`); None: the numpy checks at the faces."""
+        return None
+
+    def retyped(self, precision: str) -> Adapter:
+        """A copy of this adapter that makes floating tensors in `precision`, with nothing
+        remembered of this one's calls."""
+        other = copy.copy(self)
+        other.precision = precision
+        other.layout = None
+        other.remembered = Remembered()
+        return other
 
     # --- arguments -------------------------------------------------------------------------------
 
@@ -411,9 +437,11 @@ class Adapter(ABC):
         else:
             projected = []
             for vectors in projections:
-                # <out, v> summed as the one-at-a-time contraction sums it, output by output.
+                # <out, v> summed as the one-at-a-time contraction sums it, output by output:
+                # several outputs are one joined array to the subject, with one joined v.
                 total: Any = 0
-                for out, v in zip(self.layout.split_rows(outputs), vectors, strict=True):
+                each = [outputs] if len(vectors) == 1 else self.layout.split_rows(outputs)
+                for out, v in zip(each, vectors, strict=True):
                     total = total + np.sum((out * v).reshape(rows, -1), axis=-1)
                 projected.append(np.asarray(total))
         found: list[list[tuple[Array, float]]] = [[] for _ in range(count)]
@@ -454,6 +482,13 @@ class Adapter(ABC):
         formula: str,
         example_inputs: Callable[[], object] | None,
     ) -> Adapted:
+        self.made = {
+            "entry": entry,
+            "device": device,
+            "name": name,
+            "formula": formula,
+            "example_inputs": example_inputs,
+        }
         keyword = [
             inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default)
             for p in self.parameters
@@ -502,7 +537,16 @@ class Adapter(ABC):
                 None if example_inputs is None else self.example_inputs_from(example_inputs)
             ),
             differences_at_shifts=self.differences_at_shifts,
+            in_precision=self.in_precision,
+            precision=self.precision,
+            effects=self.effect_probe(),
         )
+
+    def in_precision(self, precision: str) -> Adapted:
+        """The same function adapted with its floating tensors made in `precision`."""
+        if precision == self.precision:
+            return self.adapted(**self.made)
+        return self.retyped(precision).adapted(**self.made)
 
 
 def _shapes(shapes: Sequence[tuple[int, ...]]) -> str:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from gradcheck_cli.frameworks.adapted import (
     one_line,
     signature_parameters,
 )
+from gradcheck_cli.frameworks.effects import Backwarded, EffectProbe, Forwarded, per_output
 
 SMALLEST_BATCH = 16
 
@@ -118,6 +119,9 @@ class JaxAdapter(Adapter):
     def differentiable(self, position: int) -> bool:
         return position not in self.fixed
 
+    def effect_probe(self) -> EffectProbe:
+        return JaxProbe(self)
+
     # --- values ----------------------------------------------------------------------------------
 
     def split(self, values: list[object]) -> tuple[list[int], Callable[..., Any]]:
@@ -134,7 +138,24 @@ class JaxAdapter(Adapter):
         return arrays, of_arrays
 
     def put(self, array: object) -> Any:
-        return _jax().device_put(np.asarray(array), self.device)
+        """A JAX array on the device: floating ones in the adapter's precision (bfloat16, from
+        float64 arrays holding bfloat16 numbers: exact), else their own."""
+        jax = _jax()
+        value = np.asarray(array)
+        if self.precision == "bfloat16" and value.dtype.kind == "f":
+            return jax.device_put(jax.numpy.asarray(value, dtype=jax.numpy.bfloat16), self.device)
+        return jax.device_put(value, self.device)
+
+    def as_numpy(self, array: object) -> Array:
+        """A JAX array as numpy; bfloat16 (which numpy has not) as float64, which holds it."""
+        value = np.asarray(array)
+        return value.astype(np.float64) if value.dtype.name == "bfloat16" else value
+
+    def retyped(self, precision: str) -> Adapter:
+        other = super().retyped(precision)
+        assert isinstance(other, JaxAdapter)
+        other.compiled = {}
+        return other
 
     def floating_outputs(self, result: object) -> list[Any]:
         jax = _jax()
@@ -188,7 +209,7 @@ class JaxAdapter(Adapter):
                 lambda *a: tuple(self.floating_outputs(of_arrays(*a))),
                 *given,
             )
-            return [np.asarray(o) for o in outputs]
+            return [self.as_numpy(o) for o in outputs]
 
     def _differentiable(
         self, values: list[object]
@@ -253,7 +274,7 @@ class JaxAdapter(Adapter):
             except (TypeError, ValueError) as error:
                 raise self._rule_problem(error) from error
             return {
-                i: np.asarray(g, dtype=np.asarray(values[i]).dtype)
+                i: self.as_numpy(g).astype(np.asarray(values[i]).dtype)
                 for i, g in zip(positions, grads, strict=True)
             }
 
@@ -276,7 +297,7 @@ class JaxAdapter(Adapter):
                 second = pullback(tuple(self.put(tangents[i]) for i in positions))
             except (TypeError, ValueError) as error:
                 raise self._rule_problem(error) from error
-            return {i: np.asarray(h) for i, h in zip(positions, second, strict=True)}
+            return {i: self.as_numpy(h) for i, h in zip(positions, second, strict=True)}
 
     def jacobian_vector(self, values: list[object], tangents: dict[int, Array]) -> list[Array]:
         jax = _jax()
@@ -293,7 +314,7 @@ class JaxAdapter(Adapter):
                 _, tangent_out = jax.jvp(moved, tuple(primals), directions)
             except (TypeError, ValueError) as error:
                 raise self._rule_problem(error) from error
-            return [np.asarray(t) for t in tangent_out]
+            return [self.as_numpy(t) for t in tangent_out]
 
     def batched(self, values: list[object], position: int, stacked: Array) -> list[Array] | None:
         jax = _jax()
@@ -319,7 +340,7 @@ class JaxAdapter(Adapter):
                 given = [self.put(stacked if i == position else values[i]) for i in arrays]
                 outputs = compiled(*given)
                 self.compiled[key] = compiled
-                return [np.asarray(o)[:rows] for o in outputs]
+                return [self.as_numpy(o)[:rows] for o in outputs]
         except Exception:  # not batchable: control flow on values, a callback, ...
             self.batch = False
             return None
@@ -331,10 +352,68 @@ class JaxAdapter(Adapter):
     def convert_example(self, value: object) -> object:
         jax = _jax()
         if isinstance(value, jax.Array):
-            return np.asarray(value)
+            return self.as_numpy(value)
         if isinstance(value, (bool, int, float, np.generic)):
             return Param(value)
         return value
+
+
+class JaxProbe(EffectProbe):
+    """The side-effect checks' view of a JAX function (frameworks.effects): JAX arrays cannot
+    be written into, and jnp.empty is zeros, so re-entrancy alone applies: the user's bwd rule
+    called twice on the residuals of one jax.vjp (a custom_jvp's rule: jax.vjp again, which
+    runs it), eagerly (under jax.jit the rule's Python runs once, when traced)."""
+
+    kinds = frozenset({"not-reentrant"})
+
+    def __init__(self, adapter: JaxAdapter) -> None:
+        self.adapter = adapter
+        self.forward_role = adapter.label
+        rule = adapter.rule if adapter.rule_name != "rule" else None
+        self.role = None if rule is None else str(getattr(rule, "__name__", adapter.rule_name))
+        try:
+            names = list(inspect.signature(rule).parameters) if callable(rule) else []
+        except (TypeError, ValueError):
+            names = []
+        self.given = (names[1:2], names[:1]) if adapter.rule_name == "bwd rule" else ([], names)
+
+    def forward(self, named: Mapping[str, object], *, filled: bool) -> Forwarded:
+        jax = _jax()
+        values = self.adapter.values(named)
+        with x64():
+            positions, moved, primals = self.adapter._differentiable(values)
+            outputs, pullback = jax.vjp(moved, *primals)
+            found = [self.adapter.as_numpy(o) for o in outputs]
+        douts, cache = self.given
+        graph = (values, positions, pullback, outputs)
+        return Forwarded(found, [], graph, self.role, tuple(douts), tuple(cache))
+
+    def backward(
+        self, graph: object, cotangents: Sequence[Array] | None, *, filled: bool
+    ) -> Backwarded:
+        jax = _jax()
+        values, positions, pullback, outputs = cast(tuple[list[object], list[int], Any, Any], graph)
+        with x64():
+            if self.adapter.rule_name == "jvp rule":  # the rule runs in jax.vjp itself
+                _, moved, primals = self.adapter._differentiable(values)
+                _, pullback = jax.vjp(moved, *primals)
+            if cotangents is None:
+                seeds = (jax.numpy.ones_like(outputs[0]),)
+            else:
+                seeds = tuple(
+                    jax.numpy.asarray(c, dtype=o.dtype)
+                    for c, o in zip(per_output(cotangents, outputs), outputs, strict=True)
+                )
+            try:
+                grads = pullback(seeds)
+            except (TypeError, ValueError) as error:
+                raise self.adapter._rule_problem(error) from error
+            return Backwarded(
+                {
+                    self.adapter.names[i]: self.adapter.as_numpy(g)
+                    for i, g in zip(positions, grads, strict=True)
+                }
+            )
 
 
 def adapt_jax(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -47,23 +46,11 @@ from gradcheck_cli.frameworks.adapted import (
     signature_parameters,
 )
 from gradcheck_cli.frameworks.detection import is_torch_op
-
-NOT_WRITABLE = "The given NumPy array is not writable"
-
-
-def _torch() -> Any:
-    return sys.modules["torch"]
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """PyTorch's own deprecation warnings (torch.func imports torch.jit on first use) are not
-    the user's: they stay out of the run (and out of a test run that makes warnings errors)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch(\.|$)")
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\.|$)")
-        warnings.filterwarnings("ignore", message=NOT_WRITABLE, category=UserWarning)
-        yield
+from gradcheck_cli.frameworks.effects import EffectProbe
+from gradcheck_cli.frameworks.torch_common import NOT_WRITABLE
+from gradcheck_cli.frameworks.torch_common import quiet as _quiet
+from gradcheck_cli.frameworks.torch_common import torch_module as _torch
+from gradcheck_cli.frameworks.torch_effects import TorchProbe
 
 
 @contextlib.contextmanager
@@ -165,20 +152,33 @@ class TorchAdapter(Adapter):
         """The user's backward, whose line messages about what it returned name."""
         self.device = device
         self.forward_mode = forward_mode
+        self.forward_role = label
+        """How the side-effect checks name forward: `SoftplusAffine.forward`, `scaled_tanh`."""
+
+    def effect_probe(self) -> EffectProbe:
+        return TorchProbe(self)
 
     # --- values ----------------------------------------------------------------------------------
 
     def tensor(self, value: object, *, grad: bool = False) -> object:
+        """A numpy array as a tensor on the device: floating ones in the adapter's precision
+        (bfloat16, from float64 arrays holding bfloat16 numbers: exact), else their own."""
         torch = _torch()
         if not isinstance(value, np.ndarray):
             return value
         array = np.ascontiguousarray(value)
+        low = torch.bfloat16 if self.precision == "bfloat16" and array.dtype.kind == "f" else None
         if grad:
-            tensor = torch.tensor(array, device=self.device).requires_grad_(True)
+            tensor = torch.tensor(array, device=self.device)
+            if low is not None:
+                tensor = tensor.to(low)
+            tensor.requires_grad_(True)
         else:
             tensor = torch.from_numpy(array)
             if self.device.type != "cpu":
                 tensor = tensor.to(self.device)
+            if low is not None:
+                tensor = tensor.to(low)
         return tensor
 
     def tensors(self, values: list[object], grad: Sequence[int] = ()) -> list[object]:
@@ -187,8 +187,8 @@ class TorchAdapter(Adapter):
     def numpy(self, tensor: Any) -> Array:
         torch = _torch()
         tensor = tensor.detach()
-        if tensor.dtype in (torch.bfloat16,):
-            tensor = tensor.float()
+        if tensor.dtype == torch.bfloat16:  # numpy has none: float64 holds every one exactly
+            tensor = tensor.double()
         return np.asarray(tensor.cpu().numpy())
 
     def floating_outputs(self, result: object) -> list[Any]:
@@ -343,7 +343,9 @@ class TorchAdapter(Adapter):
         try:
             with torch.no_grad(), _quiet(), forward_ad.dual_level():
                 for i, tangent in tangents.items():
-                    direction = torch.as_tensor(tangent, device=self.device)
+                    direction = torch.as_tensor(
+                        tangent, device=self.device, dtype=getattr(arguments[i], "dtype", None)
+                    )
                     arguments[i] = forward_ad.make_dual(arguments[i], direction)
                 outputs = self.floating_outputs(self.call(*arguments))
                 moved = [forward_ad.unpack_dual(o).tangent for o in outputs]
@@ -431,6 +433,7 @@ def _checked_function(function: type, where: Where, names: list[str]) -> type:
                 )
         return result
 
+    backward.gradcheck_user_backward = user_backward  # type: ignore[attr-defined]
     return type(
         function.__name__,
         (function,),
@@ -481,6 +484,7 @@ def adapt_torch(
             backward_at=value.backward,  # type: ignore[attr-defined]
             device=device,
         )
+        adapter.forward_role = f"{label}.forward"
         kind, call_text = "a torch.autograd.Function", f"{label}.apply"
     elif is_torch_op(value):
         label, parameters, implementation, backward_at = _operator(value, where)
@@ -515,6 +519,8 @@ def adapt_torch(
             backward_at=target,
             device=device,
         )
+        if isinstance(value, module_class):
+            adapter.forward_role = f"{label}.forward"
         kind = "a torch.nn.Module" if isinstance(value, module_class) else "a function on tensors"
         call_text = label
     arguments = ", ".join(adapter.names)

@@ -62,7 +62,7 @@ class SideEffectStory:
             "cache-modified": f"{self.role} writes into {written}, what forward saved",
             "input-modified": f"{self.role} writes into its input {written}",
             "not-reentrant": f"{self.role} is not re-entrant",
-            "uninitialised-memory": f"{self.role} reads memory np.empty left unwritten",
+            "uninitialised-memory": f"{self.role} reads memory it never wrote",
         }.get(self.kind, f"{self.role}: {self.kind}")
 
 
@@ -308,10 +308,16 @@ def _gradient_headline(
             "float64 could not be verified."
         )
     if verdict == INCONCLUSIVE:
+        precision = as_mapping(document.get("settings")).get("precision")
+        why = (
+            f"their finite differences, or the gradient's own rounding in {precision}, are too "
+            "unsure"
+            if precision
+            else "their finite differences are too unsure"
+        )
         return (
             f"INCONCLUSIVE: no entry disagrees, but {unsure} of {plural(total, 'entry', 'entries')}"
-            " could not be verified (their finite differences are too unsure; see the reasons"
-            " above)."
+            f" could not be verified ({why}; see the reasons above)."
         )
     note = f" ({doubtful} doubtful, see the reasons above)" if doubtful else ""
     return f"PASSED: {all_agree(total)}{note}."

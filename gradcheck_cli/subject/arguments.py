@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import InputError, UserCodeError
+from gradcheck_cli.numerics.bfloat16 import BFLOAT16, in_dtype
 from gradcheck_cli.numerics.models import Array
 from gradcheck_cli.subject.calling import call_user_function
 from gradcheck_cli.subject.conventions import ModelFile, signature_of
@@ -206,6 +207,8 @@ def _as_input(
         return value.astype(np.int64)
     if value.dtype.kind in "biu":
         return value
+    if dtype == BFLOAT16:  # numpy has none: bfloat16 numbers, held as float64 (a new array)
+        return np.ascontiguousarray(in_dtype(value, dtype))
     # The check's own C-ordered copy: it moves entries in place (and puts them back).
     if copy:
         return np.array(value, dtype=np.dtype(dtype), order="C", copy=True)

@@ -14,19 +14,22 @@ import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.numerics.bfloat16 import BFLOAT16, in_dtype
+from gradcheck_cli.numerics.bfloat16 import EPS as BFLOAT16_EPS
 from gradcheck_cli.numerics.models import Array, ContractedModel, Gradients, Inputs, Model
 from gradcheck_cli.numerics.schemes import Precision
 from gradcheck_cli.report import ModelInfo, OutputShape, SideEffect
 from gradcheck_cli.subject.arguments import Supplied, resolve_arguments
 from gradcheck_cli.subject.calling import Caller, fingerprints
-from gradcheck_cli.subject.conventions import CallCounter, ModelFile
+from gradcheck_cli.subject.conventions import CallCounter, ModelFile, in_precision
 from gradcheck_cli.subject.files import load_model_file
+from gradcheck_cli.subject.framework_effects import framework_side_effects
 from gradcheck_cli.subject.functions import ModelFunctions
 from gradcheck_cli.subject.instances import instantiate
 from gradcheck_cli.subject.messages import first_index, format_index, given_inputs
@@ -169,6 +172,9 @@ def bind(
     if cotangents < 1:
         raise ValueError(f"cotangents must be at least 1; got {cotangents}")
     unbound = model_file
+    if dtype == BFLOAT16 and model_file.adapted is not None:
+        # numpy has no bfloat16: the framework's own tensors are, at the adapter's edge.
+        model_file = in_precision(model_file, dtype)
     given = dict(params or {})
     call_params = given
     if model_file.of_class is not None:
@@ -261,7 +267,6 @@ def _bind_once(
             model_file, list(inputs), n_args=n_args, scalar=scalar, shape=outputs.arrays[0].shape
         )
     shapes = tuple(o.shape for o in outputs.arrays)
-    working: np.dtype[Any] = np.dtype(dtype)
     rng = np.random.default_rng(seed)
     models: list[Model] = []
     if scalar:
@@ -277,8 +282,8 @@ def _bind_once(
             for shape in shapes:
                 normal = np.asarray(rng.standard_normal(shape))
                 if cotangent_dtype is not None:
-                    normal = normal.astype(np.dtype(cotangent_dtype))
-                v = np.asarray(normal, dtype=working)
+                    normal = in_dtype(normal, cotangent_dtype)
+                v = in_dtype(normal, dtype)
                 v.flags.writeable = False
                 vectors.append(v)
             drawn.append(vectors)
@@ -304,12 +309,19 @@ def _bind_once(
             )
             if side_effects:
                 given_v = cotangent_vectors(models[0])
-                found = side_effect_checks(functions, inputs, outputs, given_v, nondet_tol)
+                probe = model_file.adapted.effects if model_file.adapted is not None else None
+                if probe is not None:  # a framework's: watched at the adapter's edge
+                    named = {**functions.caller.params, **inputs}
+                    found = framework_side_effects(model_file, probe, named, given_v, nondet_tol)
+                else:
+                    found = side_effect_checks(functions, inputs, outputs, given_v, nondet_tol)
         except UserCodeError:
             start_over_if_inputs_written()  # the inputs it wrote into made the calls differ
             raise
         start_over_if_inputs_written()
         eps = forward_precision(functions, inputs, outputs)
+        if dtype == BFLOAT16:  # held as float64, computed in bfloat16 by the framework
+            eps = max(eps or 0.0, BFLOAT16_EPS)
     from_file = model_file.from_file
     adapted = model_file.adapted
     recipe = ModelRecipe(

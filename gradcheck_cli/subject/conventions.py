@@ -41,6 +41,7 @@ Nothing here knows about click or rich.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,20 @@ class ModelFile:
         return self.path.name if entry is None else f"{self.path.name}:{entry}"
 
 
+ADAPTED_ROLES = ("forward", "backward", "example_inputs", "hvp", "jvp", "name", "formula")
+"""What a framework's adapted function gives a model file."""
+
+
+def in_precision(model_file: ModelFile, dtype: str) -> ModelFile:
+    """A PyTorch or JAX model file whose floating tensors the adapter makes in `dtype` (bfloat16,
+    which numpy has not: the arrays stay float64, holding bfloat16 numbers)."""
+    assert model_file.adapted is not None
+    adapted = model_file.adapted.in_precision(dtype)
+    return dataclasses.replace(
+        model_file, adapted=adapted, **{r: getattr(adapted, r) for r in ADAPTED_ROLES}
+    )
+
+
 def signature_of(model_file: ModelFile) -> inspect.Signature:
     """forward's signature: its parameters name the inputs and parameters of every call."""
     try:
@@ -139,13 +154,12 @@ def model_file_from_module(
     """
     adapted = adapt(module, path, entry, device=device)
     if adapted is not None:
-        roles = ("forward", "backward", "example_inputs", "hvp", "jvp", "name", "formula")
         return ModelFile(
             path=path,
             from_file=True,
             adapted=adapted,
             entry=entry,
-            **{r: getattr(adapted, r) for r in roles},
+            **{r: getattr(adapted, r) for r in ADAPTED_ROLES},
         )
     if device not in (None, "cpu"):
         raise InputError(

@@ -28,8 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck_cli.checks.judgement import working_dtype
+from gradcheck_cli.checks.precision import UNIT_ROUNDOFF
 from gradcheck_cli.errors import InputError, UserCodeError
+from gradcheck_cli.numerics.bfloat16 import BFLOAT16, in_dtype
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs, Model
+from gradcheck_cli.settings import Naming
 from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.backward_calls import fresh_copy
 from gradcheck_cli.subject.binding import Bound, bind, cotangent_vectors
@@ -66,8 +70,16 @@ _ROUNDING_STEPS = 2.0
 def unit_roundoff(subject: Bound | BuiltinSubject, dtype: str) -> float:
     """u of the precision the subject's code computes in: `dtype`'s, or the coarser one its
     forward was found to compute in at those inputs (a float16 kernel given float32)."""
-    own = float(np.finfo(np.dtype(dtype)).eps) / 2
+    own = UNIT_ROUNDOFF.get(dtype) or float(np.finfo(np.dtype(dtype)).eps) / 2
     return max(own, (subject.precision.eps or 0.0) / 2)
+
+
+def check_precision(subject: Bound | BuiltinSubject) -> str:
+    """The precision the subject's code runs in: its floating inputs' dtype, or bfloat16 for
+    a framework's function bound in it (its arrays are float64 holding bfloat16 numbers)."""
+    if isinstance(subject, Bound) and subject.recipe.dtype == BFLOAT16:
+        return BFLOAT16
+    return working_dtype(subject.inputs).name
 
 
 def low_precision_gradients(
@@ -78,13 +90,14 @@ def low_precision_gradients(
     module)."""
     inputs = subject.inputs
     rng = np.random.default_rng(seed)
+    precision = check_precision(subject)
     gradients: list[Gradients] = []
     spreads: list[dict[str, Array]] = []
     for model in subject.models:
         first = model.gradient(inputs)
         spread = {n: np.zeros(np.shape(g)) for n, g in first.items() if g is not None}
         for scale in SCALES[:DITHERS]:
-            moved = {n: _moved(a, rng, unit) for n, a in inputs.items()}
+            moved = {n: _moved(a, rng, unit, precision) for n, a in inputs.items()}
             try:
                 again = _dithered(subject, model, moved, scale, rng, unit)
             except UserCodeError:
@@ -129,17 +142,16 @@ def computes_in_float64(subject: Bound | BuiltinSubject) -> bool:
         return bool(np.any(every.astype(np.float32).astype(np.float64) != every))
 
 
-def _moved(array: Array, rng: np.random.Generator, unit: float) -> Array:
+def _moved(array: Array, rng: np.random.Generator, unit: float, precision: str) -> Array:
     """A floating array with every entry moved by a rounding step or two (random signs), in
-    its own dtype; anything else as it is."""
+    its own dtype (rounded to bfloat16 for a check in it); anything else as it is."""
     value = np.asarray(array)
     if value.dtype.kind != "f":
         return array
     signs = rng.choice((-1.0, 1.0), size=value.shape)
     with np.errstate(over="ignore"):
-        moved = (value.astype(np.float64) * (1.0 + signs * _ROUNDING_STEPS * unit)).astype(
-            value.dtype
-        )
+        wide = value.astype(np.float64) * (1.0 + signs * _ROUNDING_STEPS * unit)
+        moved = in_dtype(wide, precision) if precision == BFLOAT16 else wide.astype(value.dtype)
     # An entry at the top of the format's range stays where it is rather than become inf.
     return np.asarray(np.where(np.isfinite(moved), moved, value))
 
@@ -164,7 +176,7 @@ def _dithered(
         cache = fresh_copy(cache)
         for _, array in arrays_in(cache, "cache"):
             if array.dtype.kind == "f" and array.flags.writeable:
-                array[...] = _moved(array, rng, unit)
+                array[...] = _moved(array, rng, unit, array.dtype.name)
     at = Outputs(outputs.arrays, cache)
     if not vectors:
         return functions.backward(moved, (), at)
@@ -302,15 +314,42 @@ def reference_names(subject: Bound) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def reported_dtype(array: Array, precision: str) -> str:
+    """How a report names an input's dtype: its own, or bfloat16 for a floating input of a
+    check in it (held as float64: numpy has no bfloat16)."""
+    own = np.asarray(array).dtype
+    return precision if precision == BFLOAT16 and own.kind == "f" else str(own)
+
+
+def bfloat16_refused(naming: Naming, *, without_reference: str | None = None) -> InputError:
+    """Why a check in bfloat16 cannot run: it is judged entry by entry (--mode full, --order
+    1) against a float64 forward, and `without_reference`'s own forward is none."""
+    dtype = naming.setting("dtype", BFLOAT16)
+    if without_reference is None:
+        # 8 bits: a difference of bfloat16 values resolves nothing a check could vouch for.
+        return InputError(
+            f"{dtype} is judged entry by entry against a float64 forward: it needs "
+            f"{naming.setting('mode', 'full')} and {naming.setting('order', 1)} (differencing "
+            "bfloat16 itself, whose 8 bits leave no step, could vouch for nothing)"
+        )
+    how = (
+        "--reference-model FILE.py:NAME"
+        if naming.face == "command line"
+        else "reference_forward= (--reference-model on the command line)"
+    )
+    return InputError(
+        f"{dtype}: {without_reference}'s forward does not compute in float64 at float64 inputs, "
+        f"so it is no float64 reference of itself; name one with {how}"
+    )
+
+
 def check_dtype(dtype: str, *, option: str, what: str | ModelFile) -> None:
-    """numpy has float32 and float16, not bfloat16: a numpy model cannot run in it."""
-    if dtype != "bfloat16":
+    """numpy has float32 and float16, not bfloat16: a numpy model cannot run in it (a PyTorch
+    or JAX model runs in it at the adapter's edge)."""
+    if dtype != BFLOAT16:
         return
     if isinstance(what, ModelFile) and what.adapted is not None:
-        raise InputError(
-            f"{option} bfloat16: {what.label} is a PyTorch or JAX model, but its bfloat16 check "
-            "is not built yet; use --dtype float32 or float16"
-        )
+        return
     name = what if isinstance(what, str) else what.path.name
     raise InputError(
         f"{option} bfloat16: numpy has no bfloat16, and {name} is numpy code; bfloat16 is for "

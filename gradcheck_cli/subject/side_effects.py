@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck_cli.errors import UserCodeError
+from gradcheck_cli.frameworks.effects import INPUT_HELD, Write
 from gradcheck_cli.numerics.models import Array, Gradients, Inputs
 from gradcheck_cli.report import SideEffect
 from gradcheck_cli.subject.backward_calls import (
@@ -49,6 +49,16 @@ from gradcheck_cli.subject.calling import (
     call_user_function,
     read_only,
     writable_copy,
+)
+from gradcheck_cli.subject.effect_words import (
+    cache_effect,
+    dout_effect,
+    gradients_gap,
+    input_effect,
+    listed,
+    outputs_gap,
+    reentrant_effect,
+    uninitialised_effect,
 )
 from gradcheck_cli.subject.functions import ModelFunctions, Outputs
 
@@ -246,18 +256,16 @@ def _forward_checks(
         outputs: Outputs | str = functions.outputs_of(result)
     except UserCodeError as error:
         outputs = str(error)
-    written = [w for w in prepared.written() if w[0].kind == INPUT]
-    names = _names(written)
-    if not names and "forward" in functions.caller.wrote:
-        names = _writes_read_only(functions, call, (INPUT,))
+    written = _writes([w for w in prepared.written() if w[0].kind == INPUT], inputs)
+    if not written and "forward" in functions.caller.wrote:
+        written = _unchanged(_writes_read_only(functions, call, (INPUT,)))
     effects = []
     if call.of(INPUT):
-        effects.append(_input_effect(role, names, written, "forward"))
-    if isinstance(outputs, str):
-        gap: _Gap | None = _Gap("", float("inf"), "", "", outputs.partition(": ")[2] or outputs)
-    else:
-        gap = _outputs_gap(first.arrays, outputs.arrays, tolerance)
-    effects.append(_uninitialised_effect(role, gap, "the output"))
+        effects.append(input_effect(role, written, "forward"))
+    gap = outputs_gap(
+        first.arrays, outputs if isinstance(outputs, str) else outputs.arrays, tolerance
+    )
+    effects.append(uninitialised_effect(role, gap, "the output"))
     return effects
 
 
@@ -291,16 +299,15 @@ def _backward_checks(
         arguments = call.of(own)
         if not arguments:
             continue
-        mine = [w for w in written if w[0].kind == own]
-        names = _names(mine)
-        if not names and raised and own != CACHE:
-            names = _writes_read_only(functions, call, (own,))
+        mine = _writes([w for w in written if w[0].kind == own], inputs)
+        if not mine and raised and own != CACHE:
+            mine = _unchanged(_writes_read_only(functions, call, (own,)))
         if kind == "dout-modified":
-            effects.append(_dout_effect(role, names, mine, [a.name for a in arguments]))
+            effects.append(dout_effect(role, mine, [a.name for a in arguments]))
         elif kind == "cache-modified":
-            effects.append(_cache_effect(role, names, mine, inputs, arguments[0].name))
+            effects.append(cache_effect(role, mine, arguments[0].name))
         else:
-            effects.append(_input_effect(role, names, mine, "backward"))
+            effects.append(input_effect(role, mine, "backward"))
     gradients = functions.gradients_of(once, inputs, cotangents)
 
     def again() -> Gradients | str:
@@ -312,186 +319,36 @@ def _backward_checks(
             return str(error)
 
     filled = again()
-    gap = _gradients_gap(gradients, filled, tolerance)
+    given = [a.name for a in call.of(DOUT, CACHE)]
+    gap = gradients_gap(gradients, filled, tolerance)
     if gap is None:
-        effects.append(_reentrant_effect(role, None, tolerance, call))
-        effects.append(_uninitialised_effect(role, None, "the result"))
+        effects.append(reentrant_effect(role, None, tolerance, given))
+        effects.append(uninitialised_effect(role, None, "the result"))
         return effects
     twice = again()
-    repeat = _gradients_gap(filled, twice, tolerance)
+    repeat = gradients_gap(filled, twice, tolerance)
     if repeat is None:  # the same with memory filled, not without: it reads what it never wrote
-        effects.append(_reentrant_effect(role, None, tolerance, call))
-        effects.append(_uninitialised_effect(role, gap, "the result"))
+        effects.append(reentrant_effect(role, None, tolerance, given))
+        effects.append(uninitialised_effect(role, gap, "the result"))
     else:  # two calls under the same conditions differ
-        effects.append(_reentrant_effect(role, repeat, tolerance, call))
+        effects.append(reentrant_effect(role, repeat, tolerance, given))
     return effects
 
 
-# --- Comparing results ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Gap:
-    """How two results differ: in what (`dx`), by how much, and at which entry (`dx[0,2]`)
-    with its two values."""
-
-    name: str
-    size: float
-    entry: str
-    first: str
-    second: str
-
-
-def _values_gap(name: str, a: Array, b: Array) -> _Gap | None:
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        return _Gap(name, float("inf"), f"the shape of {name}", str(a.shape), str(b.shape))
-    with np.errstate(all="ignore"):
-        lone_nan = np.isnan(a) != np.isnan(b)
-        difference = np.where(np.isnan(a) | np.isnan(b), 0.0, np.abs(a - b))
-    if not (lone_nan.any() or (difference > 0).any()):
-        return None
-    size = float("inf") if lone_nan.any() else float(np.max(difference))
-    where = lone_nan if lone_nan.any() else difference == np.max(difference)
-    at = tuple(int(i) for i in np.argwhere(where)[0])
-    entry = f"{name}[{','.join(map(str, at))}]" if at else name
-    return _Gap(name, size, entry, f"{a[at].item():.6g}", f"{b[at].item():.6g}")
-
-
-def _outputs_gap(one: Sequence[Array], two: Sequence[Array], tolerance: float) -> _Gap | None:
-    for number, (a, b) in enumerate(zip(one, two, strict=False), start=1):
-        name = "out" if len(one) == 1 else f"out{number}"
-        gap = _values_gap(name, a, b)
-        if gap is not None and not gap.size <= tolerance:
-            return gap
-    return None
-
-
-def _gradients_gap(one: Gradients | str, two: Gradients | str, tolerance: float) -> _Gap | None:
-    """Where two results of backward differ beyond `tolerance`; a result may be the error a
-    call failed with (the same error twice is no difference)."""
-    if isinstance(one, str) or isinstance(two, str):
-        if one == two:
-            return None
-        failure = two if isinstance(two, str) else one
-        assert isinstance(failure, str)
-        return _Gap("", float("inf"), "", "", failure.partition(": ")[2] or failure)
-    for name, a in one.items():
-        b = two.get(name)
-        if a is None or b is None:
-            continue
-        gap = _values_gap(f"d{name}", a, b)
-        if gap is not None and not gap.size <= tolerance:
-            return gap
-    return None
-
-
-# --- What each check says ------------------------------------------------------------------------
-
-
-def _names(written: Sequence[tuple[Argument, str, Array, Array]]) -> list[str]:
-    return list(dict.fromkeys(where for _, where, _, _ in written))
-
-
-def _example(written: Sequence[tuple[Argument, str, Array, Array]]) -> str:
-    """`dout[0,2] was 0.31, is 0 after the call`: the first entry that changed."""
-    if not written:
-        return ""
-    _, where, now, before = written[0]
-    if now.shape != before.shape:
-        return f": {where} changed shape"
-    with np.errstate(all="ignore"):
-        moved = ~((now == before) | (np.isnan(now) & np.isnan(before)))
-    if not moved.any():
-        return ""
-    at = tuple(int(i) for i in np.argwhere(moved)[0])
-    index = f"[{','.join(map(str, at))}]" if at else ""
-    return f": {where}{index} was {before[at].item():.6g}, is {now[at].item():.6g} after the call"
-
-
-def _listed(names: Sequence[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _dout_effect(
-    role: str, names: list[str], written: Sequence[Any], arguments: Sequence[str]
-) -> SideEffect:
-    if not names:
-        told = f"{role} leaves {_listed(list(arguments))} as it was given"
-        return SideEffect("dout-modified", role, True, (), told)
-    message = (
-        f"{role} writes into {_listed(names)}, the gradient of forward's output it is given"
-        f"{_example(written)}: the caller's upstream gradient is corrupted (work on a copy: "
-        f"{names[0].partition('[')[0]}.copy())"
-    )
-    return SideEffect("dout-modified", role, False, tuple(names), message)
-
-
-def _cache_effect(
-    role: str, names: list[str], written: Sequence[Any], inputs: Inputs, cache: str
-) -> SideEffect:
-    if not names:
-        return SideEffect(
-            "cache-modified", role, True, (), f"{role} leaves {cache} as forward saved it"
-        )
-    shared = []
-    for argument, where, _, _ in written:
+def _writes(written: Sequence[tuple[Argument, str, Array, Array]], inputs: Inputs) -> list[Write]:
+    """What the code wrote into, as the wording takes it: a cache's array that is forward's
+    input itself (a view of it) says so."""
+    found = []
+    for argument, where, now, before in written:
         original = np.asarray(_original(argument, where))
-        shared += [
+        shared = [
             n for n, a in inputs.items() if original.size and np.may_share_memory(original, a)
         ]
-    holds = f" (which holds forward's input {_listed(shared)})" if shared else ""
-    message = (
-        f"{role} writes into {_listed(names)}{holds}, what forward saved for it"
-        f"{_example(written)}: a second backward on the same cache starts from what this one "
-        "wrote"
-    )
-    return SideEffect("cache-modified", role, False, tuple(names), message)
+        holds = f"{INPUT_HELD}{listed(shared)}" if shared and argument.kind == CACHE else ""
+        found.append(Write(where, before, now, holds))
+    return found
 
 
-def _input_effect(role: str, names: list[str], written: Sequence[Any], which: str) -> SideEffect:
-    if not names:
-        return SideEffect("input-modified", role, True, (), f"{role} leaves its inputs as given")
-    example = _example(written) or " (a read-only view of it raised)"
-    message = (
-        f"{role} writes into its input {_listed(names)}{example}: the caller's array changes "
-        f"with every call ({which} got a copy here, so the check's numbers are unaffected)"
-    )
-    return SideEffect("input-modified", role, False, tuple(names), message)
-
-
-def _reentrant_effect(role: str, gap: _Gap | None, tolerance: float, call: NamedCall) -> SideEffect:
-    given = [a.name for a in call.of(DOUT, CACHE)]
-    same = f"the same {_listed(given)}" if given else "the same inputs"
-    if gap is None:
-        return SideEffect("not-reentrant", role, True, (), f"two calls of {role} with {same} agree")
-    if not gap.entry:
-        found = f"one call returns and the next fails ({gap.second})"
-    else:
-        found = (
-            f"give {gap.entry} = {gap.first} and then {gap.second} (more than --nondet-tol "
-            f"{tolerance:g} apart)"
-        )
-    message = (
-        f"{role} is not re-entrant: two calls with {same} {found}: does it keep a buffer "
-        "between calls, or add into a result it should assign?"
-    )
-    return SideEffect("not-reentrant", role, False, (gap.name,) if gap.name else (), message)
-
-
-def _uninitialised_effect(role: str, gap: _Gap | None, what: str) -> SideEffect:
-    if gap is None:
-        told = f"{what} of {role} is the same with the memory np.empty hands out filled"
-        return SideEffect("uninitialised-memory", role, True, (), told)
-    name = gap.name
-    if not gap.entry:  # it failed: a NaN it returned, or one it could not take
-        found = gap.second
-        named = re.search(r"non-finite ([\w.]+)\[", found)
-        name = named.group(1) if named else ""
-    else:
-        found = f"{gap.entry} is {gap.second} instead of {gap.first}"
-    message = (
-        f"{role} depends on uninitialised memory: with the memory np.empty hands out filled "
-        f"with NaN, {found}: an entry of np.empty (or empty_like) is read before it is written"
-    )
-    return SideEffect("uninitialised-memory", role, False, (name,) if name else (), message)
+def _unchanged(names: Sequence[str]) -> list[Write]:
+    """Arguments a read-only view of which raised: written into, no value changed."""
+    return [Write(name, np.empty(0), np.empty(0)) for name in names]

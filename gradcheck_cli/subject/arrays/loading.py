@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from gradcheck_cli.numerics.bfloat16 import BFLOAT16, LARGEST, in_dtype
 from gradcheck_cli.subject.arrays.csv_files import load_csv
 from gradcheck_cli.subject.arrays.files import LoadError
 from gradcheck_cli.subject.arrays.npy_files import load_npy
@@ -30,7 +31,7 @@ from gradcheck_cli.subject.arrays.values import refuse_overflow
 
 SUPPORTED_EXTENSIONS = (".csv", ".npy", ".npz")
 
-_CASTABLE_DTYPES = ("float64", "float32", "float16")
+_CASTABLE_DTYPES = ("float64", "float32", "float16", BFLOAT16)
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == has no single truth value
@@ -104,7 +105,8 @@ def is_whole_archive(spec: str, *, option: str) -> bool:
 
 
 def cast_to_dtype(loaded: LoadedArray, dtype: str, *, option: str) -> NDArray[Any]:
-    """`loaded.array` in `dtype` ("float64", "float32" or "float16") if it is a float array.
+    """`loaded.array` in `dtype` ("float64", "float32", "float16", or "bfloat16": rounded to
+    it, held as float64) if it is a float array.
 
     Integer and boolean arrays are returned unchanged (labels and masks are not cast). A value
     that is finite in the file but too large for `dtype` (1e39 in float32) is a `LoadError`
@@ -116,8 +118,14 @@ def cast_to_dtype(loaded: LoadedArray, dtype: str, *, option: str) -> NDArray[An
     if array.dtype.kind in "biu":
         return array
     with np.errstate(over="ignore"):  # overflow is found and reported below, by entry
-        cast = array.astype(np.dtype(dtype), copy=False)  # no second copy of a big input
-    refuse_overflow(array, cast, loaded.source, f"given to {option} with --dtype {dtype}")
+        if dtype == BFLOAT16:
+            cast = in_dtype(array, dtype)
+        else:
+            cast = array.astype(np.dtype(dtype), copy=False)  # no second copy of a big input
+    largest = (dtype, LARGEST) if dtype == BFLOAT16 else None
+    refuse_overflow(
+        array, cast, loaded.source, f"given to {option} with --dtype {dtype}", largest=largest
+    )
     return cast
 
 

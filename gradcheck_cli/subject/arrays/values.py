@@ -74,13 +74,22 @@ def in_loaded_dtype(raw: NDArray[Any], source: str, option: str) -> NDArray[Any]
     return array
 
 
-def refuse_overflow(original: NDArray[Any], cast: NDArray[Any], source: str, context: str) -> None:
-    """Raise `LoadError` at the first value that is finite in `original` but inf in `cast`."""
+def refuse_overflow(
+    original: NDArray[Any],
+    cast: NDArray[Any],
+    source: str,
+    context: str,
+    *,
+    largest: tuple[str, float] | None = None,
+) -> None:
+    """Raise `LoadError` at the first value that is finite in `original` but inf in `cast`
+    (`largest`: the name and largest value of a dtype `cast` only holds the values of)."""
     position = first_true(np.isinf(cast) & np.isfinite(original))
     if position is not None:
+        name, top = largest or (str(cast.dtype), np.finfo(cast.dtype).max)
         raise LoadError(
             f"{source}: {_entry_with_value(position, original[position])} overflows "
-            f"{cast.dtype} (largest {np.finfo(cast.dtype).max!s}) and would become inf ({context})"
+            f"{name} (largest {top!s}) and would become inf ({context})"
         )
 
 

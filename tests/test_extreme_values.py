@@ -150,9 +150,8 @@ def test_a_forward_that_differs_in_worker_processes_gets_the_same_verdict_for_an
             tmp_path, "run", "--model", "noisy.py", "--jobs", jobs
         )
         assert stderr == ""
-        verdicts[jobs] = (code, document["verdict"], failing_entries(document))
-        reasons = {check["reason"] for check in document["checks"]}
-        verdicts[jobs] += (tuple(sorted(reasons)),)
+        reasons = tuple(sorted({check["reason"] for check in document["checks"]}))
+        verdicts[jobs] = (code, document["verdict"], failing_entries(document), reasons)
         assert document["settings"]["jobs"] == 1
     assert verdicts["1"] == verdicts["2"] == (0, "passed", {"x": 0}, ("ok",))
 

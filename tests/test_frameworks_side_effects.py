@@ -6,21 +6,12 @@ for re-entrancy alone."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-
-Invoke = Callable[..., Result]
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "fixtures" / "models"
+from helpers import MODELS, Document, gradcheck, gradcheck_json, gradcheck_process
 
 KINDS = [
     "input-modified",
@@ -50,30 +41,27 @@ TWINS = [
 ]
 
 
-def run_json(invoke: Invoke, *args: str) -> tuple[int, dict[str, Any]]:
-    result = invoke("run", *args, "--format", "json")
-    assert "Traceback" not in result.stdout + result.stderr, result.stderr
-    document: dict[str, Any] = json.loads(result.stdout)
-    return result.exit_code, document
+def run_json(*args: str) -> tuple[int, Document]:
+    return gradcheck_json("run", *args)
 
 
-def failed(document: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+def failed(document: Document) -> list[tuple[str, str, list[str]]]:
     return [(e["kind"], e["role"], e["names"]) for e in document["side_effects"] if not e["passed"]]
 
 
 @pytest.mark.torch
 @pytest.mark.parametrize(("layer", "kind", "role", "names", "words"), TWINS)
 def test_each_planted_side_effect_fails_with_its_name(
-    invoke: Invoke, layer: str, kind: str, role: str, names: list[str], words: str
+    layer: str, kind: str, role: str, names: list[str], words: str
 ) -> None:
     """The twin fails on exactly its one side effect, named as its code names it; the correct
     layer passes all six checks and its gradient."""
-    code, bad = run_json(invoke, "--model", f"{MODELS / 'torch_side_effects_bug'}.py:{layer}")
+    code, bad = run_json("--model", f"{MODELS / 'torch_side_effects_bug'}.py:{layer}")
     assert code == 1
     assert failed(bad) == [(kind, role, names)]
     (effect,) = [e for e in bad["side_effects"] if not e["passed"]]
     assert words in effect["message"]
-    code, good = run_json(invoke, "--model", f"{MODELS / 'torch_side_effects'}.py:{layer}")
+    code, good = run_json("--model", f"{MODELS / 'torch_side_effects'}.py:{layer}")
     assert code == 0
     assert good["verdict"] == "passed"
     assert [e["kind"] for e in good["side_effects"]] == KINDS
@@ -81,11 +69,11 @@ def test_each_planted_side_effect_fails_with_its_name(
 
 
 @pytest.mark.torch
-def test_the_side_effects_alone_fail_a_right_gradient(invoke: Invoke) -> None:
+def test_the_side_effects_alone_fail_a_right_gradient() -> None:
     """Relu's, Scale's and Center's gradients are right: every entry agrees, and the run fails
     on the side effect alone, which the final line names."""
     for layer in ("Relu", "Scale", "Center"):
-        result = invoke("run", "--model", f"{MODELS / 'torch_side_effects_bug'}.py:{layer}")
+        result = gradcheck("run", "--model", f"{MODELS / 'torch_side_effects_bug'}.py:{layer}")
         assert result.exit_code == 1
         final = result.stdout.strip().splitlines()[-1]
         assert final.startswith(f"FAILED: {layer}.")
@@ -96,34 +84,23 @@ def test_the_side_effects_alone_fail_a_right_gradient(invoke: Invoke) -> None:
 
 @pytest.mark.torch
 def test_the_real_command_line_names_the_side_effect(tmp_path: Path) -> None:
-    """`python -m gradcheck_cli run`: the twin's table line and exit code, the JUnit failure
-    naming the check, the correct layer's exit 0."""
+    """`python -m gradcheck_cli run` in a process of its own: the twin's table line and exit
+    code, the JUnit failure naming the check, the correct layer's exit 0."""
     junit = tmp_path / "report.xml"
     model = f"{MODELS / 'torch_side_effects_bug'}.py:Relu"
-    done = subprocess.run(
-        [sys.executable, "-m", "gradcheck_cli", "run", "--model", model, "--junit-xml", str(junit)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-        check=False,
-    )
+    done = gradcheck_process("run", "--model", model, "--junit-xml", str(junit), cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert (
         "side effect (dout-modified): FAILED: Relu.backward writes into grad_out, the gradient "
         "of forward's output it is given: grad_out[0,1] was -0.132105, is -0 after the call"
     ) in " ".join(done.stdout.split())
     assert "dout-modified of Relu.backward" in junit.read_text()
-    done = subprocess.run(
-        [sys.executable, "-m", "gradcheck_cli", "run", "--model", model.replace("_bug", "")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = gradcheck_process("run", "--model", model.replace("_bug", ""), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.torch
-def test_a_saved_output_written_into_says_so(invoke: Invoke, tmp_path: Path) -> None:
+def test_a_saved_output_written_into_says_so(tmp_path: Path) -> None:
     """A backward that writes into a saved tensor that is forward's own output (the caller's
     result), and one that writes into a tensor kept as a ctx attribute, inside a dict."""
     path = tmp_path / "saved.py"
@@ -160,20 +137,18 @@ def test_a_saved_output_written_into_says_so(invoke: Invoke, tmp_path: Path) -> 
             """
         )
     )
-    code, document = run_json(invoke, "--model", f"{path}:Exp")
+    code, document = run_json("--model", f"{path}:Exp")
     assert code == 1
     assert failed(document) == [("cache-modified", "Exp.backward", ["ctx.saved_tensors[0]"])]
     message = next(e["message"] for e in document["side_effects"] if not e["passed"])
     assert "(which holds forward's output)" in message
-    code, document = run_json(invoke, "--model", f"{path}:Kept")
+    code, document = run_json("--model", f"{path}:Kept")
     assert code == 1
     assert failed(document) == [("cache-modified", "Kept.backward", ["ctx.kept['twice'][0]"])]
 
 
 @pytest.mark.torch
-def test_a_write_that_leaves_the_values_is_seen_by_the_version_counter(
-    invoke: Invoke, tmp_path: Path
-) -> None:
+def test_a_write_that_leaves_the_values_is_seen_by_the_version_counter(tmp_path: Path) -> None:
     """x.mul_(1.0) changes no value: the version counter says it was written all the same."""
     path = tmp_path / "same.py"
     path.write_text(
@@ -198,7 +173,7 @@ def test_a_write_that_leaves_the_values_is_seen_by_the_version_counter(
             """
         )
     )
-    code, document = run_json(invoke, "--model", f"{path}:Same")
+    code, document = run_json("--model", f"{path}:Same")
     assert code == 1
     assert failed(document) == [("input-modified", "Same.forward", ["x"])]
     message = next(e["message"] for e in document["side_effects"] if not e["passed"])
@@ -210,7 +185,7 @@ def test_a_write_that_leaves_the_values_is_seen_by_the_version_counter(
 
 
 @pytest.mark.torch
-def test_several_outputs_name_each_gradient(invoke: Invoke, tmp_path: Path) -> None:
+def test_several_outputs_name_each_gradient(tmp_path: Path) -> None:
     """A Function with two outputs and `*grads`: checked as one joined output (exit 0, where it
     was exit 3), and a write into its second gradient is named grads[1]."""
     path = tmp_path / "two.py"
@@ -243,10 +218,10 @@ def test_several_outputs_name_each_gradient(invoke: Invoke, tmp_path: Path) -> N
             """
         )
     )
-    code, document = run_json(invoke, "--model", f"{path}:Polar")
+    code, document = run_json("--model", f"{path}:Polar")
     assert code == 0
     assert document["summary"]["x"]["failed"] == 0
-    code, document = run_json(invoke, "--model", f"{path}:PolarBug")
+    code, document = run_json("--model", f"{path}:PolarBug")
     assert code == 1
     assert failed(document) == [("dout-modified", "PolarBug.backward", ["grads[1]"])]
     message = next(e["message"] for e in document["side_effects"] if not e["passed"])
@@ -254,9 +229,7 @@ def test_several_outputs_name_each_gradient(invoke: Invoke, tmp_path: Path) -> N
 
 
 @pytest.mark.torch
-def test_a_function_without_a_backward_of_its_own_has_its_forward_checked(
-    invoke: Invoke, tmp_path: Path
-) -> None:
+def test_a_function_without_a_backward_of_its_own_has_its_forward_checked(tmp_path: Path) -> None:
     """Plain torch operations: autograd's own backward is not the user's, so only forward's
     inputs and memory are checked; a Function inside a function is found and checked."""
     path = tmp_path / "plain.py"
@@ -273,15 +246,13 @@ def test_a_function_without_a_backward_of_its_own_has_its_forward_checked(
             """
         )
     )
-    code, document = run_json(invoke, "--model", f"{path}:plain")
+    code, document = run_json("--model", f"{path}:plain")
     assert code == 0
     assert [(e["kind"], e["role"]) for e in document["side_effects"]] == [
         ("input-modified", "plain"),
         ("uninitialised-memory", "plain"),
     ]
-    code, document = run_json(
-        invoke, "--model", f"{MODELS / 'torch_softplus_affine'}.py:softplus_affine"
-    )
+    code, document = run_json("--model", f"{MODELS / 'torch_softplus_affine'}.py:softplus_affine")
     assert code == 0
     assert [(e["kind"], e["role"]) for e in document["side_effects"]] == list(
         zip(KINDS, ["softplus_affine"] * 2 + ["SoftplusAffine.backward"] * 4, strict=True)
@@ -289,9 +260,9 @@ def test_a_function_without_a_backward_of_its_own_has_its_forward_checked(
 
 
 @pytest.mark.torch
-def test_no_side_effects_skips_them(invoke: Invoke) -> None:
+def test_no_side_effects_skips_them() -> None:
     code, document = run_json(
-        invoke, "--model", f"{MODELS / 'torch_side_effects_bug'}.py:Relu", "--no-side-effects"
+        "--model", f"{MODELS / 'torch_side_effects_bug'}.py:Relu", "--no-side-effects"
     )
     assert code == 0
     assert document["side_effects"] == []
@@ -300,7 +271,7 @@ def test_no_side_effects_skips_them(invoke: Invoke) -> None:
 @pytest.mark.torch
 @pytest.mark.parametrize("before", [(False, False, True), (True, False, False), (True, True, True)])
 def test_pytorch_global_settings_are_restored(
-    invoke: Invoke, tmp_path: Path, before: tuple[bool, bool, bool]
+    tmp_path: Path, before: tuple[bool, bool, bool]
 ) -> None:
     """use_deterministic_algorithms (and its warn_only) and fill_uninitialized_memory are as
     they were before the run, whatever they were, also after a backward that raises. (With
@@ -346,7 +317,7 @@ def test_pytorch_global_settings_are_restored(
             (f"{MODELS / 'torch_side_effects_bug'}.py:Leaky", 2 if filled else 1),
             (f"{path}:Raises", 2),
         ):
-            result = invoke("run", "--model", model)
+            result = gradcheck("run", "--model", model)
             assert result.exit_code == exit_code, result.stderr
             after = (
                 torch.are_deterministic_algorithms_enabled(),
@@ -391,10 +362,10 @@ def example_inputs():
 
 
 @pytest.mark.jax
-def test_a_jax_function_is_checked_for_reentrancy_alone(invoke: Invoke, tmp_path: Path) -> None:
+def test_a_jax_function_is_checked_for_reentrancy_alone(tmp_path: Path) -> None:
     """JAX arrays cannot be written into and jnp.empty is zeros: the one check is re-entrancy,
     the bwd rule called twice on one vjp's residuals; a rule that counts its calls fails it."""
-    code, document = run_json(invoke, "--model", f"{MODELS / 'jax_logsumexp'}.py:lse")
+    code, document = run_json("--model", f"{MODELS / 'jax_logsumexp'}.py:lse")
     assert code == 0
     assert [(e["kind"], e["role"], e["passed"]) for e in document["side_effects"]] == [
         ("not-reentrant", "lse_bwd", True)
@@ -404,6 +375,6 @@ def test_a_jax_function_is_checked_for_reentrancy_alone(invoke: Invoke, tmp_path
     )
     path = tmp_path / "counting.py"
     path.write_text(JAX_BUFFER)
-    code, document = run_json(invoke, "--model", f"{path}:lse")
+    code, document = run_json("--model", f"{path}:lse")
     assert code == 1
     assert failed(document) == [("not-reentrant", "lse_bwd", ["dx"])]

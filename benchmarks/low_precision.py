@@ -13,8 +13,8 @@ float16-only kernel softmax_half is checked against softmax_forward as its named
 in float64, float32, float16 and bfloat16, against their own float64 forward (checked first)
 and against the numpy layers' forwards as named references (--reference-model, no float64
 check first: what the low precision alone resolves). --cases N then checks each correct
-Function and each twin at N random input points in bfloat16 against the named reference, and
-counts the verdicts and entries.
+Function and each twin at N random input points in bfloat16, against its own float64 forward
+(checked first) and against the named reference, and counts the verdicts and entries.
 """
 
 from __future__ import annotations
@@ -95,38 +95,45 @@ def torch_layers(cases: int) -> None:
                 line(f"{name} vs ref", dtype, check(spec, dtype, f"{numpy_layers}:{forward}"))
     if not cases:
         return
-    print(f"\nbfloat16 against the named reference, {cases} random input points each:")
+    print(f"\nbfloat16 at {cases} random input points each:")
     rng = np.random.default_rng(23)
     with tempfile.TemporaryDirectory() as folder:
         for layer, forward in REFERENCES.items():
-            for stem in ("torch_low_precision", "torch_low_precision_bug"):
-                verdicts: Counter[str] = Counter()
-                entries: Counter[str] = Counter()
-                for case in range(cases):
-                    arrays = {n: rng.standard_normal(s) for n, s in SHAPES[layer].items()}
-                    if "gamma" in arrays:
-                        arrays["gamma"] = 1.0 + 0.5 * arrays["gamma"]
-                    archive = Path(folder) / f"{layer}{case}.npz"
-                    np.savez(archive, **arrays)  # type: ignore[arg-type]
-                    options = InputOptions(
-                        model_spec=f"{MODELS / stem}.py:{layer}",
-                        dtype="bfloat16",
-                        reference_model=f"{numpy_layers}:{forward}",
-                        inputs_archive=str(archive),
+            points = []
+            for case in range(cases):
+                arrays = {n: rng.standard_normal(s) for n, s in SHAPES[layer].items()}
+                if "gamma" in arrays:
+                    arrays["gamma"] = 1.0 + 0.5 * arrays["gamma"]
+                points.append(Path(folder) / f"{layer}{case}.npz")
+                np.savez(points[-1], **arrays)  # type: ignore[arg-type]
+            for against in ("own forward", "named reference"):
+                reference = f"{numpy_layers}:{forward}" if against == "named reference" else None
+                for stem in ("torch_low_precision", "torch_low_precision_bug"):
+                    verdicts: Counter[str] = Counter()
+                    entries: Counter[str] = Counter()
+                    for archive in points:
+                        options = InputOptions(
+                            model_spec=f"{MODELS / stem}.py:{layer}",
+                            dtype="bfloat16",
+                            reference_model=reference,
+                            inputs_archive=str(archive),
+                        )
+                        _, report = session.run(
+                            functools.partial(load_subject, options),
+                            CheckSettings(jobs=1),
+                            naming=COMMAND_LINE,
+                            reference=reference_loader(options),
+                        )
+                        verdicts[report.verdict] += 1
+                        for summary in report.summary.values():
+                            entries["entries"] += summary.entries
+                            entries["failed"] += summary.failed
+                            entries["inconclusive"] += summary.inconclusive
+                            entries["doubtful"] += summary.doubtful
+                    print(
+                        f"  {stem}:{layer} against its {against}: verdicts {dict(verdicts)}; "
+                        f"entries {dict(entries)}"
                     )
-                    _, report = session.run(
-                        functools.partial(load_subject, options),
-                        CheckSettings(jobs=1),
-                        naming=COMMAND_LINE,
-                        reference=reference_loader(options),
-                    )
-                    verdicts[report.verdict] += 1
-                    for summary in report.summary.values():
-                        entries["entries"] += summary.entries
-                        entries["failed"] += summary.failed
-                        entries["inconclusive"] += summary.inconclusive
-                        entries["doubtful"] += summary.doubtful
-                print(f"  {stem}:{layer}: verdicts {dict(verdicts)}; entries {dict(entries)}")
 
 
 def main() -> None:

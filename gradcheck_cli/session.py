@@ -205,7 +205,9 @@ def _low_precision_check(
     the same quantised inputs. When that is the model's own code, its float64 gradient is
     checked first, as any float64 check: an error below what the low precision resolves (1%
     of a bfloat16 term) shows there, and a wrong formula is told apart from a precision
-    problem. If it fails, its report is the run's (the low-precision gradient is not judged)."""
+    problem. If it fails, its report is the run's (the low-precision gradient is not judged);
+    if it passes, the formula is verified and an entry of a precision too coarse to resolve a
+    1% error (bfloat16) may pass where it agrees within its rounding (`LowPrecision.vouches`)."""
     target = target_of(against)
     float64 = None
     if low.reference == OWN_FORWARD and computes_in_float64(against):
@@ -213,6 +215,7 @@ def _low_precision_check(
         float64 = prerequisite(first)
         if first.verdict == "failed":
             return _as_low_precision(first, subject, against, low, "float64", float64)
+        low = dataclasses.replace(low, verified_in_float64=first.verdict == "passed")
     report, _ = _checked(against, target, asked, selection, naming, progress, low)
     return _as_low_precision(report, subject, against, low, low.dtype, float64)
 

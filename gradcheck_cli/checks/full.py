@@ -70,6 +70,7 @@ def check_input(
     rounding_full: Array | None = None,
     resolution_full: Array | None = None,
     unresolved: bool = False,
+    doubt: float = DOUBT,
 ) -> Verdicts:
     """Verdicts for the entries `flat` of input `wrt`; `rounding_full` (the input's shape) is
     the analytic gradient's own error where it is computed in a low precision.
@@ -204,6 +205,7 @@ def check_input(
         rounding=rounding,
         resolution=resolution,
         unresolved=unresolved and rounding is not None,
+        doubt=doubt,
     )
 
 
@@ -264,7 +266,8 @@ def check_models(
                 precision=rule.precision,
                 rounding_full=rounding,
                 resolution_full=resolution,
-                unresolved=low is not None and not low.resolves,
+                unresolved=low is not None and not low.vouches,
+                doubt=DOUBT if low is None else low.doubt,
             )
 
         items = list(selections.items())

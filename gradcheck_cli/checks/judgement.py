@@ -181,6 +181,7 @@ def judge(
     rounding: FloatArray | None = None,
     resolution: FloatArray | None = None,
     unresolved: bool = False,
+    doubt: float = DOUBT,
 ) -> Verdicts:
     """Verdict and reason per entry.
 
@@ -195,7 +196,9 @@ def judge(
     cancelling terms can make, which no estimate from outside the code sees) is inconclusive
     too, not failed. `unresolved`: the precision's own rounding is so coarse that no tolerance
     built on it resolves an error of DOUBT (SAFETY x u > 1%: bfloat16): nothing it agrees with
-    is vouched for, every entry that would pass is inconclusive (exact zeros aside).
+    is vouched for, every entry that would pass is inconclusive (exact zeros aside). `doubt`:
+    the share of what is compared above which an estimate cannot vouch (DOUBT, or what a
+    coarse precision resolves at best where its formula was verified in float64).
     """
     numerical = estimates.numerical
     with np.errstate(invalid="ignore"):
@@ -216,8 +219,8 @@ def judge(
     # Evidence: the estimate clearly below what is compared: the entry, its input's gradient,
     # or (where they cancel) the terms the derivative sums.
     compared = np.maximum(np.maximum(size, scale), estimates.terms)
-    conclusive = exact_zero | (finite & (estimate <= DOUBT * compared))
-    doubtful = seen & ~saturated & (estimate > DOUBT * size)
+    conclusive = exact_zero | (finite & (estimate <= doubt * compared))
+    doubtful = seen & ~saturated & (estimate > doubt * size)
     step_reason = np.where(
         estimates.roundoff >= estimates.truncation, "step-too-small", "step-too-large"
     )
@@ -277,6 +280,7 @@ def judge(
             user_step=False,
             rounding=None if rounding is None else rounding[where],
             resolution=None if resolution is None else resolution[where],
+            doubt=doubt,
         )
         blame_step = np.isin(second.reasons, ("ok", "step-too-small", "step-too-large"))
         # Which way the user's step was off.

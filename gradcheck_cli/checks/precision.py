@@ -60,7 +60,16 @@ UNRESOLVED_RULE = (
     "cannot tell a 1% error from rounding, so an entry that agrees is inconclusive, one beyond "
     "its tolerance fails"
 )
-"""Said of a precision whose rounding resolves no 1% error (bfloat16)."""
+"""Said of a precision whose rounding resolves no 1% error (bfloat16), where nothing else
+vouched for the formula."""
+
+VERIFIED_RULE = (
+    "; the formula was verified by the float64 check of the same code, so an entry that agrees "
+    "within this precision's rounding (10 x u = {tolerance:.1%} of what is compared at the "
+    "least) passes: a smaller error of this precision's own code path is below what it resolves"
+)
+"""Said of a precision whose rounding resolves no 1% error (bfloat16), where the same code
+passed in float64 first."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +87,31 @@ class LowPrecision:
     dithers: int
     reference: str
     """What the numerical side differences: `the model's forward in float64`, `ref.py:NAME`."""
+    verified_in_float64: bool = False
+    """Whether the same code's gradient passed a float64 check first: its formula is right, and
+    what remains to judge is whether this precision's run of it agrees within its rounding."""
 
     @property
     def rule(self) -> str:
         rule = ROUNDING_RULE.format(dithers=self.dithers)
         if not self.resolves:
-            rule += UNRESOLVED_RULE.format(tolerance=SAFETY * self.unit)
+            told = VERIFIED_RULE if self.verified_in_float64 else UNRESOLVED_RULE
+            rule += told.format(tolerance=SAFETY * self.unit)
         return rule
+
+    @property
+    def vouches(self) -> bool:
+        """Whether an entry that agrees within its rounding may pass: the precision resolves
+        an error of DOUBT, or the formula was verified in float64 and the precision's run only
+        has to agree with it as closely as its rounding allows."""
+        return self.resolves or self.verified_in_float64
+
+    @property
+    def doubt(self) -> float:
+        """The share of what is compared above which an entry's estimate cannot vouch for it:
+        DOUBT (1%), or, where the formula was verified in float64, what this precision resolves
+        at best (SAFETY x u, 3.9% for bfloat16): its run of the formula can show no more."""
+        return max(DOUBT, SAFETY * self.unit) if self.verified_in_float64 else DOUBT
 
     @property
     def resolves(self) -> bool:

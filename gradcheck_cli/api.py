@@ -35,7 +35,13 @@ from gradcheck_cli.report import RunReport
 from gradcheck_cli.settings import API, DTYPES, CheckSettings, EntrySelection
 from gradcheck_cli.subject.arguments import Supplied
 from gradcheck_cli.subject.binding import bind
-from gradcheck_cli.subject.conventions import ModelFile, model_from_functions
+from gradcheck_cli.subject.conventions import ModelFile
+from gradcheck_cli.subject.handed import (
+    InputsArgument,
+    model_from_framework_function,
+    model_from_functions,
+    supplied_in_python,
+)
 from gradcheck_cli.subject.low_precision import (
     callable_reference,
     check_dtype,
@@ -44,8 +50,6 @@ from gradcheck_cli.subject.low_precision import (
 from gradcheck_cli.subject.options import Subject
 
 EntriesArgument = str | Mapping[str, Sequence[Sequence[int]]] | None
-InputsArgument = Mapping[str, ArrayLike | Mapping[str, ArrayLike]]
-"""Arrays by forward's parameter names; a dict of arrays for a dict argument (`parameters`)."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -142,7 +146,7 @@ def check_gradients(
     model_file = model_from_functions(
         forward, backward, name=name, formula=formula, complex_safe=complex_safe
     )
-    supplied = _supplied(forward, X, W, inputs)
+    supplied = supplied_in_python(forward, X, W, inputs)
     asked = CheckSettings(
         method=method,
         delta=delta,
@@ -193,7 +197,30 @@ def check_layer(
         convention="layer",
         complex_safe=bool(settings.pop("complex_safe", False)),
     )
-    return _check_with(model_file, _supplied(layer_forward, None, None, inputs), params, settings)
+    return _check_with(
+        model_file, supplied_in_python(layer_forward, None, None, inputs), params, settings
+    )
+
+
+@_public
+def check_function(
+    function: Callable[..., Any],
+    inputs: Mapping[str, object],
+    *,
+    device: str | None = None,
+    **settings: Any,
+) -> GradientReport:
+    """Check the hand-written backward of a PyTorch or JAX function, as `gradcheck run --model
+    FILE.py:NAME` does: a `torch.autograd.Function` subclass (called through .apply), a
+    function built on one or on a custom operator with `register_autograd`, a `jax.custom_vjp`
+    or `custom_jvp` function, or any function of either framework. `inputs` are its arguments
+    by parameter name, as its file's example_inputs() would give them: floating tensors (or
+    arrays) are checked, integer and boolean ones are constants, other values parameters.
+    `device` places the tensors (a torch device such as "cuda"; the CPU by default). Settings
+    as for check_gradients (`dtype="bfloat16"` included); `.assert_ok()` asserts."""
+    __tracebackhide__ = True
+    model_file, supplied, params = model_from_framework_function(function, inputs, device=device)
+    return _check_with(model_file, supplied, params, settings)
 
 
 @_public
@@ -345,7 +372,7 @@ def check_hvp(
         tangents=tangents,
         seed=seed,
     )
-    supplied = _supplied(forward, None, None, inputs)
+    supplied = supplied_in_python(forward, None, None, inputs)
     return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol, side_effects)
 
 
@@ -390,7 +417,7 @@ def check_jvp(
         tangents=tangents,
         seed=seed,
     )
-    supplied = _supplied(forward, None, None, inputs)
+    supplied = supplied_in_python(forward, None, None, inputs)
     return _run(model_file, supplied, asked, params, dtype, 2, nondet_tol, side_effects)
 
 
@@ -402,53 +429,6 @@ def _no_backward(*args: object, **kwargs: object) -> dict[str, object]:
 
 _no_backward.gradcheck_stand_in = True  # type: ignore[attr-defined]
 """No side effects of it to check: the user wrote none."""
-
-
-def _supplied(
-    forward: Callable[..., Any],
-    X: ArrayLike | None,
-    W: ArrayLike | None,
-    inputs: InputsArgument | None,
-) -> dict[str, Supplied]:
-    if inputs is not None and (X is not None or W is not None):
-        raise InputError("give the inputs either as X, W or as inputs={...}, not both")
-    if inputs is None:
-        if X is None or W is None:
-            raise InputError("give the inputs as inputs={name: array, ...} (or as X, W)")
-        # The positional pair feeds forward's first two parameters, whatever their names.
-        names = _positional_names(forward)[:2]
-        if len(names) < 2:
-            raise InputError("forward takes fewer than two parameters: give inputs={...}")
-        inputs = {names[0]: X, names[1]: W}
-    supplied = {}
-    flat: dict[Any, Any] = {}
-    given: Mapping[Any, Any] = inputs
-    for key, value in given.items():
-        if isinstance(value, Mapping):  # a dict of arrays: each array an input, parameters.W1
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[key] = value
-    for key, value in flat.items():
-        if not isinstance(key, str):
-            raise InputError(f"inputs keys must be parameter names; got {key!r}")
-        array = np.asarray(value)
-        if array.dtype.kind not in "biuf":
-            raise InputError(f"input {key} is not an array of real numbers (dtype {array.dtype})")
-        if array.size == 0:
-            raise InputError(f"input {key} is empty (shape {array.shape})")
-        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
-            raise InputError(f"input {key} holds NaN or Inf values")
-        supplied[key] = Supplied(array, "array")
-    return supplied
-
-
-def _positional_names(function: Callable[..., Any]) -> list[str]:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in parameters if p.kind in kinds]
 
 
 def _check_with(
@@ -511,7 +491,7 @@ def _run(
     __tracebackhide__ = True
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
-    check_dtype(dtype, option="dtype=", what=model_file.name)
+    check_dtype(dtype, option="dtype=", what=model_file if model_file.adapted else model_file.name)
     if reference_forward is not None:
         if not callable(reference_forward):
             raise InputError(f"reference_forward must be a function; got {reference_forward!r}")

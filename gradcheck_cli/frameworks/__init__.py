@@ -5,18 +5,20 @@ below it imports a framework.
 
 `adapt(module, path, entry)` is asked first by `subject.conventions` for every model file: it
 answers None at once unless the file's code imported torch or jax, and otherwise looks at NAME
-(or the file's `forward`) as `detection` says. A framework is imported only by the user's file.
+(or the file's `forward`) as `detection` says; `adapt_function` does the same for a function
+handed over in Python (the API). A framework is imported only by the user's code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 from gradcheck_cli.frameworks.adapted import Adapted, Param, Where
 from gradcheck_cli.frameworks.detection import framework_of, imported, own_framework
 
-__all__ = ["Adapted", "Param", "adapt", "forward_is_a_framework_model"]
+__all__ = ["Adapted", "Param", "Where", "adapt", "adapt_function", "forward_is_a_framework_model"]
 
 
 def adapt(
@@ -40,22 +42,37 @@ def adapt(
         return None
     if entry is None and callable(partner) and own_framework(value) is None:
         return None  # forward with a numpy backward of its own: the plain convention
-    framework = framework_of(value)
-    if framework is None:
-        return None
-    where = Where(path)
     examples = namespace.get(f"{entry}_example_inputs") if entry else None
     examples = examples if callable(examples) else namespace.get("example_inputs")
     examples = examples if callable(examples) else None
+    return adapt_function(value, Where(path), entry, example_inputs=examples, device=device)
+
+
+def adapt_function(
+    value: object,
+    where: Where,
+    entry: str | None,
+    *,
+    example_inputs: Callable[[], object] | None,
+    device: str | None = None,
+) -> Adapted | None:
+    """A PyTorch or JAX function (a Function class, a custom op, a custom_vjp function, any
+    function of either), adapted; None when it is neither framework's. `where` names the file
+    it comes from in messages; `example_inputs` gives its inputs (tensors or arrays by name)."""
+    framework = framework_of(value)
+    if framework is None:
+        return None
     if framework == "torch":
         from gradcheck_cli.frameworks.torch_model import adapt_torch
 
         return adapt_torch(
-            value, where=where, entry=entry, example_inputs=examples, device_spec=device
+            value, where=where, entry=entry, example_inputs=example_inputs, device_spec=device
         )
     from gradcheck_cli.frameworks.jax_model import adapt_jax
 
-    return adapt_jax(value, where=where, entry=entry, example_inputs=examples, device_spec=device)
+    return adapt_jax(
+        value, where=where, entry=entry, example_inputs=example_inputs, device_spec=device
+    )
 
 
 def forward_is_a_framework_model(module: ModuleType) -> bool:

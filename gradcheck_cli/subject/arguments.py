@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from gradcheck_cli.errors import InputError, UserCodeError
 from gradcheck_cli.numerics.bfloat16 import BFLOAT16, in_dtype
 from gradcheck_cli.numerics.models import Array
+from gradcheck_cli.settings import API, COMMAND_LINE
 from gradcheck_cli.subject.calling import call_user_function
 from gradcheck_cli.subject.conventions import ModelFile, signature_of
 from gradcheck_cli.subject.groups import head_of, is_dict_of_arrays, member_name
@@ -69,20 +70,27 @@ def resolve_arguments(
     ]
     # A layer's backward may take more by name (linear_activation_backward's activation).
     backward_only = [n for n in _backward_names(model_file) if n not in names]
-    for option, given_names in (("--input", list(supplied)), ("--param", list(params))):
-        allowed = [*names, *backward_only] if option == "--param" else names
+    # Functions handed over in Python are the API's: its messages name its keyword arguments.
+    naming = COMMAND_LINE if model_file.from_file else API
+    for option, given_names in (("input", list(supplied)), ("param", list(params))):
+        allowed = [*names, *backward_only] if option == "param" else names
         unknown = [n for n in given_names if head_of(n) not in allowed]
         if unknown:
-            given_by = supplied[unknown[0]].given_by if option == "--input" else None
+            given_by = supplied[unknown[0]].given_by if option == "input" else None
             known = ", ".join(names) or "none"
             if given_by is not None:  # a key of an --inputs archive
                 raise InputError(
                     f"{given_by}: its key {unknown[0]!r} names no parameter; the parameters of "
                     f"{label}'s forward are {known}"
                 )
+            said = (
+                f"--{option} {unknown[0]}"
+                if naming is COMMAND_LINE
+                else f"{option}s={{{unknown[0]!r}: ...}}"
+            )
             raise InputError(
-                f"{option} {unknown[0]}: {label}'s forward has no parameter of that name; "
-                f"its parameters are {known}"
+                f"{said}: {label}'s forward has no parameter of that name; its parameters are "
+                f"{known}"
             )
     inputs: dict[str, Array] = {}
     sources: dict[str, str] = {}
@@ -116,10 +124,12 @@ def resolve_arguments(
             inputs[name] = _as_input(fallback[name].array, dtype, like=None)
             sources[name] = fallback[name].source
         elif parameter.default is inspect.Parameter.empty:
+            in_file = (
+                ", or define example_inputs() in the model file" if model_file.from_file else ""
+            )
             raise InputError(
                 f"{label}: no value for {name!r}, a parameter of forward without a default: "
-                f"give an array with --input {name}=PATH (or --inputs FILE.npz), anything else "
-                f"with --param {name}=JSON, or define example_inputs() in the model file"
+                f"{naming.give_input(name)}, {naming.give_parameter(name)}{in_file}"
             )
     passed.update({n: params[n] for n in backward_only if n in params})
     if not inputs:

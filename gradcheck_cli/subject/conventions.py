@@ -401,34 +401,3 @@ def _label(module: ModuleType, attribute: str, *, default: str, path: Path) -> s
     if not isinstance(value, str):
         raise UserCodeError(f"{path.name}: {attribute} must be a string; got {describe(value)}")
     return value
-
-
-def model_from_functions(
-    forward: UserFunction,
-    backward: UserFunction | None,
-    *,
-    name: str | None = None,
-    formula: str | None = None,
-    convention: str = "plain",
-    complex_safe: bool = False,
-    hvp: UserFunction | None = None,
-    jvp: UserFunction | None = None,
-) -> ModelFile:
-    """A ModelFile for functions handed over in Python (the API): any callable will do."""
-    try:
-        source = inspect.getsourcefile(forward)
-    except TypeError:  # a functools.partial, a callable object, a builtin
-        source = None
-    target = getattr(forward, "func", forward)  # functools.partial
-    label = name or str(getattr(target, "__qualname__", type(target).__name__))
-    return ModelFile(
-        path=Path(source).resolve() if source else Path("<api>"),
-        name=label,
-        formula=formula or f"{label}(...)",
-        forward=forward,
-        backward=backward,
-        convention=convention,
-        complex_safe=complex_safe,
-        hvp=hvp,
-        jvp=jvp,
-    )

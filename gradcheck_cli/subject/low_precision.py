@@ -351,8 +351,9 @@ def check_dtype(dtype: str, *, option: str, what: str | ModelFile) -> None:
     if isinstance(what, ModelFile) and what.adapted is not None:
         return
     name = what if isinstance(what, str) else what.path.name
+    given = f"{option}'bfloat16'" if option.endswith("=") else f"{option} bfloat16"
     raise InputError(
-        f"{option} bfloat16: numpy has no bfloat16, and {name} is numpy code; bfloat16 is for "
+        f"{given}: numpy has no bfloat16, and {name} is numpy code; bfloat16 is for "
         "PyTorch and JAX models (numpy's half precision is float16)"
     )
 

@@ -97,6 +97,20 @@ def memory(filled: bool, namespaces: Sequence[dict[str, Any]] = ()) -> Iterator[
         switch.fill_uninitialized_memory = before[2]
 
 
+def user_namespaces(*functions: object) -> list[dict[str, Any]]:
+    """The globals of the user's functions (a staticmethod's too), where `from torch import
+    empty` puts a name of torch.empty."""
+    found = (getattr(getattr(f, "__func__", f), "__globals__", None) for f in functions)
+    return [n for n in found if isinstance(n, dict)]
+
+
+def zeroed_empties(namespaces: Sequence[dict[str, Any]]) -> contextlib.AbstractContextManager[None]:
+    """While it lasts, torch.empty and its kin (and the user's names for them) hand out zeros:
+    the check's own backward calls then never read what an earlier call left (the NaN of a
+    filled probe call among it), whatever the code reads before it writes."""
+    return _zeroed(torch_module(), namespaces)
+
+
 @contextlib.contextmanager
 def _zeroed(torch: Any, namespaces: Sequence[dict[str, Any]]) -> Iterator[None]:
     """torch.empty and its kin (and the user's names for them) hand out zeros while it lasts."""
@@ -223,14 +237,7 @@ class TorchProbe(EffectProbe):
         self.adapter = adapter
         self.forward_role = str(adapter.forward_role)
         self.described: dict[object, tuple[str, tuple[str, ...], bool]] = {}
-        self.namespaces = [
-            n
-            for n in (
-                getattr(getattr(f, "__func__", f), "__globals__", None)
-                for f in (adapter.defined_at, adapter.backward_at)
-            )
-            if isinstance(n, dict)
-        ]
+        self.namespaces = user_namespaces(adapter.defined_at, adapter.backward_at)
         """The globals of the user's forward and backward: names of torch.empty there too."""
         if _deterministic() is None:  # no way to fill what torch.empty hands out
             self.kinds = EVERY_KIND - {"uninitialised-memory"}

@@ -50,7 +50,7 @@ from gradcheck_cli.frameworks.effects import EffectProbe
 from gradcheck_cli.frameworks.torch_common import NOT_WRITABLE
 from gradcheck_cli.frameworks.torch_common import quiet as _quiet
 from gradcheck_cli.frameworks.torch_common import torch_module as _torch
-from gradcheck_cli.frameworks.torch_effects import TorchProbe
+from gradcheck_cli.frameworks.torch_effects import TorchProbe, user_namespaces, zeroed_empties
 
 
 @contextlib.contextmanager
@@ -257,7 +257,10 @@ class TorchAdapter(Adapter):
                 "torch.autograd.Function with its own backward)",
             )
         try:
-            with _quiet():
+            # What a backward reads before it writes is zeros, not what an earlier call left:
+            # the side-effect checks name such a read; the numbers stay the same every call.
+            namespaces = user_namespaces(self.defined_at, self.backward_at)
+            with _quiet(), zeroed_empties(namespaces):
                 grads = torch.autograd.grad(
                     [o for o, _ in pairs], leaves, [s for _, s in pairs], allow_unused=True
                 )

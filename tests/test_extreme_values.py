@@ -217,3 +217,102 @@ def test_float32_with_an_entry_of_1e30_passes_on_the_closed_form_where_it_reache
     report = run_check(Target.of(WrongInW(), {"X": X, "W": W}))
     assert report.verdict == "failed"
     assert {name: part.failed for name, part in report.summary.items()} == {"X": 0, "W": 5}
+
+
+def test_a_gradient_below_what_float32_represents_is_not_called_wrong(tmp_path: Path) -> None:
+    """tanh-sum in float32 at inputs of mixed magnitudes (1e-8 to 1e8, found by fuzzing):
+    every tanh saturates, and the true gradient of two entries is about 6e-202, which float32
+    holds as 0. The built-in gradient is right: no entry fails (the rounding estimate is at
+    least float32's smallest subnormal); what float32 cannot resolve is inconclusive."""
+    X = np.array(
+        [
+            [
+                4.7711416765987299e07,
+                -6.9798163903445371e01,
+                -2.4564836419063433e-05,
+                9.0379822391473630e04,
+            ],
+            [
+                -1.1517205312165522e-01,
+                -2.5071371151337803e03,
+                1.4542659082029661e-03,
+                3.4932005379764556e-05,
+            ],
+            [
+                -1.8527243920691170e07,
+                -1.6291256083700290e-07,
+                -8.5001037736626090e-08,
+                3.3457577248048445e04,
+            ],
+        ]
+    )
+    W = np.array(
+        [
+            [-3.9511377123999601e01, 2.3749485377226196e02],
+            [9.2325157040518371e-02, -4.8293928497138910e07],
+            [-2.3324225957595897e-06, -1.2817879826440645e02],
+            [-1.9851716485182988e-05, 2.2789823744708191e-03],
+        ]
+    )
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "w.npy", W)
+    code, document, stderr = report_in_a_process(
+        tmp_path, "run", "--model", "tanh-sum", "--x", "x.npy", "--w", "w.npy", "--dtype", "float32"
+    )
+    assert (code, stderr) == (4, "")
+    assert failing_entries(document) == {"X": 0, "W": 0}
+    tiny = [c for c in document["checks"] if c["analytic"] == 0 and c["numerical"] != 0]
+    assert tiny
+    assert all(abs(c["numerical"]) < 1e-190 and c["reason"] != "mismatch" for c in tiny)
+
+
+def test_a_step_that_would_carry_tanh_across_its_bend_is_kept_on_the_slope(
+    tmp_path: Path,
+) -> None:
+    """tanh-sum at inputs of mixed magnitudes (1e-12 to 1e12, found by fuzzing): X[2, 3]
+    touches g = 9.4 through a weight of -4.5e10, so the textbook step (4e-6) moves g by 1.7e5
+    and tanh reads +-1 on both sides (the difference was 0 against a gradient of -1238, a
+    false FAILED). The step is kept where g moves by its own textbook step: the difference
+    finds -1238 there, and no entry fails."""
+    X = np.array(
+        [
+            [
+                -6.4572843509123146e-12,
+                5.7793637448577224e-06,
+                9.1541651050445825e11,
+                1.4427258222180816e-03,
+            ],
+            [
+                6.4991068467368424e07,
+                4.9559286091555083e08,
+                -9.0531183985344832e00,
+                8.8288428125090197e07,
+            ],
+            [
+                1.3911282841950767e-07,
+                -6.8419182348507737e-11,
+                8.2777921387446416e-08,
+                -2.0960230741916292e-10,
+            ],
+        ]
+    )
+    W = np.array(
+        [
+            [1.3979781281182410e01, -1.7012555774086077e-05],
+            [6.3260101646999390e11, -1.2394414143437605e03],
+            [-2.9726195074337597e10, -3.9069824461244559e05],
+            [3.6104425725591226e09, -4.4988577093781448e10],
+        ]
+    )
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "w.npy", W)
+    code, document, stderr = report_in_a_process(
+        tmp_path, "run", "--model", "tanh-sum", "--x", "x.npy", "--w", "w.npy"
+    )
+    assert stderr == ""
+    assert code in (0, 4)
+    assert failing_entries(document) == {"X": 0, "W": 0}
+    (entry,) = [c for c in document["checks"] if c["wrt"] == "X" and c["index"] == [2, 3]]
+    exact = (1 - np.tanh(X @ W)[2] ** 2) @ W[3]
+    assert entry["numerical"] == pytest.approx(exact, rel=1e-3)
+    assert entry["step"] * abs(W[3, 1]) < 1.0  # g moved by less than 1, not by 1.7e5

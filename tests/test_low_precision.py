@@ -224,7 +224,8 @@ def test_the_reference_gets_the_low_precision_runs_cotangents() -> None:
 
 
 def test_the_rounding_estimate_is_u_times_the_largest_of_its_sizes() -> None:
-    """u x max(|g|, the input's largest |g|, spread / u), entry by entry."""
+    """u x max(|g|, the input's largest |g|, spread / u) + the smallest subnormal (2^-24 in
+    float16: the spacing near zero), entry by entry."""
     low = LowPrecision(
         dtype="float16",
         unit=2.0**-11,
@@ -234,7 +235,7 @@ def test_the_rounding_estimate_is_u_times_the_largest_of_its_sizes() -> None:
         reference="test",
     )
     np.testing.assert_array_equal(
-        low.rounding(0, "x"), np.array([4.0 * 2.0**-11, 4.0 * 2.0**-11, 1.0])
+        low.rounding(0, "x"), np.array([4.0 * 2.0**-11, 4.0 * 2.0**-11, 1.0]) + 2.0**-24
     )
 
 

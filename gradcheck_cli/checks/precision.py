@@ -9,21 +9,23 @@ in the low precision. What the low precision may cost the analytic side is added
 entry's error estimate (`judge`'s `rounding`), so it widens the tolerance and weighs in the
 evidence like the difference's own error:
 
-    rounding = u * max(|analytic|, the input's largest |analytic|, spread / u)
+    rounding = u * max(|analytic|, the input's largest |analytic|, spread / u) + tiny
 
-where u is the format's unit roundoff (eps / 2) and spread is how far the gradient moves over
-a few runs at rounding-level perturbations (the inputs and what forward saved moved by an ulp
-or two, the output's gradient scaled by a factor other than a power of two: `subject.
-low_precision`): it measures the size of the terms the code sums where they cancel, and how far
-the rounding of what forward saved carries. With SAFETY = 10 a correct kernel passes (on
-softmax, layer norm and attention, at most 3 of these units were seen); an error of 1% in a
-float16 term shows wherever it is more than about 16 units of its entry; an entry whose
+where u is the format's unit roundoff (eps / 2), tiny its smallest subnormal (the spacing of
+its numbers near zero, which no code in it can resolve) and spread is how far the gradient
+moves over a few runs at rounding-level perturbations (the inputs and what forward saved moved
+by an ulp or two, the output's gradient scaled by a factor other than a power of two:
+`subject.low_precision`): it measures the size of the terms the code sums where they cancel,
+and how far the rounding of what forward saved carries. With SAFETY = 10 a correct kernel
+passes (on softmax, layer norm and attention, at most 3 of these units were seen); an error of
+1% in a float16 term shows wherever it is more than about 16 units of its entry; an entry whose
 rounding alone is more than 1% of what is compared is inconclusive, never passed. What no
 perturbation from outside shows, the rounding of terms that cancel inside the code (1 -
-tanh(z)**2 where tanh(z) rounds to nearly 1), can still exceed the estimate: an entry beyond its
-tolerance by less than UNRESOLVED units (at most 1%) of its size or its input's largest gradient
-is inconclusive, not failed; beyond that it fails. Where the model's own code is the reference,
-its float64 check came first and has already caught any error of the formula, however small.
+tanh(z)**2 where tanh(z) rounds to nearly 1), can still exceed the estimate: an entry beyond
+its tolerance by less than UNRESOLVED units (at most 1%) of its size or its input's largest
+gradient is inconclusive, not failed; beyond that it fails. Where the model's own code is the
+reference, its float64 check came first and has already caught any error of the formula,
+however small.
 
 Pure numpy: nothing here knows about click or rich.
 """
@@ -50,9 +52,15 @@ gradient is wrong: no rounding of that precision plausibly makes it."""
 UNIT_ROUNDOFF = {"float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 """u = eps / 2 of each low precision: the largest relative error of one rounding."""
 
+SMALLEST_SUBNORMAL = {"float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
+"""The spacing of each low precision's numbers near zero: what it cannot resolve at all. A
+gradient of 6e-202 is 0 in float32, and no float32 code can say otherwise; the rounding
+estimate of every entry is at least this much (a couple of roundings near zero)."""
+
 ROUNDING_RULE = (
-    "u x max(|analytic|, its input's largest |analytic|, spread / u), spread: the largest "
-    "change of the gradient over {dithers} runs at rounding-level perturbations"
+    "u x max(|analytic|, its input's largest |analytic|, spread / u) + the precision's "
+    "smallest subnormal, spread: the largest change of the gradient over {dithers} runs at "
+    "rounding-level perturbations"
 )
 
 UNRESOLVED_RULE = (
@@ -135,4 +143,5 @@ class LowPrecision:
         largest = float(np.max(analytic[np.isfinite(analytic)], initial=0.0))
         spread = np.asarray(self.spread[model].get(name, 0.0), dtype=np.float64)
         size = np.maximum(np.maximum(analytic, largest), spread / self.unit)
-        return np.asarray(self.unit * size, dtype=np.float64)
+        floor = SMALLEST_SUBNORMAL.get(self.dtype, 0.0)
+        return np.asarray(self.unit * size + floor, dtype=np.float64)

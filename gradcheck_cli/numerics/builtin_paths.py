@@ -176,7 +176,7 @@ def dense_estimates(
         * eps
         * (
             values * weight_sum / grid
-            + np.maximum(1.0, np.abs(target)) / grid * np.abs(at[1.0])
+            + np.maximum(np.abs(target), grid) / grid * np.abs(at[1.0])
             + terms
             + np.abs(at[1.0])
         )

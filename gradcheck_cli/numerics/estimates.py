@@ -40,6 +40,7 @@ from gradcheck_cli.numerics.models import (
     ElementwiseModel,
     Inputs,
     Model,
+    Wrt,
     batching,
     step_scale,
 )
@@ -162,11 +163,12 @@ def _roundoff(
         # No subtraction of nearby values: that summation is the only round-off.
         return np.asarray(4 * eps * summed)
     weight_sum = float(sum(abs(w) for w in scheme.weights))
-    # The terms' own rounding, plus the rounding of the shift itself (x + h is not exact).
+    # The terms' own rounding, plus the rounding of the shift itself: x + h rounds by at most
+    # an ulp of the larger of the two (a step of 1e-15 on x = 2e-10 is exact to 1e-26).
     return np.asarray(
         4
         * eps
-        * (values * weight_sum / steps + np.maximum(1.0, magnitudes) / steps * np.abs(numerical))
+        * (values * weight_sum / steps + np.maximum(magnitudes, steps) / steps * np.abs(numerical))
         + 4 * eps * summed
         + noise * weight_sum / steps
     )
@@ -452,14 +454,25 @@ def estimate_at_default_steps(
         noise=noise,
         variation=1.0 if builtin else variation,
     )
+    # x + h must move x in the precision f is computed in, by a few of its units at least.
+    resolution = 4 * (eps or machine_epsilon(target.dtype)) * np.maximum(1.0, np.abs(values))
+    limits = np.full(values.shape, np.inf)
+    if builtin and scheme.step_power is not None:
+        assert isinstance(model, ElementwiseModel)  # builtin says so
+        rows, cols = np.unravel_index(flat_indices, target.shape)
+        z_step = (eps or machine_epsilon(target.dtype)) ** scheme.step_power
+        side: Wrt = "X" if wrt == "X" else "W"  # builtin says it is one of the two
+        limited = model.step_limits(
+            inputs["X"], inputs["W"], side, np.asarray(rows), np.asarray(cols), steps, z_step
+        )
+        limits = np.maximum(np.exp2(np.floor(np.log2(limited))), resolution)
+        steps = np.minimum(steps, limits)
     settings: dict[str, Any] = {"f0": f0, "structured": structured, "eps": eps, "noise": noise}
     estimates = estimate_derivatives(
         model, inputs, wrt, flat_indices, steps, scheme, progress=progress, known=known, **settings
     )
     if scheme.imaginary:
         return estimates  # the complex step has no round-off to balance
-    # x + h must move x in the precision f is computed in, by a few of its units at least.
-    resolution = 4 * (eps or machine_epsilon(target.dtype)) * np.maximum(1.0, np.abs(values))
     for _ in range(REFINE_ROUNDS):
         ratio = best_step_ratio(scheme, estimates)
         shorter = estimates.steps * np.maximum(ratio, REFINE_LIMIT)
@@ -475,7 +488,8 @@ def estimate_at_default_steps(
         estimates = estimates.replaced(redo, again)
     if wanted is None:
         return estimates
-    ceiling = GROW_CEILING * np.maximum(1.0, np.abs(values.astype(np.float64)))
+    # Never lengthened past the bend a step was kept short of.
+    ceiling = np.minimum(GROW_CEILING * np.maximum(1.0, np.abs(values.astype(np.float64))), limits)
     for _ in range(GROW_ROUNDS):
         floor = 3 * estimates.balance / (1.0 - 2.0**-scheme.order)
         longer = estimates.steps * GROW_FACTOR

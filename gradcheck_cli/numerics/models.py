@@ -161,6 +161,9 @@ class Activation:
     second_derivative: Callable[[Array], Array]
     complex_analytic: bool
     kinks: tuple[float, ...] = ()
+    bends: bool = True
+    """Whether it bends on the scale of 1 in z (sigmoid, tanh, softplus): a difference whose
+    shifts move z by more than that sees the bend, not the slope (`step_limits`)."""
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -202,6 +205,7 @@ ACTIVATIONS: dict[str, Activation] = {
             _zero,
             complex_analytic=False,
             kinks=(0.0,),
+            bends=False,
         ),
         Activation(
             "identity",
@@ -211,6 +215,7 @@ ACTIVATIONS: dict[str, Activation] = {
             _identity_derivative,
             _zero,
             complex_analytic=True,
+            bends=False,
         ),
     )
 }
@@ -329,6 +334,37 @@ class ElementwiseModel:
                 first = changes
         values, terms = self._roundoff_sizes(base, base_values, first, shifts[:, 0], direction != 0)
         return out, values * scale, terms * scale
+
+    def step_limits(
+        self,
+        X: Array,
+        W: Array,
+        wrt: Wrt,
+        rows: NDArray[np.intp],
+        cols: NDArray[np.intp],
+        steps: NDArray[np.floating],
+        z_step: float,
+    ) -> NDArray[np.floating]:
+        """Per entry, the step that keeps a difference on the slope it measures.
+
+        Where `steps` move a pre-activation g_j an entry touches by more than a quarter of
+        max(1, |g_j|) (a weight of 1e10 times a step of 1e-6), the difference spans the bend of
+        a bending activation, or crosses it (tanh(9 +- 1e5) = +-1 on both sides), and no
+        truncation estimate from such steps sees it: the step then becomes the textbook step
+        in g, `z_step` * max(1, |g_j|) / |d_j| for the tightest touched term. Elsewhere, and
+        for activations that do not bend, the step is kept."""
+        if not self.activation.bends:
+            return steps
+        if wrt == "X":
+            base, direction = (X @ W)[rows, :], np.abs(W[cols, :])
+        else:
+            base, direction = (X @ W)[:, cols].T, np.abs(X[:, rows].T)
+        room = np.maximum(1.0, np.abs(base.real))
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            spans = steps[:, None] * direction
+            leaving = np.any(spans > 0.25 * room, axis=1)
+            limits = np.min(np.where(direction > 0, z_step * room / direction, np.inf), axis=1)
+        return np.asarray(np.where(leaving, np.minimum(steps, limits), steps), dtype=np.float64)
 
     def _roundoff_sizes(
         self,

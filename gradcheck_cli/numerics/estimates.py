@@ -415,6 +415,58 @@ def best_step_ratio(scheme: Scheme, estimates: DerivativeEstimates) -> FloatArra
     return np.asarray(np.where(sure > 0, ratio, 1.0), dtype=np.float64)
 
 
+def _kept_off_the_bend(
+    model: Model,
+    inputs: Inputs,
+    wrt: str,
+    flat_indices: NDArray[np.intp],
+    scheme: Scheme,
+    estimates: DerivativeEstimates,
+    resolution: FloatArray,
+    eps: float | None,
+    settings: Mapping[str, Any],
+) -> tuple[DerivativeEstimates, FloatArray]:
+    """A built-in model's estimates again, at a step that keeps every touched pre-activation on
+    its side of the activation's bend, where the default step may have crossed it by more than
+    its own error estimate allows (`ElementwiseModel.step_limits`); and the limits kept, which
+    no later lengthening may pass. The new estimate replaces the old where its error estimate
+    is smaller, and where the two disagree beyond both estimates even when it is larger: the
+    old one could not see what the crossing did (tanh(9.4 +- 1.7e5) is +-1 at every step the
+    truncation estimate tries). Where the shorter step only loses digits to the round-off of
+    the large terms it keeps, and agrees within that, the old estimate stays, its truncation
+    error grown by what the crossing may have cost (the activation's bend times the weight).
+    """
+    assert isinstance(model, ElementwiseModel)  # a built-in model's
+    target = inputs[wrt]
+    rows, cols = np.unravel_index(flat_indices, target.shape)
+    z_step = (eps or machine_epsilon(target.dtype)) ** (scheme.step_power or 1.0)
+    side: Wrt = "X" if wrt == "X" else "W"
+    limited, risk = model.step_limits(
+        inputs["X"], inputs["W"], side, np.asarray(rows), np.asarray(cols), estimates.steps, z_step
+    )
+    with np.errstate(divide="ignore"):  # inf where any step will do
+        limits = np.maximum(np.exp2(np.floor(np.log2(limited))), resolution)
+    redo = np.flatnonzero((risk > estimates.error) & (limits < estimates.steps))
+    kept = np.full(limits.shape, np.inf)
+    if redo.size:
+        again = estimate_derivatives(
+            model, inputs, wrt, flat_indices[redo], limits[redo], scheme, **settings
+        )
+        before = estimates.subset(redo)
+        with np.errstate(invalid="ignore"):
+            fooled = np.abs(again.numerical - before.numerical) > again.error + before.error
+        better = fooled | (again.error < before.error)
+        estimates = estimates.replaced(redo[better], again.subset(better))
+        kept[redo[better]] = limits[redo[better]]
+        # Where the shorter step is no better, the crossing stays in the estimate: what it may
+        # have cost is part of the old one's truncation error.
+        crossed = redo[~better]
+        truncation = np.array(estimates.truncation, copy=True)
+        truncation[crossed] += risk[crossed]
+        estimates = dataclasses.replace(estimates, truncation=truncation)
+    return estimates, kept
+
+
 def estimate_at_default_steps(
     model: Model,
     inputs: Inputs,
@@ -456,17 +508,6 @@ def estimate_at_default_steps(
     )
     # x + h must move x in the precision f is computed in, by a few of its units at least.
     resolution = 4 * (eps or machine_epsilon(target.dtype)) * np.maximum(1.0, np.abs(values))
-    limits = np.full(values.shape, np.inf)
-    if builtin and scheme.step_power is not None:
-        assert isinstance(model, ElementwiseModel)  # builtin says so
-        rows, cols = np.unravel_index(flat_indices, target.shape)
-        z_step = (eps or machine_epsilon(target.dtype)) ** scheme.step_power
-        side: Wrt = "X" if wrt == "X" else "W"  # builtin says it is one of the two
-        limited = model.step_limits(
-            inputs["X"], inputs["W"], side, np.asarray(rows), np.asarray(cols), steps, z_step
-        )
-        limits = np.maximum(np.exp2(np.floor(np.log2(limited))), resolution)
-        steps = np.minimum(steps, limits)
     settings: dict[str, Any] = {"f0": f0, "structured": structured, "eps": eps, "noise": noise}
     estimates = estimate_derivatives(
         model, inputs, wrt, flat_indices, steps, scheme, progress=progress, known=known, **settings
@@ -486,6 +527,11 @@ def estimate_at_default_steps(
         )
         again = dataclasses.replace(again, shrunk=np.ones(redo.shape, dtype=bool))
         estimates = estimates.replaced(redo, again)
+    limits = np.full(values.shape, np.inf)
+    if builtin:  # after shrinking: a step shrunk for truncation it saw may still cross a bend
+        estimates, limits = _kept_off_the_bend(
+            model, inputs, wrt, flat_indices, scheme, estimates, resolution, eps, settings
+        )
     if wanted is None:
         return estimates
     # Never lengthened past the bend a step was kept short of.

@@ -161,9 +161,10 @@ class Activation:
     second_derivative: Callable[[Array], Array]
     complex_analytic: bool
     kinks: tuple[float, ...] = ()
-    bends: bool = True
-    """Whether it bends on the scale of 1 in z (sigmoid, tanh, softplus): a difference whose
-    shifts move z by more than that sees the bend, not the slope (`step_limits`)."""
+    bend: float = 1.0
+    """How far its slope changes across its bend, on the scale of 1 in z (1 for tanh and
+    softplus, 1/4 for sigmoid; 0 for activations that do not bend): a difference whose shifts
+    carry z over it can be off by up to this much times the weight (`step_limits`)."""
 
 
 ACTIVATIONS: dict[str, Activation] = {
@@ -177,6 +178,7 @@ ACTIVATIONS: dict[str, Activation] = {
             _sigmoid_derivative,
             _sigmoid_second_derivative,
             complex_analytic=True,
+            bend=0.25,
         ),
         Activation(
             "tanh",
@@ -205,7 +207,7 @@ ACTIVATIONS: dict[str, Activation] = {
             _zero,
             complex_analytic=False,
             kinks=(0.0,),
-            bends=False,
+            bend=0.0,
         ),
         Activation(
             "identity",
@@ -215,7 +217,7 @@ ACTIVATIONS: dict[str, Activation] = {
             _identity_derivative,
             _zero,
             complex_analytic=True,
-            bends=False,
+            bend=0.0,
         ),
     )
 }
@@ -344,27 +346,30 @@ class ElementwiseModel:
         cols: NDArray[np.intp],
         steps: NDArray[np.floating],
         z_step: float,
-    ) -> NDArray[np.floating]:
-        """Per entry, the step that keeps a difference on the slope it measures.
+    ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+        """Per entry, (the longest step that keeps a difference on the slope it measures, how
+        far a difference at `steps` may be off for want of it); (inf, 0) where any step will do.
 
         Where `steps` move a pre-activation g_j an entry touches by more than a quarter of
         max(1, |g_j|) (a weight of 1e10 times a step of 1e-6), the difference spans the bend of
         a bending activation, or crosses it (tanh(9 +- 1e5) = +-1 on both sides), and no
-        truncation estimate from such steps sees it: the step then becomes the textbook step
-        in g, `z_step` * max(1, |g_j|) / |d_j| for the tightest touched term. Elsewhere, and
-        for activations that do not bend, the step is kept."""
-        if not self.activation.bends:
-            return steps
+        truncation estimate from such steps sees it: such a term can be off by up to the
+        activation's `bend` times its weight |d_j|. The limit is the textbook step in g,
+        `z_step` * max(1, |g_j|) / |d_j|, for the tightest such term."""
+        nothing = np.full(steps.shape, np.inf), np.zeros(steps.shape)
+        if not self.activation.bend:
+            return nothing
         if wrt == "X":
             base, direction = (X @ W)[rows, :], np.abs(W[cols, :])
         else:
             base, direction = (X @ W)[:, cols].T, np.abs(X[:, rows].T)
         room = np.maximum(1.0, np.abs(base.real))
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            spans = steps[:, None] * direction
-            leaving = np.any(spans > 0.25 * room, axis=1)
-            limits = np.min(np.where(direction > 0, z_step * room / direction, np.inf), axis=1)
-        return np.asarray(np.where(leaving, np.minimum(steps, limits), steps), dtype=np.float64)
+            leaving = (steps[:, None] * direction > 0.25 * room) & (direction > 0)
+            limits = np.min(np.where(leaving, z_step * room / direction, np.inf), axis=1)
+            risk = np.max(np.where(leaving, direction, 0.0), axis=1) * self.activation.bend
+        risk = risk * self.reduction.scale(X.shape[0] * W.shape[1])
+        return np.asarray(limits, dtype=np.float64), np.asarray(risk, dtype=np.float64)
 
     def _roundoff_sizes(
         self,

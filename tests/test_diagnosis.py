@@ -885,3 +885,24 @@ def test_a_swap_is_named_from_both_sides() -> None:
         (d["wrt"], d["kind"], d["parameters"]["with"]) for d in document_of(result)["diagnosis"]
     }
     assert kinds == {("x", "swapped", "y"), ("y", "swapped", "x")}
+
+
+def test_noise_weights_of_entries_far_apart_do_not_overflow() -> None:
+    """1 / noise^2 relative to the least noisy entry of the domain: an entry outside the
+    domain, 1e300 times less noisy, is neither weighed nor a numpy overflow warning."""
+    import warnings
+
+    from gradcheck_cli.diagnosis.fitting import checked_numbers, noise_weights
+
+    numbers = checked_numbers(
+        "x",
+        analytic=[1.0, 2.0, 3.0],
+        numerical=[1.0, 2.0, 3.0],
+        tolerance=[1e150, 2e150, 1e-160],
+        failed=np.array([True, True, False]),
+        values=None,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights = noise_weights(numbers, np.array([True, True, False]))
+    np.testing.assert_allclose(weights, [1.0, 0.25, 0.0])

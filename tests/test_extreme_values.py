@@ -316,3 +316,54 @@ def test_a_step_that_would_carry_tanh_across_its_bend_is_kept_on_the_slope(
     exact = (1 - np.tanh(X @ W)[2] ** 2) @ W[3]
     assert entry["numerical"] == pytest.approx(exact, rel=1e-3)
     assert entry["step"] * abs(W[3, 1]) < 1.0  # g moved by less than 1, not by 1.7e5
+
+
+def test_the_closed_form_brackets_of_float32_inputs_do_not_overflow() -> None:
+    """sigmoid-sum checked wholly in float32 (as --mode fast and --order 2 run it) at inputs of
+    mixed magnitudes (found by fuzzing): the closed form's cosh and sinh, taken in float32,
+    overflowed past 89 (inside the brackets' reach) and inf / inf came out as a NaN
+    difference, a false FAILED (non-finite) with a numpy warning. In float64 every bracket is
+    finite and no entry fails."""
+    import warnings
+
+    from gradcheck_cli.checks.full import run_check
+    from gradcheck_cli.checks.target import Target
+    from gradcheck_cli.numerics.models import builtin_model
+
+    X = np.array(
+        [
+            [
+                1.1202810416089304e-07,
+                -1.2016693901691084e-05,
+                -7.0278339090020586e02,
+                -1.0629168126286304e00,
+            ],
+            [
+                -6.0883086031942302e00,
+                1.7808545630883252e-01,
+                -2.4522617716972689e-04,
+                -6.5097647864782737e-01,
+            ],
+            [
+                -5.7429896900284039e06,
+                1.6746299314966908e-05,
+                -5.2935337433035365e03,
+                -1.0424971299568343e-04,
+            ],
+        ],
+        dtype=np.float32,
+    )
+    W = np.array(
+        [
+            [-6.9525475769712207e-03, -6.5073290867236933e-06],
+            [-1.0000501101395983e-08, -9.2648871792426222e-08],
+            [2.7190884258635782e-05, -4.8134718980256633e-02],
+            [4.2181663209516955e01, 4.9715278686026335e07],
+        ],
+        dtype=np.float32,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = run_check(Target.of(builtin_model("sigmoid-sum"), {"X": X, "W": W}))
+    assert {name: part.failed for name, part in report.summary.items()} == {"X": 0, "W": 0}
+    assert all(np.isfinite(check.numerical) for check in report.checks)

@@ -178,9 +178,16 @@ def noise_weights(numbers: CheckedNumbers, domain: BoolArray) -> FloatArray:
     """1 / noise^2 relative to the least noisy entry (so it never overflows); 0 off the domain."""
     inside = domain & numbers.comparable
     least = float(np.min(numbers.noise, where=inside, initial=np.inf))
+    weights = np.zeros(numbers.shape)
     if not math.isfinite(least):
-        return np.zeros(numbers.shape)
-    return np.where(inside, (least / numbers.noise) ** 2, 0.0)
+        return weights
+    noise = np.asarray(numbers.noise)[inside]
+    if least == 0.0:  # exact entries outweigh every noisy one
+        weights[inside] = (noise == 0.0).astype(np.float64)
+        return weights
+    # Only inside: an entry off the domain may have a noise whose ratio overflows.
+    weights[inside] = (least / noise) ** 2
+    return weights
 
 
 def least_squares_factor(weights: FloatArray, y: FloatArray, x: FloatArray) -> float | None:

@@ -89,12 +89,16 @@ def central_brackets(
     Entries sharing a step are computed together."""
     # Orient the problem as out[p, q] = sum_r bracket(base[p, r], direction[q, r]), where the
     # entry (p, q) of `out` is the entry of `target` (transposed for W).
+    # In float64 whatever the inputs' precision: cosh and sinh of a float32 overflow past 89,
+    # far inside the brackets' reach (MAX_SHIFT), and inf / inf is no bracket.
     if wrt == "X":
-        base, direction = G, W  # entry X[i, j]: base row G[i, :], direction row W[j, :]
+        # entry X[i, j]: base row G[i, :], direction row W[j, :]
+        base, direction = G.astype(np.float64), W.astype(np.float64)
         entry_steps = steps
     else:
         # entry W[j, c]: base row G[:, c], direction row X[:, j]; contiguous, for the tiles.
-        base, direction = np.ascontiguousarray(G.T), np.ascontiguousarray(X.T)
+        base = np.ascontiguousarray(G.T, dtype=np.float64)
+        direction = np.ascontiguousarray(X.T, dtype=np.float64)
         entry_steps = steps.T
     activation = model.activation.name
     scale = model.reduction.scale(G.size)

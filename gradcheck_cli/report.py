@@ -363,6 +363,8 @@ class RunReport:
         unsure = any(d.reason == "inconclusive" for d in top_level) or float64 != "passed"
         if unsure or any(s.inconclusive for s in self.summary.values()):
             return "inconclusive"
+        if not top_level and not any(s.entries for s in self.summary.values()):
+            return "inconclusive"  # nothing was compared: no evidence to pass on
         return "passed"
 
     @property

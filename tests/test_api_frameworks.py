@@ -96,6 +96,8 @@ def test_what_cannot_be_checked_is_an_input_error_in_the_apis_words() -> None:
         check_function(softmax, {"y": x})
     with pytest.raises(InputError, match=r"no value for 'x'.*give it as inputs=\{'x': array\}"):
         check_function(softmax, {})
+    with pytest.raises(InputError, match=r"input x from array is empty \(shape 0x3\)"):
+        check_function(softmax, {"x": np.zeros((0, 3))})
     with pytest.raises(InputError, match=r"^rtol must be"):
         check_function(softmax, {"x": x}, rtol=-1)
     with pytest.raises(InputError, match=r"^unknown setting colour"):

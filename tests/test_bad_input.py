@@ -58,6 +58,11 @@ MODEL_FILES = {
     "import_fails.py": "import numpy as np\n\nraise RuntimeError('needs a GPU')\n",
     "imports_missing.py": "import no_such_module_for_gradcheck\n",
     "no_forward.py": "def backward(X, W):\n    return X, W\n",
+    "empty_example.py": (
+        "import numpy as np\n\n\ndef forward(x):\n    return float(np.sum(x**2))\n\n\n"
+        "def backward(x):\n    return 2 * x\n\n\n"
+        "def example_inputs():\n    return {'x': np.zeros((0, 3))}\n"
+    ),
     "no_backward.py": "def forward(X, W):\n    return 1.0\n",
     "forward_raises.py": (
         "def forward(X, W):\n    raise ValueError('boom')\n\n\n"
@@ -594,6 +599,12 @@ CONVENTION_CASES = [
         "twice dx), so out is not the gradient of forward's output",
     ),
     case("forward-not-deterministic", "run --model noisy.py", "forward is not deterministic"),
+    case(
+        "empty-example-input",
+        "run --model empty_example.py",
+        "empty_example.py: input x from example_inputs() is empty (shape 0x3); every input "
+        "needs at least one entry",
+    ),
     case("bfloat16-for-numpy", "run --model half.py:square --dtype bfloat16", "numpy has no"),
     case(
         "bfloat16-for-the-builtin-model",

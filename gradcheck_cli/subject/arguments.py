@@ -135,6 +135,11 @@ def resolve_arguments(
     if not inputs:
         raise InputError(f"{label}: forward takes no array inputs: nothing to check")
     for name, array in inputs.items():
+        if array.size == 0:  # no entry to check: a verdict on it would rest on nothing
+            raise InputError(
+                f"{label}: input {name} from {sources[name]} is empty (shape "
+                f"{'x'.join(map(str, array.shape))}); every input needs at least one entry"
+            )
         bad = ~np.isfinite(array) if array.dtype.kind == "f" else None
         if bad is not None and bad.any():
             where = format_index(first_index(bad)) if array.ndim else ""

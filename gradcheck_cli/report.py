@@ -36,7 +36,8 @@ REASON_TEXT: dict[str, str] = {
     "rounding": "the precision the gradient is computed in (--dtype) rounds it by more than 1% of"
     " the entry itself: it is vouched for at its input's scale",
     "inconclusive": "inconclusive: the finite difference's own error (or, in low precision, the"
-    " gradient's own rounding) is too large to vouch for the gradient (not counted as passed)",
+    " gradient's own rounding) is too large to vouch for the gradient, or f jumps within the step"
+    " (not counted as passed)",
     "non-finite": "the function is not finite at a perturbed point",
 }
 
@@ -467,7 +468,8 @@ class SweepReport:
     slope: float | None
     noise_floor: float
     reason: str
-    """slope-2, slope-1, round-off (all residuals at round-off level) or inconclusive."""
+    """slope-2, slope-1, round-off (all residuals at round-off level), inconclusive, or jump (f
+    jumps at x along v: inconclusive too)."""
     passed: bool
     output_shape: OutputShape = None
     command: str = "sweep"
@@ -479,7 +481,7 @@ class SweepReport:
     def verdict(self) -> str:
         if self.passed:
             return "passed"
-        return "inconclusive" if self.reason == "inconclusive" else "failed"
+        return "inconclusive" if self.reason in ("inconclusive", "jump") else "failed"
 
     def to_document(self) -> dict[str, Any]:
         return _document(self, rows=[_plain(r) for r in self.rows])

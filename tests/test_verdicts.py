@@ -577,3 +577,49 @@ def test_the_verdict_the_json_the_table_and_the_exit_code_agree(
     table = wide_table(*args)
     assert table.exit_code == code
     assert last_line(table).startswith(verdict.upper()), last_line(table)
+
+
+JUMPING = """
+import numpy as np
+
+
+def forward(x):
+    return float(np.floor(np.sum(x)))
+
+
+def backward(x):
+    return np.ones_like(x)
+
+
+def example_inputs():
+    return {"x": np.array(AT)}
+"""
+
+
+@pytest.mark.parametrize(
+    ("at", "verdict"), [("[1.0, 1.0]", "inconclusive"), ("[0.3, 0.4]", "failed")]
+)
+def test_a_jump_within_the_step_is_no_kink(tmp_path: Path, at: str, verdict: str) -> None:
+    """floor(sum(x)) with a gradient of ones: at an integer sum f jumps within every step, one
+    one-sided slope is J / h, and "between the slopes" would pass anything: inconclusive, never
+    passed. Away from the jump f is flat, and the ones fail."""
+    path = tmp_path / "jumping.py"
+    path.write_text(JUMPING.replace("AT", at))
+    code, document = gradcheck_json("run", "--model", str(path))
+    assert document["verdict"] == verdict
+    assert code == {"inconclusive": 4, "failed": 1}[verdict]
+    assert not any(c["passed"] for c in document["checks"])
+    assert not any(c["reason"] == "kink" for c in document["checks"])
+
+
+def test_a_jump_is_no_kink_in_fast_mode_or_the_taylor_test(tmp_path: Path) -> None:
+    """The same jump along random directions (fast mode) and along x[0] (sweep): inconclusive,
+    never passed as a kink; the sweep says that f jumps."""
+    path = tmp_path / "jumping.py"
+    path.write_text(JUMPING.replace("AT", "[1.0, 1.0]"))
+    code, document = gradcheck_json("run", "--model", str(path), "--mode", "fast")
+    assert (code, document["verdict"]) == (4, "inconclusive")
+    assert not any(d["reason"] == "kink" for d in document["directions"])
+    result = gradcheck("sweep", "--model", str(path))
+    assert result.exit_code == 4
+    assert "f jumps at x along v" in result.stdout

@@ -228,6 +228,13 @@ def _detectable_error(passed: Sequence[DirectionCheck]) -> float:
     return math.sqrt(2 / math.pi) * geometric * escape
 
 
+DIRECTIONAL_JUMP_GROWTH = 1.25
+"""The directional estimate's gap grows from h to 2h (|gap(2h) - 2 gap(h)|): about the gap for
+a kink (it stays put), one and a half gaps for a jump (it halves: J / h on the jump's side).
+Beyond this many gaps, f jumps along v within the step (judgement.JUMP_GROWTH, from h and h/2,
+is the same test)."""
+
+
 class _Prober:
     """Directional checks of one model at its inputs, and the bisection that localises
     failures (into `leaves`, `trail` and `unlocalised`)."""
@@ -307,6 +314,9 @@ class _Prober:
         estimate = float(found.error[0])
         reason = "ok"
         kink = None if self.scheme.imaginary else self._kink(found, g_dot_v)
+        jumped = kink is not None and float(found.gap_growth[0]) > DIRECTIONAL_JUMP_GROWTH * float(
+            found.one_sided_gap[0]
+        )
         # <g, v> is a sum of many products: allow for its rounding in proportion to sum |g v|.
         tol = self.tolerance.atol + self.tolerance.rtol * abs(numerical)
         tol += ANALYTIC_RTOL_ULPS * self.eps * g_abs_v
@@ -314,7 +324,9 @@ class _Prober:
             tol += SAFETY * estimate
         error = abs(numerical - g_dot_v)
         passed = bool(np.isfinite(numerical) and error <= tol)
-        if kink is not None:
+        if jumped:  # f jumps along v within the step: no slope to vouch for (judgement.py)
+            passed, reason = False, "inconclusive"
+        elif kink is not None:
             low, high, slack = kink
             passed = bool(low - slack <= g_dot_v <= high + slack)
             reason = "kink" if passed else "kink-mismatch"

@@ -239,7 +239,9 @@ def judge(
     # A kink within the step explains a disagreement or a large estimate, but the gradient
     # must still lie between the one-sided slopes there.
     suspect = finite & ~exact_zero & (~within | doubtful | estimates.shrunk)
-    kink = kinks_within_step(model, inputs, wrt, flat, estimates, suspect, size)
+    # A jump is no kink: no gradient lies right or wrong between slopes that grow like 1/h.
+    jump = jumps_within_step(model, wrt, estimates, suspect, size)
+    kink = kinks_within_step(model, inputs, wrt, flat, estimates, suspect & ~jump, size)
     if kink.any():
         at_kink = np.flatnonzero(kink)
         sided = estimates.subset(at_kink)
@@ -257,7 +259,7 @@ def judge(
         passed[at_kink] = between
         tol[at_kink] = np.where(between, tol[at_kink], slack)
 
-    failing = finite & ~within & ~saturated & ~kink
+    failing = finite & ~within & ~saturated & ~kink & ~jump
     # At a step the user chose, every entry that is not plainly "ok" gets a second opinion at the
     # default step: a user's step can be the very reason for a noise floor, a kink within reach or
     # a mismatch. If the gradient passes there, the step was the problem, not the gradient
@@ -296,6 +298,8 @@ def judge(
         # Within the tolerance but without the evidence to vouch for it.
         unproven = finite & (within | saturated) & ~conclusive & ~kink
         reasons[unproven] = "inconclusive"
+    reasons[jump] = "inconclusive"
+    passed[jump] = False
     reasons[~finite] = "non-finite"
     passed[~finite] = False
     if unresolved:
@@ -303,6 +307,35 @@ def judge(
         reasons[unvouched] = "inconclusive"
         passed[unvouched] = False
     return Verdicts(analytic, numerical, abs_error, estimate, tol, estimates.steps, reasons, passed)
+
+
+JUMP_GROWTH = 2.0
+"""The one-sided slopes' gap at h against its growth from h/2 (|gap(h) - 2 gap(h/2)|): about 0
+for a smooth f, about the gap itself for a kink (the gap stays put as the step halves), about
+three times it for a jump (the gap doubles: a slope of J / h on the jump's side). Beyond this
+many gaps, f is taken to jump within the step."""
+
+
+def jumps_within_step(
+    model: Model,
+    wrt: str,
+    estimates: DerivativeEstimates,
+    suspect: NDArray[np.bool_],
+    size: FloatArray,
+) -> NDArray[np.bool_]:
+    """Where f jumps within the step (int(sum(x)) at an integer sum, a threshold's step), among
+    the suspect entries of a black box: f is not continuous there, so its one-sided slopes
+    bound nothing (one of them is J / h) and no gradient is vouched for (inconclusive, not
+    passed; a step elsewhere shows f's slope). The built-in models are continuous."""
+    if closed_form_model(model, wrt) is not None:
+        return np.zeros(suspect.shape, dtype=bool)
+    gap, growth = estimates.one_sided_gap, estimates.gap_growth
+    return np.asarray(
+        suspect
+        & (np.maximum(gap, growth) > DOUBT * size)
+        & (growth > SAFETY * estimates.roundoff)
+        & (growth > JUMP_GROWTH * gap)
+    )
 
 
 def kinks_within_step(

@@ -31,6 +31,11 @@ SWEEP_NOISE_MARGIN = 100.0
 """A residual counts for the fit only when it is this many times above its round-off floor."""
 
 
+JUMP_SLOPE = 0.5
+"""A residual on the other side of x that falls more slowly than delta^JUMP_SLOPE does not fall
+at all, in effect: f jumps at x (floor(sum(x)) at an integer sum). A kink's falls like delta."""
+
+
 def _fit_slope(
     deltas: Sequence[float], residuals: FloatArray, floors: FloatArray
 ) -> tuple[float | None, NDArray[np.bool_], NDArray[np.bool_]]:
@@ -114,8 +119,12 @@ def sweep_check(
             other, _, _ = _fit_slope(deltas, np.abs(minus), floor_array)
             quiet = np.abs(minus[in_fit]) <= SWEEP_NOISE_MARGIN * floor_array[in_fit]
             same_side = np.sign(plus[in_fit]) == np.sign(minus[in_fit])
-            linear_other_side = other is not None and other < 1.5
-            if bool(np.all(quiet)) or (linear_other_side and bool(np.all(same_side | quiet))):
+            linear_other_side = other is not None and JUMP_SLOPE <= other < 1.5
+            if other is not None and other < JUMP_SLOPE:
+                # The other side's residual does not fall with delta: f jumps at x along v, and
+                # no gradient is right or wrong at a jump.
+                reason, passed = "jump", False
+            elif bool(np.all(quiet)) or (linear_other_side and bool(np.all(same_side | quiet))):
                 reason, passed = "kink", True
     elif not clear.any() and np.all(np.isfinite(residual_array)):
         # Every residual at round-off: f is linear along v, or the gradient term itself is

@@ -390,6 +390,8 @@ SWEEP_HEADLINES = {
     "round-off": "PASSED: every residual is at round-off level (f is linear along v).",
     "inconclusive": "INCONCLUSIVE: too few residuals above round-off to fit a slope; "
     "widen --largest/--smallest.",
+    "jump": "INCONCLUSIVE: the residual at -delta does not fall with delta: f jumps at x along "
+    "v, and no gradient is right or wrong at a jump; sweep at another point.",
 }
 
 

@@ -423,3 +423,50 @@ def test_perturb_and_sweep_take_a_torch_function() -> None:
     assert gradcheck("perturb", "--model", spec, "--entry", "w[0,0]").exit_code == 0
     assert gradcheck("perturb", "--model", spec, "--entry", "b[1]").exit_code == 1
     assert gradcheck("sweep", "--model", spec, "--entry", "x[1,2]").exit_code == 0
+
+
+def test_a_module_instance_checks_its_parameters_too() -> None:
+    """An nn.Module holding weight and bias, its forward a Function with a hand-written
+    backward: x, weight and bias are all checked (the parameters through functional_call);
+    the twin with a doubled weight gradient fails on every entry of weight and on no other,
+    diagnosed as a scale of 2; the module's own parameters are as they were."""
+    code, document = gradcheck_json("run", "--model", model("torch_module", "layer"))
+    assert code == 0
+    assert {n: (s["entries"], s["failed"]) for n, s in document["summary"].items()} == {
+        "x": (20, 0),
+        "weight": (12, 0),
+        "bias": (3, 0),
+    }
+    code, document = gradcheck_json("run", "--model", model("torch_module_bug", "layer"))
+    assert code == 1
+    assert failed_entries(document) == all_entries("weight", (3, 4))
+    assert [d["kind"] for d in document["diagnosis"]] == ["scale"]
+    assert document["diagnosis"][0]["parameters"]["simple_factor"] == "2"
+
+
+def test_a_whole_file_with_a_module_checks_the_module_as_its_layer() -> None:
+    """`--model torch_module.py`: the Module instance is the file's one layer; its class (built
+    with arguments) and the Function its forward calls are parts of it, not layers refused
+    for want of inputs."""
+    code, document = gradcheck_json("run", "--model", str(MODELS / "torch_module_bug.py"))
+    assert code == 1
+    assert [layer["name"] for layer in document["layers"]] == ["layer"]
+
+
+def test_check_function_takes_a_module_instance() -> None:
+    """check_function(module, {"x": x}) checks what the command line checks, parameters
+    included, and leaves the module's parameters as they were."""
+    import torch
+
+    from gradcheck_cli import check_function
+
+    module = load_fixture("torch_module")
+    before = {n: p.detach().clone() for n, p in module.layer.named_parameters()}
+    report = check_function(module.layer, module.example_inputs())
+    assert report.verdict == "passed"
+    assert set(report.summary) == {"x", "weight", "bias"}
+    for name, parameter in module.layer.named_parameters():
+        assert torch.equal(parameter.detach(), before[name])
+    wrong = load_fixture("torch_module_bug")
+    report = check_function(wrong.layer, wrong.example_inputs())
+    assert {n for n, s in report.summary.items() if s.failed} == {"weight"}

@@ -51,6 +51,7 @@ from gradcheck_cli.frameworks.torch_common import NOT_WRITABLE
 from gradcheck_cli.frameworks.torch_common import quiet as _quiet
 from gradcheck_cli.frameworks.torch_common import torch_module as _torch
 from gradcheck_cli.frameworks.torch_effects import TorchProbe, user_namespaces, zeroed_empties
+from gradcheck_cli.frameworks.torch_modules import with_module_parameters
 
 
 @contextlib.contextmanager
@@ -505,20 +506,25 @@ def adapt_torch(
         kind, call_text = "a custom operator", label
     else:
         module_class = torch.nn.Module
+        is_module = isinstance(value, module_class)
         label = (
-            type(value).__name__
-            if isinstance(value, module_class)
-            else getattr(value, "__name__", type(value).__name__)
+            type(value).__name__ if is_module else getattr(value, "__name__", type(value).__name__)
         )
-        target = value.forward if isinstance(value, module_class) else value
-        parameters = signature_parameters(where, value, label)
+        callable_value: Any = value  # a Module's forward, or the function itself
+        target = callable_value.forward if is_module else callable_value
+        parameters = signature_parameters(where, target, f"{label}.forward" if is_module else label)
+        call: Callable[..., object] = value  # type: ignore[assignment]
+        if is_module:
+            parameters, call, example_inputs = with_module_parameters(
+                torch, value, parameters, example_inputs
+            )
         adapter = TorchAdapter(
             where=where,
             label=label,
             parameters=parameters,
             defined_at=target,
-            call=value,  # type: ignore[arg-type]
-            batch_forward=value,  # type: ignore[arg-type]
+            call=call,
+            batch_forward=call,
             backward_at=target,
             device=device,
         )

@@ -11,13 +11,16 @@ selects it, in the order the file defines them:
 - a loss function returning (loss, gradients), by its name: a `loss` among its `_`-separated
   words (`softmax_loss`, `svm_loss_naive`), when no other convention claims it;
 - a class whose methods `classes.class_plan` can read (a class it cannot read, a helper or an
-  exception, is not a layer).
+  exception, is not a layer);
+- a framework's layer object made of the file's own class (`layer = LinearTanh(4, 3)`, a
+  PyTorch Module instance), which claims its class and the file's names its forward uses.
 
 Only what the file itself defines counts (not what it imports: CS231n's layer_utils.py imports
 every layer of layers.py); names starting with `_` are the file's own business. Helpers for a
 layer (`NAME_example_inputs`, `NAME_sample_inputs`, `NAME_hvp`, `NAME_jvp`) are not layers.
 
-Pure standard library; nothing here knows about numpy, click or rich.
+Standard library and the frameworks' detection (which imports no framework); nothing here
+knows about numpy, click or rich.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from types import ModuleType
 
 from gradcheck_cli.errors import UserCodeError
 from gradcheck_cli.frameworks import forward_is_a_framework_model
+from gradcheck_cli.frameworks.detection import own_framework
 from gradcheck_cli.subject.classes import class_plan
 from gradcheck_cli.subject.conventions import ModelFile, parameter_names, signature_of
 from gradcheck_cli.subject.pairs import (
@@ -78,8 +82,21 @@ def file_layers(module: ModuleType, path: Path) -> list[str]:
         derivative = derivative_of(own, name)
         if derivative is not None or _is_loss_name(name):
             found.setdefault(name, position[name])
+    # A framework's layer object the file makes of its own class (a PyTorch Module instance,
+    # `layer = LinearTanh(4, 3)`) is the layer; its class and what its forward calls of the
+    # file's own (the Function with the backward) are parts of it, not layers of their own.
+    for name, value in namespace.items():
+        if name.startswith("_") or isinstance(value, type) or name in claimed:
+            continue
+        cls = type(value)
+        if cls.__module__ != module.__name__ or own_framework(value) is None:
+            continue
+        found.setdefault(name, position[name])
+        claimed.add(cls.__name__)
+        forward = getattr(cls, "forward", None)
+        claimed.update(getattr(getattr(forward, "__code__", None), "co_names", ()))
     for name, value in own.items():
-        if isinstance(value, type) and _readable_class(value, name, path):
+        if isinstance(value, type) and name not in claimed and _readable_class(value, name, path):
             found.setdefault(name, position[name])
     return sorted(found, key=lambda name: found[name])
 

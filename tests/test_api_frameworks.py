@@ -98,6 +98,9 @@ def test_what_cannot_be_checked_is_an_input_error_in_the_apis_words() -> None:
         check_function(softmax, {})
     with pytest.raises(InputError, match=r"input x from array is empty \(shape 0x3\)"):
         check_function(softmax, {"x": np.zeros((0, 3))})
+    module = load_fixture("torch_module")
+    with pytest.raises(InputError, match=r"LinearTanh is a torch.nn.Module class: give"):
+        check_function(module.LinearTanh, {"x": x})
     with pytest.raises(InputError, match=r"^rtol must be"):
         check_function(softmax, {"x": x}, rtol=-1)
     with pytest.raises(InputError, match=r"^unknown setting colour"):

@@ -13,6 +13,7 @@ Nothing here knows about click or rich.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,11 @@ def model_from_framework_function(
     adapted = adapt_function(
         function, Where(_source_of(function)), label, example_inputs=example_inputs, device=device
     )
+    if adapted is None and _is_module_class(function):
+        raise InputError(
+            f"{label} is a torch.nn.Module class: give check_function an instance of it "
+            f"({label}(...)), whose forward and parameters it checks"
+        )
     if adapted is None or adapted.example_inputs is None:
         raise InputError(
             f"{label} is neither a PyTorch nor a JAX function: check numpy code with "
@@ -120,6 +126,13 @@ def model_from_framework_function(
         **{role: getattr(adapted, role) for role in ADAPTED_ROLES},
     )
     return model_file, supplied, params
+
+
+def _is_module_class(value: object) -> bool:
+    """A torch.nn.Module subclass (torch only looked up, never imported: the user's code did)."""
+    torch = sys.modules.get("torch")
+    module = getattr(getattr(torch, "nn", None), "Module", None)
+    return isinstance(value, type) and isinstance(module, type) and issubclass(value, module)
 
 
 def supplied_in_python(

@@ -470,3 +470,23 @@ def test_check_function_takes_a_module_instance() -> None:
     wrong = load_fixture("torch_module_bug")
     report = check_function(wrong.layer, wrong.example_inputs())
     assert {n for n, s in report.summary.items() if s.failed} == {"weight"}
+
+
+def test_a_function_of_tensor_methods_alone_is_known_by_its_examples(tmp_path: Path) -> None:
+    """x.exp().log1p() names neither torch nor jax in its code: its example inputs, tensors,
+    say whose it is. A right gradient passes; one returning a Python float is told so."""
+    path = tmp_path / "methods.py"
+    path.write_text(
+        "import torch\n\n\n"
+        "def softplus(x):\n    return x.exp().log1p().sum()\n\n\n"
+        "def as_float(x):\n    return float(x.sum())\n\n\n"
+        "def example_inputs():\n"
+        "    return {'x': torch.linspace(-2.0, 2.0, 5, dtype=torch.float64)}\n"
+    )
+    code, document = gradcheck_json("run", "--model", f"{path}:softplus")
+    assert code == 0
+    assert document["summary"]["x"]["entries"] == 5
+    assert "a function on tensors" in document["model"]["formula"]
+    result = gradcheck("run", "--model", f"{path}:as_float")
+    assert result.exit_code == 2
+    assert "as_float returned a float; it must return a tensor" in result.stderr

@@ -16,7 +16,12 @@ from pathlib import Path
 from types import ModuleType
 
 from gradcheck_cli.frameworks.adapted import Adapted, Param, Where
-from gradcheck_cli.frameworks.detection import framework_of, imported, own_framework
+from gradcheck_cli.frameworks.detection import (
+    framework_of,
+    framework_of_examples,
+    imported,
+    own_framework,
+)
 
 __all__ = ["Adapted", "Param", "Where", "adapt", "adapt_function", "forward_is_a_framework_model"]
 
@@ -45,7 +50,12 @@ def adapt(
     examples = namespace.get(f"{entry}_example_inputs") if entry else None
     examples = examples if callable(examples) else namespace.get("example_inputs")
     examples = examples if callable(examples) else None
-    return adapt_function(value, Where(path), entry, example_inputs=examples, device=device)
+    framework = framework_of(value) or framework_of_examples(examples)
+    if framework is None:
+        return None
+    return adapt_function(
+        value, Where(path), entry, example_inputs=examples, device=device, framework=framework
+    )
 
 
 def adapt_function(
@@ -55,11 +65,13 @@ def adapt_function(
     *,
     example_inputs: Callable[[], object] | None,
     device: str | None = None,
+    framework: str | None = None,
 ) -> Adapted | None:
     """A PyTorch or JAX function (a Function class, a custom op, a custom_vjp function, any
     function of either), adapted; None when it is neither framework's. `where` names the file
-    it comes from in messages; `example_inputs` gives its inputs (tensors or arrays by name)."""
-    framework = framework_of(value)
+    it comes from in messages; `example_inputs` gives its inputs (tensors or arrays by name);
+    `framework` says whose it is where its code does not (a function of tensor methods alone)."""
+    framework = framework or framework_of(value)
     if framework is None:
         return None
     if framework == "torch":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 FRAMEWORKS = ("torch", "jax")
 DEPTH = 3
@@ -45,6 +45,24 @@ def framework_of(value: object, depth: int = 0) -> str | None:
                 found = framework_of(target, depth + 1)
         if found is not None:
             return found
+    return None
+
+
+def framework_of_examples(example_inputs: Callable[[], object] | None) -> str | None:
+    """torch or jax when a function's example inputs are that framework's arrays: a function of
+    tensor methods alone (`x.exp().log1p()`) names neither in its code. None when there are
+    none, they are numpy's, or example_inputs() raises (the check says so when it calls it)."""
+    if example_inputs is None or not imported():
+        return None
+    try:
+        given = example_inputs()
+    except Exception:  # the user's error is reported where the inputs are read
+        return None
+    values = given.values() if isinstance(given, Mapping) else ()
+    for value in values:
+        root = type(value).__module__.split(".")[0]
+        if root in FRAMEWORKS or root == "jaxlib":
+            return "jax" if root.startswith("jax") else "torch"
     return None
 
 

@@ -9,8 +9,9 @@ file's `forward`):
 - a function decorated with `jax.custom_vjp` or `jax.custom_jvp`, or wrapped by `jax.jit`: JAX;
 - any other Python function: the framework its code refers to by a global name (the module
   `torch` or `jax.numpy`, anything taken from them, or one of the objects above), directly or
-  through the file's own functions it calls, three calls deep. A function that mentions
-  neither is a numpy function.
+  through the file's own functions it calls, three calls deep;
+- a function that names neither but whose example inputs are tensors or JAX arrays
+  (`framework_of_examples`: `x.exp().log1p()`). Any other function is a numpy function.
 """
 
 from __future__ import annotations

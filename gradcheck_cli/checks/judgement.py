@@ -329,12 +329,19 @@ def jumps_within_step(
     passed; a step elsewhere shows f's slope). The built-in models are continuous."""
     if closed_form_model(model, wrt) is not None:
         return np.zeros(suspect.shape, dtype=bool)
+    growing = _slopes_part(estimates, suspect, size)
+    return np.asarray(growing & (estimates.gap_growth > JUMP_GROWTH * estimates.one_sided_gap))
+
+
+def _slopes_part(
+    estimates: DerivativeEstimates, suspect: NDArray[np.bool_], size: FloatArray
+) -> NDArray[np.bool_]:
+    """Where a black box's one-sided slopes do not come together as a smooth f's do when the
+    step halves (their gap's growth is above round-off and the gap or it above DOUBT of the
+    entry): a kink, or a jump, within the step."""
     gap, growth = estimates.one_sided_gap, estimates.gap_growth
     return np.asarray(
-        suspect
-        & (np.maximum(gap, growth) > DOUBT * size)
-        & (growth > SAFETY * estimates.roundoff)
-        & (growth > JUMP_GROWTH * gap)
+        suspect & (np.maximum(gap, growth) > DOUBT * size) & (growth > SAFETY * estimates.roundoff)
     )
 
 
@@ -367,13 +374,8 @@ def kinks_within_step(
         return np.asarray(suspect & hit)
     # A black box shows a kink by its one-sided slopes: their gap stays put as the step halves,
     # where for a smooth f it would halve with it.
-    gap, growth = estimates.one_sided_gap, estimates.gap_growth
-    return np.asarray(
-        suspect
-        & (np.maximum(gap, growth) > DOUBT * size)
-        & (growth > SAFETY * estimates.roundoff)
-        & (growth > 0.25 * gap)
-    )
+    apart = _slopes_part(estimates, suspect, size)
+    return np.asarray(apart & (estimates.gap_growth > 0.25 * estimates.one_sided_gap))
 
 
 def scale_of(numerical: FloatArray) -> float:

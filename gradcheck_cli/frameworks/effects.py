@@ -85,20 +85,38 @@ class Backwarded:
     cache_writes: list[Write] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between numpy's checks and a framework's, in their messages."""
+
+    memory: str = "the memory np.empty hands out"
+    """What is filled with NaN to find a read of uninitialised memory."""
+    filled: str = "filled with NaN"
+    """How it was filled where a result moved."""
+    either: str = "filled"
+    """How it was filled, said of a result that did not move."""
+    reader: str = "an entry of np.empty (or empty_like)"
+    copy: str = ".copy()"
+    """How the code makes the copy it should work on."""
+    array: str = "array"
+    whole: bool = False
+    """Whether the copy hint names the written argument whole (`grads[1].clone()`, a tuple's
+    item) rather than the array an index of it names (`dout.copy()`)."""
+
+
 class EffectProbe(ABC):
     """A framework's side-effect checks' view of the adapted function (module docstring)."""
 
     kinds: frozenset[str] = EVERY_KIND
     """The checks that apply to this framework's code."""
     forward_role: str = "forward"
-    memory: str = "the memory the framework hands out uninitialised"
-    """What is filled to find a read of uninitialised memory, for the messages."""
-    filled: str = "filled with NaN"
-    either: str = "filled"
-    reader: str = "an entry of it"
-    copy: str = ".clone()"
-    """How the code makes the copy it should work on."""
-    array: str = "array"
+    dialect: Dialect = Dialect(
+        memory="the memory the framework hands out uninitialised",
+        reader="an entry of it",
+        copy=".clone()",
+        whole=True,
+    )
+    """How the messages name this framework's memory, copies and arrays."""
 
     @abstractmethod
     def forward(self, named: Mapping[str, object], *, filled: bool) -> Forwarded:

@@ -43,6 +43,7 @@ from gradcheck_cli.frameworks.effects import (
     OUTPUT_HELD,
     Array,
     Backwarded,
+    Dialect,
     EffectProbe,
     Forwarded,
     Write,
@@ -223,22 +224,24 @@ class _Graph:
 class TorchProbe(EffectProbe):
     """The side-effect checks' view of a PyTorch function (module docstring)."""
 
-    memory = "the memory torch hands out uninitialised"
-    filled = (
-        "filled with NaN (torch.utils.deterministic.fill_uninitialized_memory) rather than "
-        "with zeros"
+    dialect = Dialect(
+        memory="the memory torch hands out uninitialised",
+        filled=(
+            "filled with NaN (torch.utils.deterministic.fill_uninitialized_memory) rather than "
+            "with zeros"
+        ),
+        either="filled with NaN or with zeros",
+        reader="an entry of torch.empty (or empty_like, new_empty)",
+        copy=".clone()",
+        array="tensor",
+        whole=True,
     )
-    either = "filled with NaN or with zeros"
-    reader = "an entry of torch.empty (or empty_like, new_empty)"
-    copy = ".clone()"
-    array = "tensor"
 
     def __init__(self, adapter: Any) -> None:
         self.adapter = adapter
         self.forward_role = str(adapter.forward_role)
         self.described: dict[object, tuple[str, tuple[str, ...], bool]] = {}
-        self.namespaces = user_namespaces(adapter.defined_at, adapter.backward_at)
-        """The globals of the user's forward and backward: names of torch.empty there too."""
+        self.namespaces = adapter.namespaces
         if _deterministic() is None:  # no way to fill what torch.empty hands out
             self.kinds = EVERY_KIND - {"uninitialised-memory"}
 

@@ -151,6 +151,8 @@ class TorchAdapter(Adapter):
         self.batch_forward = batch_forward
         self.backward_at = backward_at
         """The user's backward, whose line messages about what it returned name."""
+        self.namespaces = user_namespaces(defined_at, backward_at)
+        """The globals of the user's forward and backward, where torch.empty may have a name."""
         self.device = device
         self.forward_mode = forward_mode
         self.forward_role = label
@@ -260,8 +262,7 @@ class TorchAdapter(Adapter):
         try:
             # What a backward reads before it writes is zeros, not what an earlier call left:
             # the side-effect checks name such a read; the numbers stay the same every call.
-            namespaces = user_namespaces(self.defined_at, self.backward_at)
-            with _quiet(), zeroed_empties(namespaces):
+            with _quiet(), zeroed_empties(self.namespaces):
                 grads = torch.autograd.grad(
                     [o for o, _ in pairs], leaves, [s for _, s in pairs], allow_unused=True
                 )

@@ -235,6 +235,17 @@ class Reduction:
 REDUCTIONS: dict[str, Reduction] = {r.name: r for r in (Reduction("sum"), Reduction("mean"))}
 
 
+def touched_terms(
+    X: Array, W: Array, G: Array, wrt: Wrt, rows: NDArray[np.intp], cols: NDArray[np.intp]
+) -> tuple[Array, Array]:
+    """For entries (rows[b], cols[b]) of X or W: the pre-activations each one moves, and how
+    far per unit of its shift, (B, terms) each. X[i, j] moves row i of G = X @ W along row j
+    of W; W[j, c] moves column c of G along column j of X."""
+    if wrt == "X":
+        return G[rows, :], W[cols, :]
+    return G[:, cols].T, X[:, rows].T
+
+
 @dataclass(frozen=True)
 class ElementwiseModel:
     """f(X, W) = reduction(activation(X @ W)), with its closed-form gradient."""
@@ -318,12 +329,7 @@ class ElementwiseModel:
 
         Also returns, per entry, the two sizes the round-off budget needs (see `_roundoff_sizes`).
         """
-        if wrt == "X":
-            base = G[rows, :]  # (B, m): row i of G for entry X[i, j]
-            direction = W[cols, :]  # (B, m): row j of W
-        else:
-            base = G[:, cols].T  # (B, n): column c of G for entry W[j, c]
-            direction = X[:, rows].T  # (B, n): column j of X
+        base, direction = touched_terms(X, W, G, wrt, rows, cols)
         act = self.activation.function
         base_values = act(base)
         scale = self.reduction.scale(G.size)
@@ -359,10 +365,8 @@ class ElementwiseModel:
         nothing = np.full(steps.shape, np.inf), np.zeros(steps.shape)
         if not self.activation.bend:
             return nothing
-        if wrt == "X":
-            base, direction = (X @ W)[rows, :], np.abs(W[cols, :])
-        else:
-            base, direction = (X @ W)[:, cols].T, np.abs(X[:, rows].T)
+        base, moved = touched_terms(X, W, X @ W, wrt, rows, cols)
+        direction = np.abs(moved)
         room = np.maximum(1.0, np.abs(base.real))
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             leaving = (steps[:, None] * direction > 0.25 * room) & (direction > 0)
@@ -418,10 +422,7 @@ class ElementwiseModel:
         """True where shifts up to +-reach carry a touched pre-activation over a kink."""
         if not self.kinks:
             return np.zeros(rows.shape, dtype=bool)
-        if wrt == "X":
-            base, direction = G[rows, :], W[cols, :]
-        else:
-            base, direction = G[:, cols].T, X[:, rows].T
+        base, direction = touched_terms(X, W, G, wrt, rows, cols)
         span = np.abs(direction) * reach[:, None]
         hit = np.zeros(base.shape, dtype=bool)
         for kink in self.kinks:

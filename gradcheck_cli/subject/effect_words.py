@@ -13,29 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck_cli.frameworks.effects import INPUT_HELD, Write
+from gradcheck_cli.frameworks.effects import INPUT_HELD, Dialect, Write
 from gradcheck_cli.numerics.models import Array
 from gradcheck_cli.report import SideEffect
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What differs between numpy's checks and a framework's, in their messages."""
-
-    memory: str = "the memory np.empty hands out"
-    """What is filled with NaN to find a read of uninitialised memory."""
-    filled: str = "filled with NaN"
-    """How it was filled where a result moved."""
-    either: str = "filled"
-    """How it was filled, said of a result that did not move."""
-    reader: str = "an entry of np.empty (or empty_like)"
-    copy: str = ".copy()"
-    """How the code makes the copy it should work on."""
-    array: str = "array"
-    whole: bool = False
-    """Whether the copy hint names the written argument whole (`grads[1].clone()`, a tuple's
-    item) rather than the array an index of it names (`dout.copy()`)."""
-
 
 NUMPY = Dialect()
 

@@ -28,7 +28,6 @@ from gradcheck_cli.report import SideEffect
 from gradcheck_cli.subject.calling import call_user_function
 from gradcheck_cli.subject.conventions import ModelFile
 from gradcheck_cli.subject.effect_words import (
-    Dialect,
     cache_effect,
     dout_effect,
     gradients_gap,
@@ -51,15 +50,7 @@ def framework_side_effects(
 ) -> tuple[SideEffect, ...]:
     """Every check of `probe.kinds`, each passed or not, at the arguments `named` (inputs and
     parameters) with the cotangents the check's first model uses (none for a scalar)."""
-    dialect = Dialect(
-        memory=probe.memory,
-        filled=probe.filled,
-        either=probe.either,
-        reader=probe.reader,
-        copy=probe.copy,
-        array=probe.array,
-        whole=True,
-    )
+    dialect = probe.dialect
     kinds = probe.kinds
     vectors = list(cotangents) or None
 

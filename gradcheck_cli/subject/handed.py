@@ -96,8 +96,9 @@ def model_from_framework_function(
     def example_inputs() -> dict[str, object]:
         return dict(given)
 
+    source = _source_of(function)
     adapted = adapt_function(
-        function, Where(_source_of(function)), label, example_inputs=example_inputs, device=device
+        function, Where(source), label, example_inputs=example_inputs, device=device
     )
     if adapted is None and _is_module_class(function):
         raise InputError(
@@ -120,7 +121,7 @@ def model_from_framework_function(
         else:
             params[name] = value
     model_file = ModelFile(
-        path=_source_of(function),
+        path=source,
         entry=label,
         adapted=adapted,
         **{role: getattr(adapted, role) for role in ADAPTED_ROLES},

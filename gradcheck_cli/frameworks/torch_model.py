@@ -529,9 +529,9 @@ def adapt_torch(
             backward_at=target,
             device=device,
         )
-        if isinstance(value, module_class):
+        if is_module:
             adapter.forward_role = f"{label}.forward"
-        kind = "a torch.nn.Module" if isinstance(value, module_class) else "a function on tensors"
+        kind = "a torch.nn.Module" if is_module else "a function on tensors"
         call_text = label
     arguments = ", ".join(adapter.names)
     formula = (
